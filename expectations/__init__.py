@@ -1,0 +1,1 @@
+"""Great Expectations suites, shipped inside the wheel; read them through precast.resources."""

@@ -1,0 +1,1 @@
+"""SQL files, shipped inside the wheel; read them through precast.resources."""

@@ -1,0 +1,249 @@
+"""Typed, validated configuration: one YAML file, `PRECAST_*` environment overrides.
+
+Load once at the edge with :func:`load_config` and pass the result in.
+Every field has a default that runs on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "PRECAST_"
+DEFAULT_CONFIG = "precast.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the field path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventsConfig(_Section):
+    """The raw event schema: required fields and allowed values."""
+
+    entity_key: str = "user_id"
+    required_fields: tuple[str, ...] = ("event_id", "user_id", "ts", "event_type")
+    event_types: tuple[str, ...] = (
+        "session_start", "page_view", "play", "purchase",
+        "support_ticket", "plan_change", "cancel",
+    )
+    plans: tuple[str, ...] = ("free", "basic", "premium")
+    devices: tuple[str, ...] = ("ios", "android", "web", "tv")
+    countries: tuple[str, ...] = ("US", "GB", "DE", "FR", "BR", "IN")
+
+
+class ExtractConfig(_Section):
+    """Extract: quarantine limit and how far back missing days are filled in."""
+
+    max_quarantine_rate: float = Field(0.05, ge=0, le=1)
+    lookback_days: int = Field(90, ge=0)
+
+
+class FeaturesConfig(_Section):
+    """Feature and label SQL, windows and the time split."""
+
+    features_sql: str = "features.sql"
+    labels_sql: str = "labels.sql"
+    short_window_days: int = Field(7, ge=1)
+    long_window_days: int = Field(30, ge=1)
+    label_horizon_days: int = Field(14, ge=1)
+    snapshot_interval_days: int = Field(7, ge=1)
+    train_snapshots: int = Field(3, ge=1)
+    categorical: tuple[str, ...] = ("plan", "device", "country")
+    required: tuple[str, ...] = ("tenure_days", "days_since_last_event")
+
+    @model_validator(mode="after")
+    def _windows_ordered(self) -> FeaturesConfig:
+        if self.short_window_days >= self.long_window_days:
+            raise ValueError("short_window_days must be smaller than long_window_days")
+        return self
+
+
+class TrainConfig(_Section):
+    """XGBoost parameters, seed, device and early stopping."""
+
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
+            "max_depth": 4, "eta": 0.1, "subsample": 0.9, "colsample_bytree": 0.9,
+            "min_child_weight": 5, "max_cat_to_onehot": 8,
+        }
+    )
+    num_boost_round: int = Field(400, ge=1)
+    early_stopping_rounds: int = Field(25, ge=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    nthread: int = Field(0, ge=0, description="0 = number of cores")
+
+
+class ModelConfig(_Section):
+    """The registered model's name and aliases."""
+
+    name: str = "precast_churn"
+    experiment: str = "precast"
+
+
+class GateConfig(_Section):
+    """Champion policy: promote if not worse than tolerance and above floors."""
+
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    tolerance: float = Field(0.01, ge=0)
+    floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+
+    @field_validator("floors")
+    @classmethod
+    def _known_floor_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = set(v) - {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"}
+        if unknown:
+            raise ValueError(f"unknown metrics in floors: {sorted(unknown)}")
+        return v
+
+
+class SparkConfig(_Section):
+    """Spark master and conf; `local[*]` runs in-process."""
+
+    master: str = "local[*]"
+    app_name: str = "precast"
+    conf: dict[str, str] = Field(
+        default_factory=lambda: {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.shuffle.partitions": "8",
+            "spark.sql.sources.partitionOverwriteMode": "dynamic",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.driver.memory": "2g",
+        }
+    )
+
+
+class BeamConfig(_Section):
+    """Beam runner and pipeline options; DirectRunner by default."""
+
+    runner: str = "DirectRunner"
+    options: dict[str, Any] = Field(default_factory=lambda: {"direct_running_mode": "in_memory"})
+    batch_size: int = Field(4096, ge=1)
+
+
+class EnginesConfig(_Section):
+    spark: SparkConfig = SparkConfig()
+    beam: BeamConfig = BeamConfig()
+
+
+class StoresConfig(_Section):
+    """Where things live. Empty values default to folders under PRECAST_HOME."""
+
+    lake: str = ""
+    mlflow_tracking_uri: str = ""
+    mlflow_artifacts: str = ""
+    predictions_url: str = ""
+    keep_snapshots: int = Field(5, ge=1)
+
+
+class DemoConfig(_Section):
+    """Defaults for `precast demo-data` and `make demo`."""
+
+    users: int = Field(20_000, ge=1)
+    days: int = Field(60, ge=1)
+    seed: int = 7
+    start_date: date = date(2026, 1, 1)
+    corrupt_fraction: float = Field(0.002, ge=0, le=1)
+    drift_day: int | None = None
+
+
+class Config(_Section):
+    """The whole configuration; `home` is PRECAST_HOME."""
+
+    home: Path = Path(".precast")
+    events: EventsConfig = EventsConfig()
+    extract: ExtractConfig = ExtractConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    train: TrainConfig = TrainConfig()
+    model: ModelConfig = ModelConfig()
+    gate: GateConfig = GateConfig()
+    engines: EnginesConfig = EnginesConfig()
+    stores: StoresConfig = StoresConfig()
+    demo: DemoConfig = DemoConfig()
+
+    @property
+    def lake_root(self) -> str:
+        return self.stores.lake or str((self.home / "lake").resolve())
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.stores.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.stores.mlflow_artifacts or (self.home / "mlartifacts").resolve().as_uri()
+
+    @property
+    def predictions_url(self) -> str:
+        url = self.stores.predictions_url or f"sqlite:///{(self.home / 'predictions.db').resolve()}"
+        return os.path.expandvars(url)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with dotted-path overrides applied and validated, e.g. {"gate.tolerance": 0}."""
+        data = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            _set_dotted(data, dotted.split("."), value)
+        return _validate(data)
+
+
+def _set_dotted(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config error at {'.'.join(keys)}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """`PRECAST_GATE__TOLERANCE=0.02` → {"gate.tolerance": 0.02} (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "PRECAST_CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        out[path] = raw if path == "home" else yaml.safe_load(raw)
+    return out
+
+
+def _validate(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise ConfigError(f"config error at {where}: {first['msg']}") from None
+
+
+def load_config(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Read YAML (if present), apply `PRECAST_*` overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path or environ.get("PRECAST_CONFIG", DEFAULT_CONFIG))
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config error in {path}: not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config error in {path}: top level must be a mapping")
+        data = loaded
+    elif path.name != DEFAULT_CONFIG:
+        raise ConfigError(f"config file not found: {path}")
+    for dotted, value in _env_overrides(environ).items():
+        _set_dotted(data, dotted.split("."), value)
+    return _validate(data)

@@ -1,0 +1,87 @@
+"""The model artifact: an XGBoost booster plus the feature spec it was trained on.
+
+Scoring goes through :func:`to_frame` / :func:`predict`, which refuse columns that
+do not match the spec, so features can never be silently misaligned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+BOOSTER_FILE = "model.ubj"
+SPEC_FILE = "features.json"
+
+
+class FeatureMismatchError(ValueError):
+    """The frame to score does not carry the features the model was trained on."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Ordered feature names; categorical ones carry their vocabulary."""
+
+    names: tuple[str, ...]
+    categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names),
+                "categorical": {k: list(v) for k, v in self.categorical.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        return cls(tuple(data["names"]),
+                   {k: tuple(v) for k, v in data.get("categorical", {}).items()})
+
+
+def to_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The model's input: exactly `spec.names` in order, categoricals on their vocabulary."""
+    missing = [n for n in spec.names if n not in df.columns]
+    if missing:
+        raise FeatureMismatchError(f"features missing from input: {missing}")
+    out = pd.DataFrame(index=df.index)
+    for name in spec.names:
+        if name in spec.categorical:
+            out[name] = pd.Categorical(df[name], categories=list(spec.categorical[name]))
+        else:
+            out[name] = pd.to_numeric(df[name], errors="raise").astype("float64")
+    return out
+
+
+def predict(booster: xgb.Booster, df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """Scores for `df` (probability of the positive class)."""
+    import xgboost as xgb
+
+    if list(booster.feature_names or []) != list(spec.names):
+        raise FeatureMismatchError(
+            f"booster features {booster.feature_names} differ from spec {list(spec.names)}"
+        )
+    matrix = xgb.DMatrix(to_frame(df, spec), enable_categorical=True)
+    return np.asarray(booster.predict(matrix), dtype="float64")
+
+
+def save(directory: Path, booster: xgb.Booster, spec: FeatureSpec) -> Path:
+    """Write booster and spec into `directory` (created)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(directory / BOOSTER_FILE))
+    (directory / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
+    return directory
+
+
+def load(directory: Path) -> tuple[xgb.Booster, FeatureSpec]:
+    """Read what :func:`save` wrote."""
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(str(directory / BOOSTER_FILE))
+    spec = FeatureSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()))
+    return booster, spec

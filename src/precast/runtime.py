@@ -1,0 +1,56 @@
+"""Process environment for entry points (CLI, jobs, tests): set once, before heavy imports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import precast
+
+QUIET_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "SPARK_LOCAL_IP": "127.0.0.1",
+    "PYSPARK_PYTHON": "python3",
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+}
+
+
+def prepare_environment() -> None:
+    """Set the environment defaults that keep the stack quiet and offline (never overrides)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    import sys
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_PYTHON"].replace("python3", sys.executable)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Configure logging once, in an entry point; quiet the chatty libraries."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "pyspark", "great_expectations", "mlflow", "alembic", "urllib3",
+                  "apache_beam", "airflow", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def code_version() -> str:
+    """The git sha of the working tree when there is one, else the package version."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{sha}{'-dirty' if dirty else ''}" if sha else precast.__version__
+    except (OSError, subprocess.SubprocessError):
+        return precast.__version__

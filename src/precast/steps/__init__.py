@@ -1,0 +1,1 @@
+"""One module per pipeline step: pure functions plus one run(cfg, ...)."""
