@@ -1,0 +1,156 @@
+"""The `precast` command line: demo data, steps and chains, lookups, status.
+
+    precast demo-data --users 2000 --days 60 --seed 7
+    precast run training --date 2026-03-01
+    precast run validate --dataset features --date 2026-03-01
+    precast lookup u000001 u000002
+    precast status
+    precast demo            # what `make demo` runs
+
+Every command takes `--config PATH` (default precast.yaml) and honours PRECAST_HOME.
+Exit status: 0 success, 1 a step or lookup failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from precast.config import Config, ConfigError, load_config
+from precast.runtime import configure_logging, prepare_environment
+
+log = logging.getLogger(__name__)
+
+VALIDATE_DATASETS = {"events": "validate_events", "features": "validate_features",
+                     "inference": "validate_inference", "predictions": "validate_predictions"}
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    from precast.pipeline import CHAINS, STEPS
+
+    parser = argparse.ArgumentParser(prog="precast", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=None, help="YAML config (default precast.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo_data = sub.add_parser("demo-data", help="write generated raw logs into the lake")
+    demo_data.add_argument("--users", type=int)
+    demo_data.add_argument("--days", type=int)
+    demo_data.add_argument("--seed", type=int)
+    demo_data.add_argument("--start-date", type=_date)
+    demo_data.add_argument("--corrupt-fraction", type=float)
+    demo_data.add_argument("--drift-day", type=int)
+
+    run = sub.add_parser("run", help="run one step or a whole chain for a date")
+    run.add_argument("target", choices=[*CHAINS, *STEPS, "validate"])
+    run.add_argument("--date", type=_date, required=True, help="run (snapshot) date")
+    run.add_argument("--dataset", choices=sorted(VALIDATE_DATASETS), help="for `validate`")
+    run.add_argument("--tolerance", type=float, help="override gate.tolerance for this run")
+
+    lookup = sub.add_parser("lookup", help="predictions for entity ids from predictions_current")
+    lookup.add_argument("ids", nargs="+")
+
+    sub.add_parser("status", help="champion, current snapshot and the last run's steps")
+
+    demo = sub.add_parser("demo", help="generate data, run training and predict, summarise")
+    demo.add_argument("--users", type=int)
+    demo.add_argument("--days", type=int)
+    return parser
+
+
+def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import demo_data
+    from precast.lake import Lake
+
+    d = cfg.demo
+    result = demo_data.generate(
+        cfg.lake_root, users=args.users or d.users, days=args.days or d.days,
+        seed=d.seed if args.seed is None else args.seed,
+        start_date=args.start_date or d.start_date,
+        corrupt_fraction=d.corrupt_fraction if args.corrupt_fraction is None
+        else args.corrupt_fraction,
+        drift_day=d.drift_day if args.drift_day is None else args.drift_day)
+    print(f"wrote {sum(result.lines_per_day.values()):,} lines over "
+          f"{len(result.lines_per_day)} days to {Lake(cfg.lake_root).raw_events()}")
+    return 0
+
+
+def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import pipeline, report
+
+    options = {"tolerance": args.tolerance} if args.tolerance is not None else {}
+    if args.target in pipeline.CHAINS:
+        pipeline.run_chain(cfg, args.target, args.date, on_step=report.print_step, **options)
+        return 0
+    step = args.target
+    if step == "validate":
+        if not args.dataset:
+            raise SystemExit("precast run validate needs --dataset events|features|predictions")
+        step = VALIDATE_DATASETS[args.dataset]
+    started = time.perf_counter()
+    report.print_step(step, pipeline.run_step(cfg, step, args.date, **options),
+                      time.perf_counter() - started)
+    return 0
+
+
+def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import report
+    from precast.lookup import LookupClient
+
+    rows = LookupClient(cfg.predictions_url).get(args.ids)
+    report.print_lookups(rows)
+    return 0 if all(r.found for r in rows) else 1
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import report
+
+    report.print_status(cfg)
+    return 0
+
+
+def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import report
+
+    users, days = args.users or cfg.demo.users, args.days or cfg.demo.days
+    run_date = cfg.demo.start_date + timedelta(days=days - 1)
+    return report.run_demo(cfg, users, days, run_date)
+
+
+COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
+            "status": cmd_status, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `precast` console script."""
+    prepare_environment()
+    args = _parser().parse_args(argv)
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
+    logging.getLogger("precast").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"precast: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](cfg, args)
+    except KeyboardInterrupt:
+        print("precast: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line
+        log.debug("failure", exc_info=True)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"precast: {args.command} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return 1
+

@@ -1,0 +1,146 @@
+"""The steps by name, the training and predict chains, and per-run records.
+
+Every step is keyed by its run date; each finished (or failed) step leaves a JSON
+record under `PRECAST_HOME/runs/<date>/<step>.json`, which `precast status` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from precast.config import Config
+
+log = logging.getLogger(__name__)
+
+TRAINING = ("extract", "validate_events", "features", "validate_features", "train", "gate")
+PREDICT = ("inference_features", "validate_inference", "score", "validate_predictions",
+           "publish")
+STEPS = tuple(dict.fromkeys(TRAINING + PREDICT))
+CHAINS = {"training": TRAINING, "predict": PREDICT}
+
+
+def _extract(cfg: Config, day: date, **_: Any) -> Any:
+    from precast.steps import extract
+    return extract.run(cfg, day)
+
+
+def _validate(dataset: str, kinds: tuple[str, ...] | None = None) -> Callable[..., Any]:
+    def step(cfg: Config, day: date, **_: Any) -> Any:
+        from precast.steps import validate
+        return validate.run(cfg, dataset, day, **({"kinds": kinds} if kinds else {}))
+    return step
+
+
+def _features(kinds: tuple[str, ...]) -> Callable[..., Any]:
+    def step(cfg: Config, day: date, **_: Any) -> Any:
+        from precast.steps import features
+        return features.run(cfg, day, kinds=kinds)
+    return step
+
+
+def _train(cfg: Config, day: date, **_: Any) -> Any:
+    from precast.steps import train
+    return train.run(cfg, day)
+
+
+def _gate(cfg: Config, day: date, tolerance: float | None = None, **_: Any) -> Any:
+    from precast.steps import gate
+    return gate.run(cfg, day, tolerance=tolerance)
+
+
+def _score(cfg: Config, day: date, **_: Any) -> Any:
+    from precast import registry
+    from precast.steps import score
+
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    if champion is None:
+        raise LookupError(f"no champion for {cfg.model.name}: run training (and the gate) first")
+    model_dir = registry.local_model(cfg, champion)
+    return score.run(cfg, day, model_dir, champion.name, champion.version)
+
+
+def _publish(cfg: Config, day: date, **_: Any) -> Any:
+    from precast.steps import publish
+    return publish.run(cfg, day)
+
+
+RUNNERS: dict[str, Callable[..., Any]] = {
+    "extract": _extract,
+    "validate_events": _validate("events"),
+    "features": _features(("train", "test", "inference")),
+    "validate_features": _validate("features"),
+    "train": _train,
+    "gate": _gate,
+    "inference_features": _features(("inference",)),
+    "validate_inference": _validate("features", ("inference",)),
+    "score": _score,
+    "validate_predictions": _validate("predictions"),
+    "publish": _publish,
+}
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, dates and paths as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, date | datetime | Path):
+        return str(obj)
+    return obj
+
+
+def record(cfg: Config, day: date, step: str, payload: dict[str, Any]) -> Path:
+    """Write the step's run record (last attempt wins)."""
+    path = cfg.home / "runs" / day.isoformat() / f"{step}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(payload), indent=2, default=str))
+    return path
+
+
+def run_step(cfg: Config, step: str, day: date, **options: Any) -> Any:
+    """Run one step by name, time it and record the outcome; errors propagate."""
+    if step not in RUNNERS:
+        raise ValueError(f"unknown step {step!r}; choose from {', '.join(STEPS)}")
+    started = time.perf_counter()
+    base = {"step": step, "run_date": day, "started_at": datetime.now(timezone.utc)}
+    try:
+        result = RUNNERS[step](cfg, day, **options)
+    except Exception as exc:
+        record(cfg, day, step, {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                "seconds": round(time.perf_counter() - started, 2)})
+        raise
+    seconds = round(time.perf_counter() - started, 2)
+    record(cfg, day, step, {**base, "status": "success", "seconds": seconds, "result": result})
+    log.info("step %s for %s finished in %.1fs", step, day, seconds)
+    return result
+
+
+def run_chain(cfg: Config, chain: str, day: date, on_step: Callable[[str, Any, float], None]
+              | None = None, **options: Any) -> dict[str, Any]:
+    """Run `training` or `predict` step by step; stops at the first failure."""
+    results: dict[str, Any] = {}
+    for step in CHAINS[chain]:
+        started = time.perf_counter()
+        results[step] = run_step(cfg, step, day, **options)
+        if on_step:
+            on_step(step, results[step], time.perf_counter() - started)
+    return results
+
+
+def last_records(cfg: Config, limit: int = 1) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The most recent run dates' step records, newest first."""
+    runs = cfg.home / "runs"
+    days = sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True) if runs.exists() else []
+    return [(d.name, [json.loads(f.read_text()) for f in sorted(d.glob("*.json"),
+                                                                  key=lambda f: f.stat().st_mtime)])
+            for d in days[:limit]]

@@ -1,0 +1,96 @@
+"""MLflow tracking and registry wrapper: experiment set-up, aliases, local model copies.
+
+Aliases: `challenger` is set by train, `champion` only by the gate (or a person).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from precast import model_artifact
+from precast.config import Config
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SPEC_KEY = "feature_spec"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One registered model version and the facts the pipeline needs about it."""
+
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def client(cfg: Config) -> MlflowClient:
+    """An MlflowClient on the configured tracking/registry URI (experiment ensured)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    mlflow_client = MlflowClient(cfg.tracking_uri, cfg.tracking_uri)
+    if mlflow_client.get_experiment_by_name(cfg.model.experiment) is None:
+        mlflow_client.create_experiment(cfg.model.experiment, artifact_location=cfg.artifact_root)
+    mlflow.set_experiment(cfg.model.experiment)
+    return mlflow_client
+
+
+def by_alias(cfg: Config, alias: str) -> ModelRef | None:
+    """The version holding `alias`, or None when no version has it."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(cfg)
+    try:
+        mv = mlflow_client.get_model_version_by_alias(cfg.model.name, alias)
+    except MlflowException:
+        return None
+    return ModelRef(mv.name, str(mv.version), mv.run_id or "", dict(mv.tags))
+
+
+def set_alias(cfg: Config, alias: str, version: str) -> None:
+    client(cfg).set_registered_model_alias(cfg.model.name, alias, version)
+    log.info("alias %s of %s -> version %s", alias, cfg.model.name, version)
+
+
+def tag_version(cfg: Config, version: str, tags: dict[str, str]) -> None:
+    mlflow_client = client(cfg)
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(cfg.model.name, version, key, value)
+
+
+def local_model(cfg: Config, ref: ModelRef) -> Path:
+    """A local model_artifact folder for `ref` (downloaded once, then cached under home)."""
+    import mlflow
+    from mlflow.models import Model
+
+    target = cfg.home / "models" / ref.name / ref.version
+    if (target / model_artifact.SPEC_FILE).exists():
+        return target
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    src = Path(mlflow.artifacts.download_artifacts(
+        f"models:/{ref.name}/{ref.version}", dst_path=str(staging / "mlflow"),
+        tracking_uri=cfg.tracking_uri))
+    meta = Model.load(str(src / "MLmodel"))
+    booster_file = src / meta.flavors["xgboost"]["data"]
+    shutil.copyfile(booster_file, staging / model_artifact.BOOSTER_FILE)
+    spec = (meta.metadata or {})[SPEC_KEY]
+    (staging / model_artifact.SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

@@ -1,0 +1,159 @@
+"""Features and labels (Spark SQL): train/test/inference datasets for one run date.
+
+Run: `precast run features --date 2026-03-01` (or `spark-submit jobs/features.py --date ...`).
+Snapshots are derived from the run date alone, so reruns and backfills are idempotent:
+test = run_date - horizon (the latest labelled snapshot); train = snapshots spaced by the
+interval whose label horizon ends on or before the test snapshot (no label leakage);
+inference = run_date.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from precast import lake as lk
+from precast import resources
+from precast.config import Config, FeaturesConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+KINDS = ("train", "test", "inference")
+KEY_COLUMNS = ("user_id", "snapshot_date")
+LABEL = "label"
+
+
+class NotEnoughHistoryError(ValueError):
+    """The lake lacks the clean events a snapshot needs."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    kind: str
+    path: str
+    rows: int
+    data_version: str
+    snapshots: tuple[str, ...]
+    label_rate: float | None
+
+
+@dataclass(frozen=True)
+class FeaturesResult:
+    run_date: date
+    datasets: tuple[DatasetInfo, ...]
+
+    def get(self, kind: str) -> DatasetInfo:
+        return next(d for d in self.datasets if d.kind == kind)
+
+
+def snapshot_plan(run_date: date, fc: FeaturesConfig) -> dict[str, tuple[date, ...]]:
+    """The snapshot dates of each dataset for a run date (pure, no wall clock)."""
+    horizon = timedelta(days=fc.label_horizon_days)
+    test = run_date - horizon
+    latest_train = test - horizon
+    step = timedelta(days=fc.snapshot_interval_days)
+    train = tuple(sorted(latest_train - i * step for i in range(fc.train_snapshots)))
+    return {"train": train, "test": (test,), "inference": (run_date,)}
+
+
+def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig) -> DataFrame:
+    """Run `sql/features.sql` for one snapshot against the `events` view."""
+    return spark.sql(
+        resources.sql(fc.features_sql.removesuffix(".sql")),
+        args={"snapshot_date": snapshot, "short_days": fc.short_window_days,
+              "long_days": fc.long_window_days},
+    )
+
+
+def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: FeaturesConfig
+                ) -> DataFrame:
+    """Join `sql/labels.sql` (churn within the horizon) onto one snapshot's features."""
+    feats.createOrReplaceTempView("entities")
+    labels = spark.sql(
+        resources.sql(fc.labels_sql.removesuffix(".sql")),
+        args={"snapshot_date": snapshot, "horizon_days": fc.label_horizon_days},
+    )
+    return feats.join(labels, list(KEY_COLUMNS), "inner")
+
+
+def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig
+          ) -> DataFrame:
+    """One dataset: the union of its snapshots, labelled unless it is `inference`."""
+    frames = []
+    for snapshot in snapshots:
+        feats = features_for(spark, snapshot, fc)
+        frames.append(feats if kind == "inference" else with_labels(spark, feats, snapshot, fc))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out.orderBy(*KEY_COLUMNS)
+
+
+def _fingerprints(lake: lk.Lake, last_day: date) -> dict[str, str]:
+    """Content fingerprints of every clean events day up to `last_day` (from extract)."""
+    out: dict[str, str] = {}
+    for day in lk.list_partitions(lake.events(), "dt"):
+        if date.fromisoformat(day) <= last_day:
+            manifest = lk.read_json(lk.manifest_path(lake.events(date.fromisoformat(day))))
+            out[day] = manifest["fingerprint"] if manifest else "missing"
+    return out
+
+
+def _check_history(lake: lk.Lake, needed: tuple[date, ...]) -> None:
+    have = set(lk.list_partitions(lake.events(), "dt"))
+    missing = [d.isoformat() for d in needed if d.isoformat() not in have]
+    if missing:
+        raise NotEnoughHistoryError(
+            f"clean events missing for {missing} under {lake.events()}; run extract first"
+        )
+
+
+def _write(df: DataFrame, path: str, info: dict[str, Any]) -> int:
+    df.coalesce(1).write.mode("overwrite").parquet(path)
+    rows = df.sparkSession.read.parquet(path).count()
+    lk.write_json(lk.manifest_path(path), {**info, "row_count": rows,
+                                           "schema": df.schema.simpleString()})
+    return rows
+
+
+def _label_rate(spark: SparkSession, path: str) -> float | None:
+    row = spark.read.parquet(path).agg({LABEL: "avg"}).first()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
+        spark: SparkSession | None = None) -> FeaturesResult:
+    """Build and write the requested datasets for `run_date`, each with a manifest."""
+    from precast.spark import spark_session
+
+    spark = spark or spark_session(cfg)
+    lake = lk.Lake(cfg.lake_root)
+    fc = cfg.features
+    plan = snapshot_plan(run_date, fc)
+    label_end = {"train": plan["test"][0], "test": run_date, "inference": run_date}
+    _check_history(lake, tuple(label_end[k] for k in kinds))
+    spark.read.parquet(lake.events()).createOrReplaceTempView("events")
+    sql_text = [resources.sql(fc.features_sql.removesuffix(".sql")),
+                resources.sql(fc.labels_sql.removesuffix(".sql"))]
+    infos = []
+    for kind in kinds:
+        path = lake.dataset(kind, run_date)
+        version = lk.content_hash(kind, [s.isoformat() for s in plan[kind]],
+                                  _fingerprints(lake, label_end[kind]), sql_text,
+                                  fc.model_dump(mode="json"))
+        rows = _write(build(spark, kind, plan[kind], fc), path, {
+            "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
+            "snapshots": [s.isoformat() for s in plan[kind]]})
+        if rows == 0:
+            raise NotEnoughHistoryError(f"{kind} dataset for {run_date} is empty ({path})")
+        rate = None if kind == "inference" else _label_rate(spark, path)
+        infos.append(DatasetInfo(kind, path, rows, version,
+                                 tuple(s.isoformat() for s in plan[kind]), rate))
+        log.info("features %s %s: %d rows, data_version=%s, label_rate=%s",
+                 kind, run_date, rows, version, rate)
+    return FeaturesResult(run_date, tuple(infos))

@@ -1,0 +1,161 @@
+"""Train (XGBoost): a seeded, tracked, registered challenger for one run date.
+
+Run: `precast run train --date 2026-03-01` (or `python jobs/train.py --date ...`).
+Reads the train/test datasets written by the features step; early-stops on a
+validation split of whole entities; logs everything to MLflow; registers the model
+and gives it the `challenger` alias.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from precast import lake as lk
+from precast import metrics as mx
+from precast import model_artifact as ma
+from precast import registry
+from precast.config import Config, TrainConfig
+from precast.runtime import code_version
+from precast.steps.features import KEY_COLUMNS, LABEL
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+log = logging.getLogger(__name__)
+
+
+class DeviceError(RuntimeError):
+    """A GPU was requested or expected but training did not run on it."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_name: str
+    model_version: str
+    device: str
+    best_iteration: int
+    data_version: str
+    test_data_version: str
+    metrics: dict[str, float]
+
+
+def gpu_available() -> bool:
+    """True when this XGBoost build has CUDA and nvidia-smi lists a GPU."""
+    import xgboost as xgb
+
+    if not xgb.build_info().get("USE_CUDA") or shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def choose_device(requested: str) -> str:
+    """`auto` → cuda when a usable GPU exists, else cpu; explicit choices win."""
+    return requested if requested != "auto" else ("cuda" if gpu_available() else "cpu")
+
+
+def feature_spec(df: pd.DataFrame, categorical: tuple[str, ...]) -> ma.FeatureSpec:
+    """Features = every column but keys and label; vocabularies from the training rows."""
+    names = tuple(c for c in df.columns if c not in (*KEY_COLUMNS, LABEL))
+    vocab = {c: tuple(sorted(df[c].dropna().astype(str).unique())) for c in names
+             if c in categorical}
+    return ma.FeatureSpec(names, vocab)
+
+
+def split_validation(df: pd.DataFrame, fraction: float, seed: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out whole entities (never the same user on both sides), deterministically."""
+    users = np.array(sorted(df["user_id"].unique()))
+    held = set(np.random.default_rng(seed).permutation(users)[: int(len(users) * fraction)])
+    mask = df["user_id"].isin(held)
+    return df[~mask], df[mask]
+
+
+def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: TrainConfig,
+        device: str) -> xgb.Booster:
+    """Train with early stopping on `valid`; deterministic for fixed data, params, seed."""
+    import xgboost as xgb
+
+    params: dict[str, Any] = {**tc.params, "seed": tc.seed, "device": device,
+                              "nthread": tc.nthread or os.cpu_count() or 1}
+    dtrain = xgb.DMatrix(ma.to_frame(train, spec), label=train[LABEL], enable_categorical=True)
+    dvalid = xgb.DMatrix(ma.to_frame(valid, spec), label=valid[LABEL], enable_categorical=True)
+    booster = xgb.train(params, dtrain, num_boost_round=tc.num_boost_round,
+                        evals=[(dvalid, "valid")], early_stopping_rounds=tc.early_stopping_rounds,
+                        verbose_eval=False)
+    used = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
+    if device.startswith("cuda") and not used.startswith("cuda"):
+        raise DeviceError(f"device {device!r} requested but XGBoost trained on {used!r}")
+    return booster
+
+
+def load_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A features dataset (sorted by key) and its manifest; clear error when absent."""
+    manifest = lk.read_json(lk.manifest_path(path))
+    if manifest is None:
+        raise FileNotFoundError(f"no dataset at {path}; run the features step first")
+    df = pd.read_parquet(path).sort_values(list(KEY_COLUMNS), kind="stable")
+    return df.reset_index(drop=True), manifest
+
+
+def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dict[str, Any],
+             test_metrics: dict[str, float]) -> tuple[str, str]:
+    """One MLflow run with params, metrics, tags, feature list and the registered model."""
+    import mlflow
+    import mlflow.xgboost
+
+    registry.client(cfg)
+    with mlflow.start_run(run_name=f"train-{facts['run_date']}") as run:
+        mlflow.log_params({**cfg.train.params, "num_boost_round": cfg.train.num_boost_round,
+                           "early_stopping_rounds": cfg.train.early_stopping_rounds,
+                           "seed": cfg.train.seed, "best_iteration": booster.best_iteration})
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
+        mlflow.set_tags({k: str(v) for k, v in facts.items()})
+        mlflow.log_dict(spec.to_dict(), "features.json")
+        info = mlflow.xgboost.log_model(booster, name="model",
+                                        registered_model_name=cfg.model.name,
+                                        metadata={registry.SPEC_KEY: spec.to_dict()})
+    version = str(info.registered_model_version)
+    registry.tag_version(cfg, version, {k: str(v) for k, v in facts.items()})
+    registry.set_alias(cfg, registry.CHALLENGER, version)
+    return run.info.run_id, version
+
+
+def run(cfg: Config, run_date: date) -> TrainResult:
+    """Train, evaluate on the test snapshot, track and register the challenger."""
+    lake = lk.Lake(cfg.lake_root)
+    train_df, train_manifest = load_dataset(lake.dataset("train", run_date))
+    test_df, test_manifest = load_dataset(lake.dataset("test", run_date))
+    spec = feature_spec(train_df, cfg.features.categorical)
+    device = choose_device(cfg.train.device)
+    log.info("training on %s (%d rows, %d features), device=%s", run_date, len(train_df),
+             len(spec.names), device)
+    fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed)
+    booster = fit(fit_df, valid_df, spec, cfg.train, device)
+    test_metrics = mx.classification_metrics(test_df[LABEL].to_numpy(),
+                                             ma.predict(booster, test_df, spec))
+    import xgboost
+
+    facts = {"run_date": run_date.isoformat(), "data_version": train_manifest["data_version"],
+             "test_data_version": test_manifest["data_version"], "code_version": code_version(),
+             "device": device, "xgboost_version": xgboost.__version__, "seed": cfg.train.seed,
+             "train_rows": len(train_df), "features": ",".join(spec.names)}
+    run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
+    log.info("registered %s v%s (run %s): test %s", cfg.model.name, version, run_id,
+             {k: round(v, 4) for k, v in test_metrics.items()})
+    return TrainResult(run_id, cfg.model.name, version, device, int(booster.best_iteration),
+                       facts["data_version"], facts["test_data_version"], test_metrics)
