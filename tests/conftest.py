@@ -12,11 +12,14 @@ import pytest
 from precast.runtime import prepare_environment
 
 prepare_environment()
-os.environ.setdefault("AIRFLOW_HOME", str(Path(__file__).resolve().parents[1] / ".precast" / "airflow"))
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".precast" / "airflow"))
 
 from precast.config import Config, load_config  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="session")

@@ -29,4 +29,4 @@ def pipeline_options(cfg: Config, **extra: Any) -> PipelineOptions:
     """Options from `cfg.engines.beam` (runner + options), with `extra` overriding them."""
     merged = {**cfg.engines.beam.options, **extra}
     runner = resolve_runner(str(merged.pop("runner", cfg.engines.beam.runner)))
-    return PipelineOptions(runner=runner, **merged)
+    return PipelineOptions(flags=[], runner=runner, **merged)  # flags=[]: never sys.argv

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from precast.config import Config, ConfigError, load_config
 from precast.runtime import configure_logging, prepare_environment
@@ -42,7 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="precast", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=None, help="YAML config (default precast.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common = argparse.ArgumentParser(add_help=False)  # the same options after the command
+    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser
+
+    def sub_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add(name, parents=[common], **kwargs)
+
+    sub.add_parser = sub_parser  # type: ignore[method-assign]
 
     demo_data = sub.add_parser("demo-data", help="write generated raw logs into the lake")
     demo_data.add_argument("--users", type=int)
@@ -87,11 +98,11 @@ def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import pipeline, report
+    from precast import console, pipeline
 
     options = {"tolerance": args.tolerance} if args.tolerance is not None else {}
     if args.target in pipeline.CHAINS:
-        pipeline.run_chain(cfg, args.target, args.date, on_step=report.print_step, **options)
+        pipeline.run_chain(cfg, args.target, args.date, on_step=console.print_step, **options)
         return 0
     step = args.target
     if step == "validate":
@@ -99,33 +110,33 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
             raise SystemExit("precast run validate needs --dataset events|features|predictions")
         step = VALIDATE_DATASETS[args.dataset]
     started = time.perf_counter()
-    report.print_step(step, pipeline.run_step(cfg, step, args.date, **options),
+    console.print_step(step, pipeline.run_step(cfg, step, args.date, **options),
                       time.perf_counter() - started)
     return 0
 
 
 def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import report
+    from precast import console
     from precast.lookup import LookupClient
 
     rows = LookupClient(cfg.predictions_url).get(args.ids)
-    report.print_lookups(rows)
+    console.print_lookups(rows)
     return 0 if all(r.found for r in rows) else 1
 
 
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import report
+    from precast import console
 
-    report.print_status(cfg)
+    console.print_status(cfg)
     return 0
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import report
+    from precast import console
 
     users, days = args.users or cfg.demo.users, args.days or cfg.demo.days
     run_date = cfg.demo.start_date + timedelta(days=days - 1)
-    return report.run_demo(cfg, users, days, run_date)
+    return console.run_demo(cfg, users, days, run_date)
 
 
 COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,

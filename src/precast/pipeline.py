@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def run_step(cfg: Config, step: str, day: date, **options: Any) -> Any:
     if step not in RUNNERS:
         raise ValueError(f"unknown step {step!r}; choose from {', '.join(STEPS)}")
     started = time.perf_counter()
-    base = {"step": step, "run_date": day, "started_at": datetime.now(timezone.utc)}
+    base = {"step": step, "run_date": day, "started_at": datetime.now(UTC)}
     try:
         result = RUNNERS[step](cfg, day, **options)
     except Exception as exc:

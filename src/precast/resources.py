@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -24,13 +24,13 @@ def _read(package: str, name: str, suffix: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def sql(name: str) -> str:
     """Text of `sql/<name>.sql` (bind parameters are `:name`)."""
     return _read("precast.sql", name, ".sql")
 
 
-@lru_cache(maxsize=None)
+@cache
 def suite(name: str) -> dict[str, Any]:
     """The expectation suite `expectations/<name>.json` as a dict."""
     data: dict[str, Any] = json.loads(_read("precast.expectations", name, ".json"))

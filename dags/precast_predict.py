@@ -1,0 +1,37 @@
+"""precast_predict: inference features → validate → score (Beam) → validate → publish.
+
+Runs when a new champion is promoted (champion asset) and daily. Publishing emits
+the predictions asset. Wiring only: the work lives in precast.orchestration and steps.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
+
+from precast.orchestration import CHAMPION_ASSET, PREDICTIONS_ASSET, SNAPSHOT_PARAM, step_task
+
+
+@dag(
+    dag_id="precast_predict",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"), assets=CHAMPION_ASSET
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={"snapshot_date": SNAPSHOT_PARAM},
+    tags=["precast"],
+    doc_md=__doc__,
+)
+def precast_predict() -> None:
+    chain(
+        step_task("inference_features", retries=2)(),
+        step_task("validate_inference")(),
+        step_task("score", retries=1)(),
+        step_task("validate_predictions")(),
+        step_task("publish", retries=2, outlets=(PREDICTIONS_ASSET,))(),
+    )
+
+
+precast_predict()

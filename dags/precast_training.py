@@ -1,0 +1,36 @@
+"""precast_training: extract → validate events → features → validate features → train → gate.
+
+Daily and manual. A promoted challenger emits the champion asset, which schedules
+precast_predict. Wiring only: the work lives in precast.orchestration and precast.steps.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import chain, dag
+
+from precast.orchestration import CHAMPION_ASSET, SNAPSHOT_PARAM, TOLERANCE_PARAM, step_task
+
+
+@dag(
+    dag_id="precast_training",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={"snapshot_date": SNAPSHOT_PARAM, "tolerance": TOLERANCE_PARAM},
+    tags=["precast"],
+    doc_md=__doc__,
+)
+def precast_training() -> None:
+    chain(
+        step_task("extract", retries=2)(),
+        step_task("validate_events")(),
+        step_task("features", retries=2)(),
+        step_task("validate_features")(),
+        step_task("train", retries=1)(),
+        step_task("gate", outlets=(CHAMPION_ASSET,))(),
+    )
+
+
+precast_training()

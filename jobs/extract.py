@@ -1,0 +1,11 @@
+"""Extract raw logs into clean events and quarantine (Spark).
+
+    spark-submit jobs/extract.py --date 2026-03-01 [--config precast.yaml]
+"""
+
+import sys
+
+from precast.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", "extract", *sys.argv[1:]]))

@@ -1,0 +1,11 @@
+"""Score every entity of the inference snapshot with the champion (Beam).
+
+    python jobs/score.py --date 2026-03-01 [--config precast.yaml]
+"""
+
+import sys
+
+from precast.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", "score", *sys.argv[1:]]))

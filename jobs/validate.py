@@ -1,0 +1,11 @@
+"""Validate a dataset against its Great Expectations suite (see --dataset).
+
+    python jobs/validate.py --date 2026-03-01 [--config precast.yaml]
+"""
+
+import sys
+
+from precast.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", "validate", *sys.argv[1:]]))

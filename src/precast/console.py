@@ -1,0 +1,106 @@
+"""What the CLI prints: one line per step, lookups, status, and the demo's summary."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+from precast.config import Config
+from precast.pipeline import to_jsonable
+
+_KEYS = {  # the few facts worth a line, per step
+    "extract": ("days", "read", "kept", "quarantined", "duplicates"),
+    "features": ("datasets",),
+    "inference_features": ("datasets",),
+    "train": ("model_version", "device", "best_iteration", "data_version", "metrics"),
+    "gate": ("promoted", "challenger_version", "champion_version", "decision"),
+    "score": ("rows_in", "scored", "errors", "runner"),
+    "publish": ("snapshot_id", "rows", "model_version", "table"),
+}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()
+                               if not isinstance(v, dict | list)) + "}"
+    if isinstance(value, list):
+        return "[" + "; ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def describe(step: str, result: Any) -> str:
+    """A one-line description of a step's result."""
+    data = to_jsonable(result)
+    if not isinstance(data, dict):
+        return _short(data)
+    if step.startswith("validate"):
+        return f"suite(s) passed: {_short(data.get('suite', data.get('suites', '')))}"
+    keys = [k for k in _KEYS.get(step, ()) if k in data] or list(data)[:6]
+    return ", ".join(f"{k}={_short(data[k])}" for k in keys)
+
+
+def print_step(step: str, result: Any, seconds: float) -> None:
+    print(f"  {step:<22} {seconds:6.1f}s  {describe(step, result)}", flush=True)
+
+
+def print_lookups(rows: list[Any]) -> None:
+    for row in rows:
+        if row.found:
+            print(f"  {row.entity_id}: score={row.score:.4f} model_version={row.model_version} "
+                  f"snapshot={row.snapshot_id} scored_at={row.scored_at}")
+        else:
+            print(f"  {row.entity_id}: no prediction (unknown id or not in the current snapshot)")
+
+
+def print_status(cfg: Config) -> None:
+    from precast import pipeline, registry, store
+
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    print(f"champion: {cfg.model.name} v{champion.version} (run {champion.run_id})"
+          if champion else "champion: none yet")
+    current = store.current(cfg.predictions_url)
+    print(f"current snapshot: {_short(to_jsonable(current))}" if current
+          else "current snapshot: none published")
+    for day, records in pipeline.last_records(cfg):
+        print(f"last run {day}:")
+        for rec in records:
+            error = f"  {rec.get('error', '')}" if rec["status"] != "success" else ""
+            print(f"  {rec['step']:<22} {rec['status']:<8} {rec.get('seconds', 0):6.1f}s{error}")
+
+
+def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
+    """Generate data, run training then predict for `run_date`, print timings and lookups."""
+    from precast import demo_data, pipeline
+    from precast.lookup import LookupClient
+
+    total = time.perf_counter()
+    print(f"precast demo: {users:,} users x {days} days, run date {run_date}, "
+          f"home {cfg.home.resolve()}", flush=True)
+    started = time.perf_counter()
+    data = demo_data.generate(cfg.lake_root, users=users, days=days, seed=cfg.demo.seed,
+                              start_date=cfg.demo.start_date,
+                              corrupt_fraction=cfg.demo.corrupt_fraction,
+                              drift_day=cfg.demo.drift_day)
+    print_step("demo-data", {"lines": sum(data.lines_per_day.values()), "days": days},
+               time.perf_counter() - started)
+    print("training:", flush=True)
+    pipeline.run_chain(cfg, "training", run_date, on_step=print_step)
+    print("predict:", flush=True)
+    pipeline.run_chain(cfg, "predict", run_date, on_step=print_step)
+    sample = _sample_ids(cfg, run_date)
+    print("sample lookups:")
+    print_lookups(LookupClient(cfg.predictions_url).get([*sample, "no-such-user"]))
+    print(f"demo finished in {time.perf_counter() - total:.1f}s")
+    return 0
+
+
+def _sample_ids(cfg: Config, run_date: date, n: int = 3) -> list[str]:
+    import pyarrow.dataset as ds
+
+    from precast.lake import Lake
+
+    table = ds.dataset(Lake(cfg.lake_root).predictions(run_date), format="parquet").head(n)
+    return [str(v) for v in table.column("entity_id").to_pylist()]
