@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_date, required=True, help="run (snapshot) date")
     run.add_argument("--dataset", choices=sorted(VALIDATE_DATASETS), help="for `validate`")
     run.add_argument("--tolerance", type=float, help="override gate.tolerance for this run")
+    run.add_argument("--from", dest="start", metavar="STEP", help="resume a chain at STEP")
 
     lookup = sub.add_parser("lookup", help="predictions for entity ids from predictions_current")
     lookup.add_argument("ids", nargs="+")
@@ -102,7 +103,8 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
     options = {"tolerance": args.tolerance} if args.tolerance is not None else {}
     if args.target in pipeline.CHAINS:
-        pipeline.run_chain(cfg, args.target, args.date, on_step=console.print_step, **options)
+        pipeline.run_chain(cfg, args.target, args.date, on_step=console.print_step,
+                           start=args.start, **options)
         return 0
     step = args.target
     if step == "validate":

@@ -43,10 +43,10 @@ _DEVICE_MIX = np.array([0.35, 0.35, 0.2, 0.1])
 _COUNTRY_MIX = np.array([0.35, 0.12, 0.12, 0.1, 0.16, 0.15])
 _COUNTRY_HAZARD = np.array([1.0, 0.9, 0.85, 0.95, 1.25, 1.3])
 _PURCHASE_P = np.array([0.02, 0.05, 0.08])
-_LINE = (
-    '{"event_id":"%s","user_id":"%s","ts":"%sT%s","event_type":"%s",'
-    '"properties":{"plan":"%s","device":"%s","country":"%s","amount":%s}}'
-)
+_MIDDLE = [  # everything between the timestamp and the amount, by kind/plan/device/country
+    f'","event_type":"{k}","properties":{{"plan":"{p}","device":"{d}","country":"{c}","amount":'
+    for k in EVENT_TYPES for p in PLANS for d in DEVICES for c in COUNTRIES
+]
 _CLOCK = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(86_400)]
 
 
@@ -106,17 +106,17 @@ def _population(rng: np.random.Generator, users: int, days: int) -> _Population:
     existing = rng.random(users) < 0.6
     signup = np.where(existing, 0, rng.integers(1, max(days, 2), users))
     country = rng.choice(len(COUNTRIES), users, p=_COUNTRY_MIX)
-    hazard = np.clip(0.0045 * np.exp(0.9 * risk) * _COUNTRY_HAZARD[country], 1e-4, 0.25)
+    hazard = np.clip(0.006 * np.exp(0.9 * risk) * _COUNTRY_HAZARD[country], 1e-4, 0.25)
     churn = signup + rng.geometric(hazard)
-    window = np.where(rng.random(users) < 0.25, 0, rng.integers(10, 25, users))
+    window = np.where(rng.random(users) < 0.15, 0, rng.integers(10, 25, users))
     logits = np.stack([0.3 + 0.9 * risk, np.full(users, 0.2), -0.3 - 0.7 * risk], axis=1)
     cumulative = np.cumsum(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), axis=1)
     plan = (rng.random(users)[:, None] > cumulative[:, :-1]).sum(axis=1)
     return _Population(
         signup=signup, churn=churn, window=window,
         p_active=_sigmoid(-0.3 + 1.0 * engagement),
-        sessions=0.6 * np.exp(0.3 * engagement),
-        plays=1.2 * np.exp(0.3 * rng.standard_normal(users)),
+        sessions=0.35 * np.exp(0.3 * engagement),
+        plays=0.9 * np.exp(0.3 * rng.standard_normal(users)),
         tickets=0.012 * np.exp(0.5 * risk),
         device=rng.choice(len(DEVICES), users, p=_DEVICE_MIX),
         country=country, plan=plan,
@@ -156,7 +156,7 @@ def _day_counts(
         p_act = np.minimum(pop.p_active * 1.25, 0.95) * (1 - 0.1 * prog)
         sess, play_mult, pv_mult, ticket = pop.sessions * 1.3, 1 - 0.9 * prog, 1 + 2.5 * prog, 1.0
     else:
-        p_act = pop.p_active * (1 - 0.75 * prog)
+        p_act = pop.p_active * (1 - 0.85 * prog)
         sess, play_mult, pv_mult = pop.sessions * (1 - 0.5 * prog), 1 - 0.4 * prog, 1.0
         ticket = 1 + 6 * prog
     counts = np.zeros((n, 7), dtype=np.int64)
@@ -166,7 +166,7 @@ def _day_counts(
     forced = (counts[:, [_TICKET, _PLAN_CHANGE, _CANCEL]].sum(axis=1) > 0) | (pop.signup == t)
     active = alive & ((rng.random(n) < p_act) | forced)
     counts[:, _SESSION] = (1 + rng.poisson(sess)) * active
-    counts[:, _PAGE_VIEW] = rng.poisson(counts[:, _SESSION] * pv_mult)
+    counts[:, _PAGE_VIEW] = rng.poisson(0.8 * counts[:, _SESSION] * pv_mult)
     counts[:, _PLAY] = rng.poisson(counts[:, _SESSION] * pop.plays * play_mult)
     counts[:, _PURCHASE] = rng.binomial(counts[:, _SESSION], _PURCHASE_P[plan] * (1 - 0.5 * prog))
     return counts
@@ -198,15 +198,16 @@ def _day_events(
 
 def _format_lines(ev: _DayEvents, day: date, user_ids: Sequence[str]) -> list[str]:
     """One JSON line per event, in the raw contract's field order."""
-    prefix, ymd = f"e{day:%Y%m%d}-", day.isoformat()
-    amounts = ["null" if np.isnan(a) else f"{a:.2f}" for a in ev.amount.tolist()]
+    prefix, ymd = f'{{"event_id":"e{day:%Y%m%d}-', day.isoformat()
+    middle = (ev.kind * 72 + ev.plan * 24 + ev.device * 6 + ev.country).tolist()
+    amounts = ["null"] * ev.kind.size
+    for i in np.flatnonzero(ev.kind == _PURCHASE).tolist():
+        amounts[i] = f"{ev.amount[i]:.2f}"
     return [
-        _LINE % (f"{prefix}{i:07d}", user_ids[u], ymd, _CLOCK[s], EVENT_TYPES[k],
-                 PLANS[p], DEVICES[d], COUNTRIES[c], a)
-        for i, (u, s, k, p, d, c, a) in enumerate(zip(
-            ev.user.tolist(), ev.second.tolist(), ev.kind.tolist(), ev.plan.tolist(),
-            ev.device.tolist(), ev.country.tolist(), amounts, strict=True,
-        ))
+        f'{prefix}{i:07d}","user_id":"{user_ids[u]}","ts":"{ymd}T{_CLOCK[s]}{_MIDDLE[m]}{a}}}}}'
+        for i, (u, s, m, a) in enumerate(
+            zip(ev.user.tolist(), ev.second.tolist(), middle, amounts, strict=True)
+        )
     ]
 
 
@@ -252,7 +253,7 @@ def _plant(
             if kind == "duplicate_event_id":
                 duplicates.append(idx)
                 continue
-            out[idx], missing = _corrupt_line(kind, lines[idx], j, rng)
+            out[idx], missing = _corrupt_line(kind, lines[idx], t + j, rng)
             if missing:
                 missing_names[missing] += 1
     for idx in sorted(duplicates, reverse=True):

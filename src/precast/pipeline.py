@@ -34,7 +34,9 @@ def _extract(cfg: Config, day: date, **_: Any) -> Any:
 def _validate(dataset: str, kinds: tuple[str, ...] | None = None) -> Callable[..., Any]:
     def step(cfg: Config, day: date, **_: Any) -> Any:
         from precast.steps import validate
-        return validate.run(cfg, dataset, day, **({"kinds": kinds} if kinds else {}))
+        if kinds is None:
+            return validate.run(cfg, dataset, day)
+        return validate.run(cfg, dataset, day, kinds=kinds)
     return step
 
 
@@ -126,10 +128,13 @@ def run_step(cfg: Config, step: str, day: date, **options: Any) -> Any:
 
 
 def run_chain(cfg: Config, chain: str, day: date, on_step: Callable[[str, Any, float], None]
-              | None = None, **options: Any) -> dict[str, Any]:
-    """Run `training` or `predict` step by step; stops at the first failure."""
+              | None = None, start: str | None = None, **options: Any) -> dict[str, Any]:
+    """Run `training` or `predict` step by step (from `start`); stops at the first failure."""
+    steps = CHAINS[chain]
+    if start is not None and start not in steps:
+        raise ValueError(f"step {start!r} is not in the {chain} chain: {', '.join(steps)}")
     results: dict[str, Any] = {}
-    for step in CHAINS[chain]:
+    for step in steps[steps.index(start) if start else 0:]:
         started = time.perf_counter()
         results[step] = run_step(cfg, step, day, **options)
         if on_step:

@@ -91,19 +91,19 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
     test_date = date.fromisoformat(challenger.tags.get("run_date", run_date.isoformat()))
     test, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("test", test_date))
     champion = registry.by_alias(cfg, registry.CHAMPION)
+    champ_version = champion.version if champion else None
     chal = score_version(cfg, challenger, test)
     champ = score_version(cfg, champion, test) if champion else None
     decision = decide(cfg.gate, chal, champ, tolerance)
-    _record(cfg, challenger.version, decision, chal, champ, champion and champion.version)
-    result = GateResult(decision.promote, challenger.version, champion and champion.version,
+    _record(cfg, challenger.version, decision, chal, champ, champ_version)
+    result = GateResult(decision.promote, challenger.version, champ_version,
                         chal, champ, decision)
     if not decision.promote:
+        kept = f"v{champ_version}" if champ_version else "(none)"
         log.error("ALERT gate rejected %s v%s; champion %s stays: %s", cfg.model.name,
-                  challenger.version, champion and champion.version, "; ".join(decision.failed()))
-        raise ChallengerRejectedError(
-            f"challenger v{challenger.version} rejected, champion "
-            f"{'v' + champion.version if champion else '(none)'} stays: "
-            + "; ".join(decision.failed()))
+                  challenger.version, kept, "; ".join(decision.failed()))
+        raise ChallengerRejectedError(f"challenger v{challenger.version} rejected, champion "
+                                      f"{kept} stays: " + "; ".join(decision.failed()))
     if champion is None or champion.version != challenger.version:
         registry.set_alias(cfg, registry.CHAMPION, challenger.version)
     log.info("gate promoted %s v%s", cfg.model.name, challenger.version)

@@ -131,12 +131,18 @@ def prediction_table(
     }, schema=PREDICTIONS_SCHEMA)
 
 
-class XGBoostBatchHandler(ModelHandler[pa.Table, pa.Table, LoadedModel]):
-    """RunInference handler: each example is a table of rows; each prediction a scored table."""
+def num_rows(table: pa.Table) -> int:
+    """Rows in a table: the weight RunInference's batching gives each element."""
+    return int(table.num_rows)
 
-    def __init__(self, model_dir: Path | str, entity_key: str) -> None:
-        """Elements are already batches, so RunInference's BatchElements passes them one by one."""
-        super().__init__(min_batch_size=1, max_batch_size=1)
+
+class XGBoostBatchHandler(ModelHandler[pa.Table, pa.Table, LoadedModel]):
+    """RunInference handler: examples are tables of rows, coalesced up to `batch_rows` rows."""
+
+    def __init__(self, model_dir: Path | str, entity_key: str, batch_rows: int = 4096) -> None:
+        """BatchElements weighs each table by its rows, so small tables share one predict call."""
+        super().__init__(min_batch_size=batch_rows, max_batch_size=batch_rows,
+                         element_size_fn=num_rows)
         self._model_dir = Path(model_dir)
         self._entity_key = entity_key
 
@@ -148,13 +154,16 @@ class XGBoostBatchHandler(ModelHandler[pa.Table, pa.Table, LoadedModel]):
         self, batch: Sequence[pa.Table], model: LoadedModel,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[pa.Table]:
-        """One scored table per input table, via `model_artifact.predict` (spec-checked)."""
-        booster, spec = model.booster, model.spec
+        """One scored table for the whole batch, via `model_artifact.predict` (spec-checked)."""
+        if not batch:
+            return []
+        columns = list(dict.fromkeys([self._entity_key, SNAPSHOT_COLUMN, *model.spec.names]))
         for table in batch:
-            require_columns(table.column_names, spec.names, "inference batch")
-            frame = table.select(list(spec.names)).to_pandas()
-            scores = model_artifact.predict(booster, frame, spec)
-            yield scored_table(table, self._entity_key, scores)
+            require_columns(table.column_names, columns, "inference batch")
+        rows = pa.concat_tables([t.select(columns) for t in batch], promote_options="permissive")
+        frame = rows.select(list(model.spec.names)).to_pandas()
+        scores = model_artifact.predict(model.booster, frame, model.spec)
+        return [scored_table(rows, self._entity_key, scores)]
 
     def get_num_bytes(self, batch: Sequence[pa.Table]) -> int:
         """Arrow buffer size of the batch (the default pickles it)."""
@@ -193,7 +202,7 @@ class ScorePredictions(beam.PTransform):
         super().__init__()
         if scored_at.tzinfo is None:
             raise ValueError("scored_at must be timezone-aware (UTC)")
-        self._handler = XGBoostBatchHandler(model_dir, entity_key)
+        self._handler = XGBoostBatchHandler(model_dir, entity_key, batch_size)
         self._meta = (model_name, model_version, data_version, scored_at.astimezone(UTC))
         self._required = tuple(required)
         self._entity_key = entity_key
@@ -222,6 +231,12 @@ def _parquet_rows(path: str) -> tuple[pa.Schema, int]:
     return dataset.schema, dataset.count_rows()
 
 
+def input_columns(cfg: Config, spec: FeatureSpec) -> list[str]:
+    """Columns score reads: entity key, snapshot date, required and model features."""
+    needed = [cfg.events.entity_key, SNAPSHOT_COLUMN, *cfg.features.required, *spec.names]
+    return list(dict.fromkeys(needed))
+
+
 def _inference_input(cfg: Config, run_date: date, spec: FeatureSpec) -> tuple[str, str, int]:
     """(path, data_version, row count) of the inference dataset, its schema checked."""
     path = Lake(cfg.lake_root).dataset("inference", run_date)
@@ -229,8 +244,7 @@ def _inference_input(cfg: Config, run_date: date, spec: FeatureSpec) -> tuple[st
     if manifest is None:
         raise FileNotFoundError(f"no inference dataset (no manifest) at {path}")
     schema, rows = _parquet_rows(path)
-    needed = [cfg.events.entity_key, SNAPSHOT_COLUMN, *cfg.features.required, *spec.names]
-    require_columns(schema.names, dict.fromkeys(needed), f"inference dataset {path}")
+    require_columns(schema.names, input_columns(cfg, spec), f"inference dataset {path}")
     return path, str(manifest["data_version"]), rows
 
 
@@ -279,15 +293,13 @@ def run(
     for path in (pred_path, err_path):
         lake.delete_dir(path)
     scored_at = (scored_at or datetime.now(UTC)).astimezone(UTC)
-    key = cfg.events.entity_key
-    columns = list(dict.fromkeys([key, SNAPSHOT_COLUMN, *cfg.features.required, *spec.names]))
     transform = ScorePredictions(
         model_dir, model_name, model_version, data_version, scored_at, cfg.features.required,
-        entity_key=key, batch_size=cfg.engines.beam.batch_size)
+        entity_key=cfg.events.entity_key, batch_size=cfg.engines.beam.batch_size)
     runner = resolve_runner(cfg.engines.beam.runner)
     log.info("scoring %d rows of %s with %s %s on %s", rows_in, source, model_name,
              model_version, runner)
-    _run_pipeline(cfg, source, columns, transform, pred_path, err_path)
+    _run_pipeline(cfg, source, input_columns(cfg, spec), transform, pred_path, err_path)
     result = _read_back(rows_in, pred_path, err_path, runner)
     lake.write_json(lake.manifest_path(pred_path), {
         "row_count": result.scored, "errors": result.errors, "snapshot_date": run_date,

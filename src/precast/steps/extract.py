@@ -1,0 +1,338 @@
+"""Extract (Spark): raw JSON lines → clean events Parquet, bad lines → quarantine.
+
+`run(cfg, run_date)` extracts the run date plus every earlier day (within
+`extract.lookback_days`) that has raw data but no clean partition yet, in one Spark
+job. Re-running a day replaces that day only. Entry point: `jobs/extract.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from precast.config import Config, EventsConfig
+from precast.lake import Lake, content_hash, delete_dir, exists, list_partitions, manifest_path
+from precast.lake import write_json as write_lake_json
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+
+CLEAN_COLUMNS = ("event_id", "user_id", "ts", "event_type", "plan", "device", "country", "amount")
+PROPERTY_FIELDS = ("plan", "device", "country")
+MALFORMED, WRONG_TYPE, UNKNOWN_TYPE = "malformed_json", "wrong_type", "unknown_event_type"
+OUTSIDE, DUPLICATE, MISSING = "ts_outside_partition", "duplicate_event_id", "missing_field"
+TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
+TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ssX"
+_CORRUPT = "_corrupt_record"
+
+
+class QuarantineRateExceeded(ValueError):
+    """A day's quarantine rate is above `extract.max_quarantine_rate`."""
+
+    def __init__(self, message: str, days: Sequence[date]) -> None:
+        super().__init__(message)
+        self.days = tuple(days)
+
+
+class RawPartitionMissing(FileNotFoundError):
+    """The run date has no raw partition."""
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """One extracted day: line counts, quarantine by reason, clean-content fingerprint."""
+
+    day: date
+    read: int
+    kept: int
+    quarantined: int
+    duplicates: int
+    by_reason: dict[str, int]
+    fingerprint: str
+
+    @property
+    def quarantine_rate(self) -> float:
+        """Quarantined / read (duplicates are not counted as quarantined)."""
+        return self.quarantined / self.read if self.read else 0.0
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """Per-day counts of one extract run (days in date order) and their totals."""
+
+    run_date: date
+    days: tuple[DayCounts, ...]
+
+    def _total(self, field: str) -> int:
+        return sum(getattr(d, field) for d in self.days)
+
+    @property
+    def read(self) -> int:
+        return self._total("read")
+
+    @property
+    def kept(self) -> int:
+        return self._total("kept")
+
+    @property
+    def quarantined(self) -> int:
+        return self._total("quarantined")
+
+    @property
+    def duplicates(self) -> int:
+        return self._total("duplicates")
+
+
+def event_schema() -> StructType:
+    """The explicit schema raw lines are parsed with (plus the corrupt-record column)."""
+    from pyspark.sql import types as T
+
+    properties = T.StructType(
+        [T.StructField(n, T.StringType()) for n in PROPERTY_FIELDS]
+        + [T.StructField("amount", T.DoubleType())]
+    )
+    return T.StructType(
+        [T.StructField(n, T.StringType()) for n in ("event_id", "user_id", "ts", "event_type")]
+        + [T.StructField("properties", properties), T.StructField(_CORRUPT, T.StringType())]
+    )
+
+
+def _reason(events: EventsConfig) -> Column:
+    """The quarantine reason of a parsed line (`j`, `dt`), or null for a good line."""
+    from pyspark.sql import functions as F
+
+    corrupt = F.col(f"j.{_CORRUPT}").isNotNull()
+    ts_text = F.col("j.ts")
+    reason = F.when(
+        F.col("j").isNull() | (corrupt & F.json_object_keys("value").isNull()), F.lit(MALFORMED)
+    ).when(corrupt, F.lit(WRONG_TYPE))
+    for name in events.required_fields:
+        reason = reason.when(F.col(f"j.{name}").isNull(), F.lit(f"{MISSING}:{name}"))
+    return (
+        reason.when(~F.col("j.event_type").isin(list(events.event_types)), F.lit(UNKNOWN_TYPE))
+        .when(~ts_text.rlike(TS_PATTERN) | F.try_to_timestamp(ts_text, F.lit(TS_FORMAT)).isNull(),
+              F.lit(WRONG_TYPE))
+        .when(F.substring(ts_text, 1, 10) != F.date_format("dt", "yyyy-MM-dd"), F.lit(OUTSIDE))
+    )
+
+
+def classify(lines: DataFrame, events: EventsConfig, day: date | None = None) -> DataFrame:
+    """Parse raw lines (`value`, optional `dt`, `line_number`) and give each a reason.
+
+    Returns dt, line_number, value, reason (null = clean) and the clean columns. Among
+    good lines sharing an event_id on a day, the first by line number is kept; the
+    others get reason `duplicate_event_id`.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if day is not None:
+        lines = lines.withColumn("dt", F.lit(day))
+    if "line_number" not in lines.columns:
+        lines = lines.withColumn("line_number", F.lit(None).cast("long"))
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    parsed = lines.select(
+        F.col("dt").cast("date").alias("dt"), "line_number", "value",
+        F.from_json("value", event_schema(), options).alias("j"),
+    ).withColumn("reason", _reason(events))
+    first = Window.partitionBy("dt", "event_id", F.col("reason").isNull()).orderBy(
+        "line_number", "value"
+    )
+    return parsed.select(
+        "dt", "line_number", "value", "reason",
+        *[F.col(f"j.{c}").alias(c) for c in ("event_id", "user_id")],
+        F.try_to_timestamp("j.ts", F.lit(TS_FORMAT)).alias("ts"),
+        F.col("j.event_type").alias("event_type"),
+        *[F.col(f"j.properties.{c}").alias(c) for c in (*PROPERTY_FIELDS, "amount")],
+    ).withColumn(
+        "reason",
+        F.when(F.col("reason").isNull() & (F.row_number().over(first) > 1), F.lit(DUPLICATE))
+        .otherwise(F.col("reason")),
+    )
+
+
+def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(clean, quarantine, duplicates) from `classify`'s output."""
+    from pyspark.sql import functions as F
+
+    reason = F.col("reason")
+    bad = ["dt", F.col("value").alias("raw"), "reason", "line_number"]
+    return (
+        classified.where(reason.isNull()).select(*CLEAN_COLUMNS, "dt"),
+        classified.where(reason.isNotNull() & (reason != DUPLICATE)).select(*bad),
+        classified.where(reason == DUPLICATE).select(*bad),
+    )
+
+
+def parse_events(
+    lines: DataFrame, day: date | None, events: EventsConfig
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Raw lines → (clean, quarantine, duplicates); `day` sets dt when lines have none."""
+    return split_classified(classify(lines, events, day))
+
+
+def read_lines(spark: SparkSession, lake: Lake, days: Sequence[date]) -> DataFrame:
+    """Raw lines of `days` as (dt, line_number, value); line numbers are 1-based per file."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    raw = (
+        spark.read.option("basePath", lake.raw_events()).text([lake.raw_events(d) for d in days])
+        .select(
+            F.to_date(F.col("dt").cast("string")).alias("dt"), "value",
+            F.col("_metadata.file_path").alias("file"),
+            F.col("_metadata.file_block_start").alias("block"),
+            F.monotonically_increasing_id().alias("row_id"),
+        )
+    )
+    # Row ids are consecutive within a file block, so a line's number is its offset in
+    # the block plus the lines of the file's earlier blocks.
+    blocks = raw.groupBy("file", "block").agg(
+        F.min("row_id").alias("first_id"), F.count("*").alias("lines")
+    ).withColumn(
+        "before", F.sum("lines").over(Window.partitionBy("file").orderBy("block")) - F.col("lines")
+    )
+    return raw.join(F.broadcast(blocks), ["file", "block"]).select(
+        "dt", (F.col("row_id") - F.col("first_id") + F.col("before") + 1).alias("line_number"),
+        "value",
+    )
+
+
+def day_counts(classified: DataFrame) -> dict[date, DayCounts]:
+    """Counts per day and reason, and each day's clean-content fingerprint (one Spark job)."""
+    from pyspark.sql import functions as F
+
+    row_hash = F.xxhash64(*CLEAN_COLUMNS).cast("decimal(38,0)")
+    rows = classified.groupBy("dt", "reason").agg(
+        F.count("*").alias("n"), F.sum(row_hash).cast("string").alias("hash_sum")
+    ).collect()
+    grouped: dict[date, dict[str | None, tuple[int, str]]] = {}
+    for row in rows:
+        grouped.setdefault(row["dt"], {})[row["reason"]] = (row["n"], row["hash_sum"])
+    return {day: _day_counts(day, groups) for day, groups in grouped.items()}
+
+
+def _day_counts(day: date, groups: dict[str | None, tuple[int, str]]) -> DayCounts:
+    """DayCounts from one day's (reason → (rows, hash sum)) groups."""
+    kept, hash_sum = groups.get(None, (0, "0"))
+    by_reason = {r: n for r, (n, _) in sorted(groups.items(), key=lambda kv: str(kv[0]))
+                 if r is not None and r != DUPLICATE}
+    return DayCounts(
+        day=day, read=sum(n for n, _ in groups.values()), kept=kept,
+        quarantined=sum(by_reason.values()), duplicates=groups.get(DUPLICATE, (0, ""))[0],
+        by_reason=by_reason, fingerprint=content_hash("events", kept, hash_sum or "0"),
+    )
+
+
+def days_to_extract(lake: Lake, run_date: date, lookback_days: int) -> list[date]:
+    """The run date plus earlier days in the lookback with raw data but no clean manifest."""
+    if not exists(lake.raw_events(run_date)):
+        raise RawPartitionMissing(
+            f"no raw events for {run_date}: {lake.raw_events(run_date)} does not exist"
+        )
+    raw = set(list_partitions(lake.raw_events(), "dt"))
+    earlier = (run_date - timedelta(days=k) for k in range(lookback_days, 0, -1))
+    return [
+        d for d in earlier
+        if d.isoformat() in raw and not exists(manifest_path(lake.events(d)))
+    ] + [run_date]
+
+
+def _overwrite_days(df: DataFrame, path: str, sort: Sequence[str]) -> None:
+    """Write `df` partitioned by dt, replacing only the dt partitions it contains."""
+    (
+        df.repartition("dt").sortWithinPartitions("dt", *sort)
+        .write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+        .partitionBy("dt").parquet(path)
+    )
+
+
+def _manifest(counts: DayCounts, lake: Lake) -> dict[str, Any]:
+    """The `_manifest.json` document of one extracted day (no timestamps: reruns match)."""
+    return {
+        "day": counts.day.isoformat(), "read": counts.read, "kept": counts.kept,
+        "quarantined": counts.quarantined, "duplicates": counts.duplicates,
+        "quarantine_rate": round(counts.quarantine_rate, 6),
+        "quarantine_by_reason": counts.by_reason, "fingerprint": counts.fingerprint,
+        "columns": [*CLEAN_COLUMNS, "dt"], "source": lake.raw_events(counts.day),
+    }
+
+
+def _publish(
+    classified: DataFrame, lake: Lake, counts: Sequence[DayCounts], passing: Iterable[date]
+) -> None:
+    """Write quarantine for every day, clean events and manifests for passing days only."""
+    from pyspark.sql import functions as F
+
+    clean, quarantine, duplicates = split_classified(classified)
+    bad_days = [c.day for c in counts if c.quarantined + c.duplicates]
+    if bad_days:
+        _overwrite_days(quarantine.unionByName(duplicates), lake.quarantine(), ["line_number"])
+    for c in counts:
+        if not c.quarantined + c.duplicates:
+            delete_dir(lake.quarantine(c.day))
+        write_lake_json(manifest_path(lake.quarantine(c.day)), _manifest(c, lake))
+    passing = set(passing)
+    ok = [c for c in counts if c.day in passing]
+    if any(c.kept for c in ok):
+        keep_days = [c.day for c in ok if c.kept]
+        _overwrite_days(clean.where(F.col("dt").isin(keep_days)), lake.events(),
+                        ["ts", "user_id", "event_id"])
+    for c in ok:
+        if not c.kept:
+            delete_dir(lake.events(c.day))
+        write_lake_json(manifest_path(lake.events(c.day)), _manifest(c, lake))
+
+
+def _failure_message(failing: Sequence[DayCounts], limit: float) -> str:
+    """One line naming the failing day(s), their rates, the limit and the top reasons."""
+    worst = failing[0]
+    top = sorted(worst.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    others = f" (also failing: {', '.join(str(c.day) for c in failing[1:])})" if failing[1:] else ""
+    return (
+        f"extract {worst.day}: quarantine rate {worst.quarantine_rate:.2%} exceeds limit "
+        f"{limit:.2%} ({worst.quarantined} of {worst.read} lines; top reasons: "
+        f"{', '.join(f'{r}={n}' for r, n in top)}){others}; clean partition not written"
+    )
+
+
+def _log_counts(result: ExtractResult) -> None:
+    for c in result.days:
+        log.info("extract %s: read=%d kept=%d quarantined=%d duplicates=%d rate=%.4f %s",
+                 c.day, c.read, c.kept, c.quarantined, c.duplicates, c.quarantine_rate,
+                 c.by_reason)
+    log.info("extract run %s: %d day(s), read=%d kept=%d quarantined=%d duplicates=%d",
+             result.run_date, len(result.days), result.read, result.kept, result.quarantined,
+             result.duplicates)
+
+
+def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> ExtractResult:
+    """Extract the run date and unextracted earlier days; fail on a high quarantine rate."""
+    from pyspark import StorageLevel
+
+    from precast.spark import spark_session
+
+    lake = Lake(cfg.lake_root)
+    days = days_to_extract(lake, run_date, cfg.extract.lookback_days)
+    spark = spark or spark_session(cfg)
+    classified = classify(read_lines(spark, lake, days), cfg.events)
+    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        found = day_counts(classified)
+        counts = [found.get(d) or _day_counts(d, {}) for d in days]
+        limit = cfg.extract.max_quarantine_rate
+        failing = [c for c in counts if c.quarantine_rate > limit]
+        _publish(classified, lake, counts, [c.day for c in counts if c not in failing])
+    finally:
+        classified.unpersist()
+    result = ExtractResult(run_date=run_date, days=tuple(counts))
+    _log_counts(result)
+    if failing:
+        raise QuarantineRateExceeded(_failure_message(failing, limit), [c.day for c in failing])
+    return result

@@ -1,0 +1,62 @@
+"""Config loads with defaults, honours PRECAST_* overrides and names bad fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from precast.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_run_on_one_machine(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "precast.yaml", environ={})
+    assert cfg.engines.spark.master == "local[*]"
+    assert cfg.engines.beam.runner == "DirectRunner"
+    assert cfg.predictions_url.startswith("sqlite:///")
+    assert cfg.tracking_uri.endswith("/.precast/mlflow.db")
+
+
+def test_shipped_example_loads() -> None:
+    cfg = load_config(REPO / "precast.yaml", environ={})
+    assert cfg.model.name == "precast_churn"
+    assert cfg.features.label_horizon_days == 14
+
+
+def test_env_overrides_nested_fields_and_home(tmp_path: Path) -> None:
+    env = {"PRECAST_HOME": str(tmp_path / "h"), "PRECAST_GATE__TOLERANCE": "0.05",
+           "PRECAST_ENGINES__SPARK__MASTER": "spark://127.0.0.1:7077"}
+    cfg = load_config(REPO / "precast.yaml", environ=env)
+    assert cfg.gate.tolerance == 0.05
+    assert cfg.engines.spark.master == "spark://127.0.0.1:7077"
+    assert cfg.lake_root == str((tmp_path / "h" / "lake").resolve())
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "where"),
+    [
+        ("gate:\n  tolerance: -1\n", "gate.tolerance"),
+        ("gate:\n  floors: {accuracy: 0.5}\n", "gate.floors"),
+        ("train:\n  device: tpu\n", "train.device"),
+        ("features:\n  short_window_days: 30\n  long_window_days: 7\n", "features"),
+        ("stores:\n  typo_field: 1\n", "stores.typo_field"),
+    ],
+)
+def test_bad_values_fail_naming_the_field(tmp_path: Path, yaml_text: str, where: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=rf"config error at {where}"):
+        load_config(path, environ={})
+
+
+def test_bad_env_value_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config error at extract.max_quarantine_rate"):
+        load_config(tmp_path / "x" / "precast.yaml",
+                    environ={"PRECAST_EXTRACT__MAX_QUARANTINE_RATE": "2"})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml", environ={})

@@ -1,0 +1,113 @@
+"""Features and labels from hand-written clean events: exact rows, split and versions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+
+from precast import lake as lk
+from precast.config import Config
+from precast.steps import features
+
+D = date(2026, 1, 20)
+EVENTS = [  # (user, day, event_type, amount)
+    ("u1", 1, "session_start", None), ("u1", 4, "purchase", 9.5), ("u1", 5, "session_start", None),
+    ("u1", 6, "session_start", None), ("u1", 6, "page_view", None), ("u1", 10, "cancel", None),
+    ("u2", 2, "session_start", None), ("u2", 12, "session_start", None),
+    ("u2", 19, "session_start", None), ("u2", 20, "page_view", None),
+    ("u3", 8, "session_start", None), ("u3", 12, "support_ticket", None),
+    ("u3", 15, "cancel", None),
+]
+COLUMNS = ["user_id", "snapshot_date", "sessions_7d", "sessions_30d", "page_views_7d",
+           "purchases_30d", "spend_30d", "support_tickets_30d", "active_days_7d",
+           "active_days_30d", "days_since_last_event", "tenure_days", "plan"]
+
+
+@pytest.fixture
+def small_cfg(cfg: Config) -> Config:
+    return cfg.with_overrides({"features.short_window_days": 3, "features.long_window_days": 7,
+                               "features.label_horizon_days": 7,
+                               "features.snapshot_interval_days": 7,
+                               "features.train_snapshots": 1})
+
+
+def write_events(spark, cfg: Config, events=EVENTS, fingerprint: str = "fp") -> None:
+    rows = [(f"e{i}", user, datetime(2026, 1, day, 12, i % 60), kind,
+             "basic" if user == "u1" else "free", "ios", "US", amount, date(2026, 1, day))
+            for i, (user, day, kind, amount) in enumerate(events)]
+    df = spark.createDataFrame(rows, "event_id string, user_id string, ts timestamp, "
+                               "event_type string, plan string, device string, country string, "
+                               "amount double, dt date")
+    lake = lk.Lake(cfg.lake_root)
+    df.write.mode("overwrite").partitionBy("dt").parquet(lake.events())
+    for day in {r[-1] for r in rows}:
+        lk.write_json(lk.manifest_path(lake.events(day)), {"fingerprint": f"{fingerprint}{day}"})
+
+
+def read(path: str) -> list[dict]:
+    df = pd.read_parquet(path)[COLUMNS + (["label"] if "label" in pd.read_parquet(path) else [])]
+    df["snapshot_date"] = df["snapshot_date"].astype(str)
+    return df.sort_values("user_id").to_dict("records")
+
+
+def test_snapshot_plan_has_no_label_leakage() -> None:
+    cfg = Config()
+    plan = features.snapshot_plan(date(2026, 3, 1), cfg.features)
+    assert plan["test"] == (date(2026, 2, 15),)
+    assert plan["inference"] == (date(2026, 3, 1),)
+    assert plan["train"] == (date(2026, 1, 18), date(2026, 1, 25), date(2026, 2, 1))
+    horizon = cfg.features.label_horizon_days
+    assert all((plan["test"][0] - s).days >= horizon for s in plan["train"])
+
+
+def test_features_and_labels_exact(spark, small_cfg: Config) -> None:
+    write_events(spark, small_cfg)
+    result = features.run(small_cfg, D, spark=spark)
+    base = {"page_views_7d": 0, "purchases_30d": 0, "spend_30d": 0.0, "support_tickets_30d": 0}
+    assert read(result.get("train").path) == [
+        {**base, "user_id": "u1", "snapshot_date": "2026-01-06", "sessions_7d": 2,
+         "sessions_30d": 3, "page_views_7d": 1, "purchases_30d": 1, "spend_30d": 9.5,
+         "active_days_7d": 3, "active_days_30d": 4, "days_since_last_event": 0,
+         "tenure_days": 5, "plan": "basic", "label": 1},
+        {**base, "user_id": "u2", "snapshot_date": "2026-01-06", "sessions_7d": 0,
+         "sessions_30d": 1, "active_days_7d": 0, "active_days_30d": 1,
+         "days_since_last_event": 4, "tenure_days": 4, "plan": "free", "label": 0},
+    ]
+    assert read(result.get("test").path) == [  # u1 cancelled before the snapshot: gone
+        {**base, "user_id": "u2", "snapshot_date": "2026-01-13", "sessions_7d": 1,
+         "sessions_30d": 1, "active_days_7d": 1, "active_days_30d": 1,
+         "days_since_last_event": 1, "tenure_days": 11, "plan": "free", "label": 0},
+        {**base, "user_id": "u3", "snapshot_date": "2026-01-13", "sessions_7d": 0,
+         "sessions_30d": 1, "support_tickets_30d": 1, "active_days_7d": 1,
+         "active_days_30d": 2, "days_since_last_event": 1, "tenure_days": 5, "plan": "free",
+         "label": 1},
+    ]
+    assert read(result.get("inference").path) == [
+        {**base, "user_id": "u2", "snapshot_date": "2026-01-20", "sessions_7d": 1,
+         "sessions_30d": 1, "page_views_7d": 1, "active_days_7d": 2, "active_days_30d": 2,
+         "days_since_last_event": 0, "tenure_days": 18, "plan": "free"},
+    ]
+    assert result.get("test").label_rate == 0.5
+    manifest = lk.read_json(lk.manifest_path(result.get("train").path))
+    assert manifest["row_count"] == 2 and manifest["snapshots"] == ["2026-01-06"]
+
+
+def test_data_version_is_stable_and_tracks_inputs(spark, small_cfg: Config) -> None:
+    write_events(spark, small_cfg)
+    first = features.run(small_cfg, D, spark=spark)
+    again = features.run(small_cfg, D, spark=spark)
+    assert [d.data_version for d in first.datasets] == [d.data_version for d in again.datasets]
+    write_events(spark, small_cfg, fingerprint="changed")
+    changed = features.run(small_cfg, D, spark=spark)
+    assert changed.get("train").data_version != first.get("train").data_version
+    other_sql_cfg = small_cfg.with_overrides({"features.short_window_days": 2})
+    assert features.run(other_sql_cfg, D, spark=spark).get("inference").data_version != \
+        first.get("inference").data_version
+
+
+def test_missing_history_is_a_clear_error(spark, small_cfg: Config) -> None:
+    write_events(spark, small_cfg, [e for e in EVENTS if e[1] != 20])
+    with pytest.raises(features.NotEnoughHistoryError, match="end at 2026-01-19 but 2026-01-20 is needed.*run extract first"):
+        features.run(small_cfg, D, spark=spark)

@@ -1,0 +1,309 @@
+"""Prediction store, publish step and lookup client on real SQLite files and real PostgreSQL.
+
+Store tests run on both backends (`store_url` is parametrised); the PostgreSQL cases carry
+the `postgres` mark and are skipped with a reason when no server answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from precast import store
+from precast.config import Config
+from precast.lake import Lake
+from precast.lookup import Lookup, LookupClient, NoSnapshotError
+from precast.steps import publish as publish_step
+from precast.store import (
+    DuplicateEntityError,
+    EmptyPredictionsError,
+    PredictionsInputError,
+    SnapshotMeta,
+    SnapshotNotFoundError,
+)
+
+DAY = date(2026, 3, 1)
+SCORED_AT = datetime(2026, 3, 1, 6, 30, 15, 123456, tzinfo=UTC)
+TS = pa.timestamp("us", tz="UTC")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty prediction store: a SQLite file, or a PostgreSQL database."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
+
+
+def _batch(ids: list[str], scores: list[float], **extra: list[object]) -> pa.RecordBatch:
+    columns: dict[str, pa.Array] = {
+        "entity_id": pa.array(ids, pa.string()),
+        "score": pa.array(scores, pa.float64()),
+        "scored_at": pa.array([SCORED_AT] * len(ids), TS),
+    }
+    columns.update({name: pa.array(values) for name, values in extra.items()})
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _meta(version: str = "1", day: date = DAY) -> SnapshotMeta:
+    return SnapshotMeta(snapshot_date=day, model_name="churn", model_version=version,
+                        data_version=f"data-{version}")
+
+
+def _ids(n: int) -> list[str]:
+    return [f"u{i:05d}" for i in range(n)]
+
+
+def _scores(n: int, offset: float) -> list[float]:
+    return [offset + i / 3 for i in range(n)]  # thirds: not exactly representable, must round-trip
+
+
+def _tables(url: str) -> set[str]:
+    engine = store.make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _served(url: str, ids: list[str]) -> dict[str, tuple[float | None, int | None]]:
+    with LookupClient(url) as client:
+        return {r.entity_id: (r.score, r.snapshot_id) for r in client.get(ids)}
+
+
+def test_publish_then_lookup_returns_exact_scores(store_url: str) -> None:
+    info = store.publish(store_url, [_batch(["a", "b"], [0.1, 2 / 3])], _meta(), keep=3)
+    assert (info.snapshot_id, info.table_name, info.row_count, info.status, info.current) == (
+        1, "predictions_1", 2, "published", True)
+    with LookupClient(store_url) as client:
+        got = client.get(["b", "nobody", "a"])
+    assert got == [
+        Lookup("b", 2 / 3, "1", 1, DAY, SCORED_AT, True),
+        Lookup("nobody", None, None, 1, DAY, None, False),
+        Lookup("a", 0.1, "1", 1, DAY, SCORED_AT, True),
+    ]
+
+
+def test_lookup_before_any_publish_raises_no_snapshot(store_url: str) -> None:
+    with LookupClient(store_url) as client, pytest.raises(NoSnapshotError, match="publish"):
+        client.get(["a"])
+    assert store.current(store_url) is None
+    assert store.snapshots(store_url) == []
+
+
+def test_lookup_handles_many_ids_duplicates_and_empty_requests(store_url: str) -> None:
+    ids = _ids(1200)  # more than one IN (...) chunk
+    store.publish(store_url, [_batch(ids, _scores(1200, 0.0))], _meta(), keep=3)
+    with LookupClient(store_url) as client:
+        assert client.get([]) == []
+        got = client.get([*ids, "u00001", "ghost"])
+        with pytest.raises(TypeError):
+            client.get("u00001")
+        assert client.get_one("u00007").score == 7 / 3
+    assert [r.score for r in got[:1200]] == _scores(1200, 0.0)
+    assert (got[1200].score, got[1200].found, got[1201].found) == (1 / 3, True, False)
+
+
+def test_second_publish_swaps_view_and_records_both(store_url: str) -> None:
+    store.publish(store_url, [_batch(["a", "b"], [0.1, 0.2])], _meta("1"), keep=3)
+    second = store.publish(store_url, [_batch(["b", "c"], [0.7, 0.8])], _meta("2"), keep=3)
+    assert _served(store_url, ["a", "b", "c"]) == {
+        "a": (None, 2), "b": (0.7, 2), "c": (0.8, 2)}
+    assert [(s.snapshot_id, s.model_version, s.data_version, s.row_count, s.status, s.current)
+            for s in store.snapshots(store_url)] == [
+        (1, "1", "data-1", 2, "published", False), (2, "2", "data-2", 2, "published", True)]
+    assert store.current(store_url) == second
+    assert second.published_at is not None and second.published_at >= second.created_at
+
+
+def test_retention_keeps_only_the_newest_n(store_url: str) -> None:
+    for version in "1234":
+        store.publish(store_url, [_batch(["a"], [float(version)])], _meta(version), keep=2)
+    assert [(s.snapshot_id, s.status) for s in store.snapshots(store_url)] == [
+        (1, "retired"), (2, "retired"), (3, "published"), (4, "published")]
+    assert _tables(store_url) == {"prediction_snapshots", "predictions_3", "predictions_4"}
+    assert _served(store_url, ["a"]) == {"a": (4.0, 4)}
+
+
+def test_publish_failing_midway_keeps_previous_snapshot_served(store_url: str) -> None:
+    old_ids, new_ids = _ids(40), _ids(60)
+    store.publish(store_url, [_batch(old_ids, _scores(40, 0.5))], _meta("1"), keep=3)
+
+    def half_then_fail() -> Iterator[pa.RecordBatch]:
+        yield _batch(new_ids[:30], _scores(30, 9.0))
+        raise RuntimeError("scoring file vanished")
+
+    with pytest.raises(RuntimeError, match="scoring file vanished"):
+        store.publish(store_url, half_then_fail(), _meta("2"), keep=3)
+
+    served = _served(store_url, new_ids)
+    assert {i: served[i] for i in old_ids} == {
+        i: (s, 1) for i, s in zip(old_ids, _scores(40, 0.5), strict=True)}
+    assert {served[i] for i in new_ids[40:]} == {(None, 1)}
+    assert [(s.snapshot_id, s.status) for s in store.snapshots(store_url)] == [
+        (1, "published"), (2, "failed")]
+    assert "scoring file vanished" in (store.snapshots(store_url)[1].note or "")
+    assert _tables(store_url) == {"prediction_snapshots", "predictions_1"}
+
+    third = store.publish(store_url, [_batch(new_ids, _scores(60, 9.0))], _meta("3"), keep=3)
+    assert (third.snapshot_id, third.row_count, third.current) == (3, 60, True)
+    assert _served(store_url, new_ids[-1:]) == {new_ids[-1]: (_scores(60, 9.0)[-1], 3)}
+
+
+def test_rollback_repoints_and_refuses_unservable_snapshots(store_url: str) -> None:
+    for version in "123":
+        store.publish(store_url, [_batch(["a"], [float(version)])], _meta(version), keep=2)
+    back = store.rollback(store_url, 2)
+    assert (back.snapshot_id, back.current, back.model_version) == (2, True, "2")
+    assert _served(store_url, ["a"]) == {"a": (2.0, 2)}
+    assert store.current(store_url) == back
+    with pytest.raises(SnapshotNotFoundError, match=r"snapshot 1: it is retired.*\[2, 3\]"):
+        store.rollback(store_url, 1)
+    with pytest.raises(SnapshotNotFoundError, match="snapshot 99: it does not exist"):
+        store.rollback(store_url, 99)
+    assert _served(store_url, ["a"]) == {"a": (2.0, 2)}
+
+
+def test_duplicate_ids_are_rejected_naming_one(store_url: str) -> None:
+    store.publish(store_url, [_batch(["a"], [0.1])], _meta("1"), keep=3)
+    batches = [_batch(["x", "dup-7"], [0.1, 0.2]), _batch(["y", "dup-7"], [0.3, 0.4])]
+    with pytest.raises(DuplicateEntityError, match=r"duplicate entity_id 'dup-7' \(2 rows\)"):
+        store.publish(store_url, batches, _meta("2"), keep=3)
+    assert _served(store_url, ["a", "x"]) == {"a": (0.1, 1), "x": (None, 1)}
+    assert _tables(store_url) == {"prediction_snapshots", "predictions_1"}
+
+
+@pytest.mark.parametrize("batches", [[], [_batch([], [])]], ids=["no-batches", "zero-rows"])
+def test_empty_prediction_set_is_refused(store_url: str, batches: list[pa.RecordBatch]) -> None:
+    with pytest.raises(EmptyPredictionsError, match="refusing to publish an empty"):
+        store.publish(store_url, batches, _meta(), keep=3)
+    assert [s.status for s in store.snapshots(store_url)] == ["failed"]
+    assert store.current(store_url) is None
+
+
+def test_rows_must_match_the_snapshot_metadata_and_have_no_nulls(store_url: str) -> None:
+    wrong = _batch(["a"], [0.1], model_version=["9"])
+    with pytest.raises(PredictionsInputError, match=r"model_version holds \['9'\]"):
+        store.publish(store_url, [wrong], _meta("1"), keep=3)
+    with pytest.raises(PredictionsInputError, match="entity_id has null"):
+        store.publish(store_url, [_batch(["a", None], [0.1, 0.2])], _meta("1"), keep=3)  # type: ignore[list-item]
+    with pytest.raises(PredictionsInputError, match="score has NaN"):
+        store.publish(store_url, [_batch(["a", "b"], [0.1, float("nan")])], _meta("1"), keep=3)
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        store.publish(store_url, [_batch(["a"], [0.1])], _meta("1"), keep=0)
+
+
+def test_readers_see_one_whole_snapshot_during_publishes(store_url: str) -> None:
+    ids = _ids(700)  # two IN (...) chunks per lookup, read in one transaction
+    store.publish(store_url, [_batch(ids, [0.0] * 700)], _meta("0"), keep=2)
+    seen: list[set[tuple[float | None, int | None]]] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        with LookupClient(store_url) as client:
+            while not done.is_set():
+                seen.append({(r.score, r.snapshot_id) for r in client.get(ids)})
+
+    def wait_until_read(snapshot_id: int) -> None:
+        deadline = time.monotonic() + 20
+        while not any(snapshot_id == sid for s in seen for _, sid in s):
+            assert time.monotonic() < deadline, f"reader never saw snapshot {snapshot_id}"
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for n in range(1, 4):
+            wait_until_read(n)
+            store.publish(store_url, [_batch(ids, [float(n)] * 700)], _meta(str(n)), keep=2)
+        wait_until_read(4)
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert all(len(s) == 1 for s in seen)
+    assert all(score == snapshot_id - 1 for s in seen for score, snapshot_id in s)
+
+
+def test_table_names_come_only_from_positive_integer_ids() -> None:
+    assert store.table_name(12) == "predictions_12"
+    for bad in (0, -1, True, "3"):
+        with pytest.raises(ValueError, match="positive integer"):
+            store.table_name(bad)  # type: ignore[arg-type]
+    with pytest.raises(store.StoreError, match="refusing table name"):
+        store._checked_table('predictions_1"; DROP TABLE x; --')
+
+
+def test_sqlite_engine_uses_wal(tmp_path: Path) -> None:
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'new' / 'p.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+    with pytest.raises(store.StoreError, match="unsupported prediction store 'mysql'"):
+        store.make_engine("mysql://u@h/db")
+
+
+# ---------------------------------------------------------------- the publish step
+
+
+def _write_predictions(cfg: Config, day: date, parts: list[dict[str, list[object]]]) -> str:
+    path = Lake(cfg.lake_root).predictions(day)
+    Path(path).mkdir(parents=True)
+    for n, part in enumerate(parts):
+        size = len(part["entity_id"])
+        table = pa.table({
+            "entity_id": pa.array(part["entity_id"], pa.string()),
+            "score": pa.array(part["score"], pa.float64()),
+            "snapshot_date": pa.array([day] * size, pa.date32()),
+            "model_name": pa.array(["churn"] * size),
+            "model_version": pa.array(part.get("model_version", ["5"] * size)),
+            "data_version": pa.array(["abc123"] * size),
+            "scored_at": pa.array([SCORED_AT] * size, TS),
+        })
+        pq.write_table(table, f"{path}/part-{n}.parquet")
+    return path
+
+
+def test_step_publishes_a_parquet_predictions_folder(cfg: Config) -> None:
+    _write_predictions(cfg, DAY, [{"entity_id": ["u1", "u2"], "score": [0.25, 0.5]},
+                                  {"entity_id": ["u3"], "score": [0.75]}])
+    result = publish_step.run(cfg, DAY)
+    assert result == publish_step.PublishResult(
+        snapshot_id=1, table="predictions_1", rows=3, snapshot_date=DAY, model_name="churn",
+        model_version="5", data_version="abc123")
+    assert _served(cfg.predictions_url, ["u1", "u3", "u9"]) == {
+        "u1": (0.25, 1), "u3": (0.75, 1), "u9": (None, 1)}
+    assert Path(cfg.home / "predictions.db").exists()
+
+
+def test_step_refuses_mixed_model_versions(cfg: Config) -> None:
+    _write_predictions(cfg, DAY, [{"entity_id": ["u1"], "score": [0.1]},
+                                  {"entity_id": ["u2"], "score": [0.2], "model_version": ["6"]}])
+    with pytest.raises(PredictionsInputError, match="model_version must hold one value.*'5', '6'"):
+        publish_step.run(cfg, DAY)
+    assert store.snapshots(cfg.predictions_url) == []
+
+
+def test_step_names_the_missing_predictions_folder(cfg: Config) -> None:
+    path = Lake(cfg.lake_root).predictions(DAY)
+    with pytest.raises(FileNotFoundError, match=f"no predictions at {path}"):
+        publish_step.run(cfg, DAY)
+
+
+def test_uniform_values_reads_one_value_per_column() -> None:
+    batches = [pa.record_batch({"m": ["a", "a"]}), pa.record_batch({"m": ["a"]})]
+    assert publish_step.uniform_values(batches, ["m"]) == {"m": "a"}
+    with pytest.raises(PredictionsInputError, match="found 2: 'a', None"):
+        publish_step.uniform_values([pa.record_batch({"m": ["a", None]})], ["m"])
+    with pytest.raises(EmptyPredictionsError):
+        publish_step.uniform_values([pa.record_batch({"m": pa.array([], pa.string())})], ["m"])

@@ -1,0 +1,108 @@
+"""The whole pipeline on generated logs: training, gate, Beam scoring, publish, lookup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precast import lake as lk
+from precast import pipeline, registry, store
+from precast.lookup import LookupClient
+from precast.steps.gate import ChallengerRejectedError
+from precast.steps.validate import ValidationFailed
+from tests.integration.conftest import World
+
+
+def _records(world: World, step: str) -> dict:
+    path = world.cfg.home / "runs" / world.run_date.isoformat() / f"{step}.json"
+    return json.loads(path.read_text())
+
+
+def _predictions(world: World) -> pd.DataFrame:
+    path = lk.Lake(world.cfg.lake_root).predictions(world.run_date)
+    return pd.read_parquet(path).sort_values("entity_id").reset_index(drop=True)
+
+
+def test_first_run_promotes_and_publishes(world: World) -> None:
+    champion = registry.by_alias(world.cfg, registry.CHAMPION)
+    assert champion is not None and champion.version == "1"
+    assert champion.tags["data_version"] and champion.tags["code_version"]
+    assert champion.tags["gate.decision"] == "promoted"
+    train = _records(world, "train")["result"]
+    assert train["metrics"]["roc_auc"] > 0.65, train["metrics"]
+    current = store.current(world.cfg.predictions_url)
+    preds = _predictions(world)
+    assert current is not None and current.row_count == len(preds) > 500
+    ids = preds["entity_id"].head(3).tolist()
+    rows = LookupClient(world.cfg.predictions_url).get([*ids, "nobody"])
+    assert [r.found for r in rows] == [True, True, True, False]
+    assert [r.score for r in rows[:3]] == pytest.approx(preds["score"].head(3).tolist())
+    assert {r.model_version for r in rows[:3]} == {"1"}
+
+
+def test_every_planted_bad_line_is_accounted_for(world: World) -> None:
+    planted = lk.read_json(f"{lk.Lake(world.cfg.lake_root).raw_events()}/_planted.json")
+    extract = _records(world, "extract")["result"]
+    assert planted is not None and extract["read"] == extract["kept"] + extract[
+        "quarantined"] + extract["duplicates"]
+    assert extract["duplicates"] > 0 and extract["quarantined"] > 0
+
+
+def test_rerun_same_day_is_reproducible(world: World) -> None:
+    before = _records(world, "train")["result"]
+    first_predictions = _predictions(world)
+    pipeline.run_chain(world.cfg, "training", world.run_date)
+    pipeline.run_chain(world.cfg, "predict", world.run_date)
+    after = _records(world, "train")["result"]
+    assert after["data_version"] == before["data_version"]
+    assert after["metrics"] == before["metrics"]
+    assert after["model_version"] != before["model_version"]  # a new, identical version
+    again = _predictions(world)
+    assert again["entity_id"].tolist() == first_predictions["entity_id"].tolist()
+    np.testing.assert_array_equal(again["score"].to_numpy(), first_predictions["score"].to_numpy())
+
+
+def test_gate_rejects_a_worse_challenger(world: World) -> None:
+    champion = registry.by_alias(world.cfg, registry.CHAMPION)
+    served = store.current(world.cfg.predictions_url)
+    path = lk.Lake(world.cfg.lake_root).dataset("train", world.run_date)
+    train = pd.read_parquet(path)
+    train["label"] = np.random.default_rng(0).permutation(train["label"].to_numpy())
+    replace_dataset(path, train)
+    pipeline.run_step(world.cfg, "train", world.run_date)
+    with pytest.raises(ChallengerRejectedError, match="rejected, champion v"):
+        pipeline.run_step(world.cfg, "gate", world.run_date)
+    assert registry.by_alias(world.cfg, registry.CHAMPION) == champion
+    assert store.current(world.cfg.predictions_url) == served
+    rejected = registry.by_alias(world.cfg, registry.CHALLENGER)
+    assert rejected is not None and rejected.tags["gate.decision"] == "rejected"
+    pipeline.run_step(world.cfg, "features", world.run_date)  # restore for other tests
+
+
+def test_failing_features_suite_stops_before_training(world: World) -> None:
+    versions_before = registry.client(world.cfg).search_model_versions(
+        f"name='{world.cfg.model.name}'")
+    served = store.current(world.cfg.predictions_url)
+    path = lk.Lake(world.cfg.lake_root).dataset("test", world.run_date)
+    bad = pd.read_parquet(path)
+    bad.loc[0, "sessions_7d"] = -5
+    bad.loc[1, "plan"] = "enterprise"
+    replace_dataset(path, bad)
+    with pytest.raises(ValidationFailed, match="features"):
+        pipeline.run_chain(world.cfg, "training", world.run_date, start="validate_features")
+    after = registry.client(world.cfg).search_model_versions(f"name='{world.cfg.model.name}'")
+    assert len(after) == len(versions_before)
+    assert store.current(world.cfg.predictions_url) == served
+    assert _records(world, "validate_features")["status"] == "failed"
+    pipeline.run_step(world.cfg, "features", world.run_date)
+
+
+def replace_dataset(path: str, df: pd.DataFrame) -> None:
+    """Swap a dataset's Parquet files for `df`, keeping its manifest (tampered data)."""
+    for old in Path(path).glob("*.parquet"):
+        old.unlink()
+    df.to_parquet(f"{path}/part-00000.parquet", index=False)
