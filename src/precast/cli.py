@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_environment()
     args = _parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
-    logging.getLogger("precast").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("precast").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

@@ -89,9 +89,11 @@ RUNNERS: dict[str, Callable[..., Any]] = {
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, dates and paths as plain JSON values."""
+    """Dataclasses (fields and public properties), dates and paths as plain JSON values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        names = [f.name for f in dataclasses.fields(obj)] + [
+            n for n, v in vars(type(obj)).items() if isinstance(v, property) and n[0] != "_"]
+        return {n: to_jsonable(getattr(obj, n)) for n in names}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

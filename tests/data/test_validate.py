@@ -97,10 +97,20 @@ def test_allowed_values_come_from_config(vcfg: Config) -> None:
     plan_sets = [s.kwargs["value_set"] for s in v.suite_specs(cfg, "events")
                  if s.type == "expect_column_values_to_be_in_set" and s.kwargs["column"] == "plan"]
     assert plan_sets == [["free", "gold"]]
-    label_only = {s.type for s in v.suite_specs(vcfg, "features", "train")} - {
-        s.type for s in v.suite_specs(vcfg, "features", "inference")}
-    assert label_only == {"expect_column_to_exist", "expect_column_mean_to_be_between"} - {
-        "expect_column_mean_to_be_between"} | {"expect_column_to_exist"}
+
+
+def test_label_expectations_apply_to_train_and_test_only(vcfg: Config) -> None:
+    def checks(kind: str) -> set[tuple[str, str]]:
+        return {(s.type, s.kwargs.get("column", "")) for s in v.suite_specs(vcfg, "features", kind)}
+
+    assert checks("train") == checks("test")
+    assert checks("train") - checks("inference") == {
+        ("expect_column_to_exist", "label"),
+        ("expect_column_values_to_not_be_null", "label"),
+        ("expect_column_values_to_be_in_set", "label"),
+        ("expect_column_mean_to_be_between", "label"),
+    }
+    assert checks("inference") < checks("train")
 
 
 def test_unknown_expectation_type_fails_clearly(vcfg: Config, monkeypatch: pytest.MonkeyPatch
@@ -198,13 +208,18 @@ def test_run_features_validates_each_dataset_from_the_lake(vcfg: Config) -> None
     assert result.docs_path == str(v.docs_index(vcfg))
 
 
-def test_inference_without_label_fails_the_train_suite_only(vcfg: Config) -> None:
+def test_unlabelled_data_passes_inference_but_fails_train(vcfg: Config) -> None:
     unlabelled = features_frame(labelled=False)
     inference = v.validate_frame(vcfg, "features", unlabelled, "inf", kind="inference")
     assert inference.success, inference.failed
     train = v.validate_frame(vcfg, "features", unlabelled, "train-no-label", kind="train")
-    assert "expect_column_to_exist(column=label): observed None" not in train.failed
-    assert any(f.startswith("expect_column_to_exist(column=label)") for f in train.failed)
+    missing = 'error: Error: The column "label" in BatchData does not exist.'
+    assert set(train.failed) == {
+        "expect_column_to_exist(column=label): failed",
+        f"expect_column_values_to_not_be_null(column=label): {missing}",
+        f"expect_column_values_to_be_in_set(column=label): {missing}",
+        f"expect_column_mean_to_be_between(column=label): {missing}",
+    }
 
 
 # ------------------------------------------------------------------ predictions
@@ -234,6 +249,13 @@ def test_scores_above_one_fail_the_run_with_the_dataset_and_page(vcfg: Config) -
     assert "expect_column_values_to_be_between(column=score" in page_text(docs)
 
 
+def test_score_distribution_is_checked(vcfg: Config) -> None:
+    flat = predictions_frame()
+    flat["score"] = 0.95
+    result = v.validate_frame(vcfg, "predictions", flat, "predictions-flat")
+    assert result.failed == ("expect_column_mean_to_be_between(column=score): observed 0.95",)
+
+
 def test_missing_dataset_is_a_clear_error(vcfg: Config) -> None:
     with pytest.raises(FileNotFoundError, match="no predictions data at .*2026-01-01"):
         v.run(vcfg, "predictions", date(2026, 1, 1))
@@ -244,15 +266,18 @@ def test_missing_dataset_is_a_clear_error(vcfg: Config) -> None:
 # ------------------------------------------------------------------ events (Spark)
 
 
-def test_events_on_spark_pass_for_good_rows_using_our_session(vcfg: Config, spark) -> None:
-    df = spark.createDataFrame(events_rows(), EVENTS_SCHEMA)
-    result = v.validate_frame(vcfg, "events", df, "events-ok")
+def test_events_day_from_the_lake_passes_on_our_spark_session(vcfg: Config, spark) -> None:
+    path = lk.Lake(vcfg.lake_root).events(RUN_DATE)
+    spark.createDataFrame(events_rows(), EVENTS_SCHEMA).write.mode("overwrite").parquet(path)
+
+    result = v.run(vcfg, "events", RUN_DATE, spark=spark)
+
     assert result.success, result.failed
-    assert result.statistics["evaluated_expectations"] == len(resources.suite("events")[
-        "expectations"])
+    assert result.suite == "events"
+    assert result.statistics["evaluated_expectations"] == len(
+        resources.suite("events")["expectations"])
     source = v._home(str(v.gx_root(vcfg))).context.data_sources.get("spark")
     assert source.get_execution_engine().spark is spark  # GX started no session of its own
-    assert not df.is_cached  # the persist for validation was released
 
 
 def test_events_with_unknown_type_fail(vcfg: Config, spark) -> None:
@@ -263,3 +288,4 @@ def test_events_with_unknown_type_fail(vcfg: Config, spark) -> None:
         "expect_column_values_to_be_in_set(column=event_type): 1 unexpected, e.g. ['teleport']",
     )
     assert "expect_column_values_to_be_in_set(column=event_type" in page_text(result.docs_path)
+    assert not df.is_cached  # the persist for validation was released

@@ -160,6 +160,8 @@ def _short(value: Any, limit: int = 8) -> str:
         column = value["column"]
         column = column.get("name") if isinstance(column, dict) else column
         return f"{column} {value['operator']} {value.get('parameter')!r}"
+    if isinstance(value, float):
+        return format(value, ".6g")
     return repr(value) if not isinstance(value, str) else value
 
 
@@ -188,19 +190,28 @@ def summarize(result: ExpectationValidationResult) -> str:
     config = result.expectation_config
     kwargs = dict(config.kwargs) if config is not None else {}
     head = call_text(config.type if config is not None else "?", kwargs, _DOMAIN_KEYS)
-    info = result.exception_info or {}
-    if info.get("raised_exception"):
-        return f"{head}: error: {str(info.get('exception_message'))[:300]}"
+    if error := _exception_message(result.exception_info or {}):
+        return f"{head}: error: {error}"
     res = result.result or {}
     if res.get("unexpected_count") is not None:
         sample = _plain(list(res.get("partial_unexpected_list") or [])[:3])
         return f"{head}: {res['unexpected_count']} unexpected, e.g. {sample}"
-    mismatched = (res.get("details") or {}).get("mismatched")
-    if mismatched:
-        return f"{head}: mismatched columns {_plain(mismatched)}"
+    mismatched = (res.get("details") or {}).get("mismatched") or {}
+    if mismatched.get("missing"):
+        return f"{head}: missing columns {_plain(mismatched['missing'])}"
     if "observed_value" in res:
         return f"{head}: observed {_short(res['observed_value'])}"[:400]
     return f"{head}: failed"
+
+
+def _exception_message(info: Mapping[str, Any]) -> str | None:
+    """The first error GX caught for an expectation (flat or keyed by metric), if any."""
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))[:300]
+    for value in info.values():
+        if isinstance(value, Mapping) and value.get("raised_exception"):
+            return str(value.get("exception_message"))[:300]
+    return None
 
 
 # ---------------------------------------------------------------- GX context
