@@ -27,6 +27,8 @@ def _short(value: Any) -> str:
         return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()
                                if not isinstance(v, dict | list)) + "}"
     if isinstance(value, list):
+        if len(value) > 3:
+            return f"{len(value)} items"
         return "[" + "; ".join(_short(v) for v in value) + "]"
     return str(value)
 

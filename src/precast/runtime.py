@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import precast
@@ -15,7 +17,6 @@ QUIET_ENV = {
     "GX_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "SPARK_LOCAL_IP": "127.0.0.1",
-    "PYSPARK_PYTHON": "python3",
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
 }
@@ -25,10 +26,11 @@ def prepare_environment() -> None:
     """Set the environment defaults that keep the stack quiet and offline (never overrides)."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    import sys
-
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_PYTHON"].replace("python3", sys.executable)
+    # Seen on this stack: PySpark warns about pandas 3 on every conversion, and MLflow
+    # on SQLAlchemy 2.1 raises an SADeprecationWarning; both are known and harmless here.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    warnings.filterwarnings("ignore", message=".*noload.*")
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -109,5 +109,6 @@ def test_data_version_is_stable_and_tracks_inputs(spark, small_cfg: Config) -> N
 
 def test_missing_history_is_a_clear_error(spark, small_cfg: Config) -> None:
     write_events(spark, small_cfg, [e for e in EVENTS if e[1] != 20])
-    with pytest.raises(features.NotEnoughHistoryError, match="end at 2026-01-19 but 2026-01-20 is needed.*run extract first"):
+    with pytest.raises(features.NotEnoughHistoryError,
+                       match="end at 2026-01-19 but 2026-01-20 is needed.*run extract first"):
         features.run(small_cfg, D, spark=spark)

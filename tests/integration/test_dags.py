@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import make_world
+from tests.conftest import make_world
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"

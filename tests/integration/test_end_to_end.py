@@ -14,7 +14,7 @@ from precast import pipeline, registry, store
 from precast.lookup import LookupClient
 from precast.steps.gate import ChallengerRejectedError
 from precast.steps.validate import ValidationFailed
-from tests.integration.conftest import World
+from tests.conftest import World
 
 
 def _records(world: World, step: str) -> dict:

@@ -122,39 +122,57 @@ def _reason(events: EventsConfig) -> Column:
     )
 
 
-def classify(lines: DataFrame, events: EventsConfig, day: date | None = None) -> DataFrame:
-    """Parse raw lines (`value`, optional `dt`, `line_number`) and give each a reason.
+def parse_lines(lines: DataFrame, events: EventsConfig, day: date | None = None) -> DataFrame:
+    """Parse raw lines (`value`, optional `dt`) into the clean columns plus a reason.
 
-    Returns dt, line_number, value, reason (null = clean) and the clean columns. Among
-    good lines sharing an event_id on a day, the first by line number is kept; the
-    others get reason `duplicate_event_id`.
+    The reason is null for a good line; duplicates are not marked yet (see
+    `mark_duplicates`). Other input columns (line numbers, file metadata) pass through.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if day is not None:
         lines = lines.withColumn("dt", F.lit(day))
-    if "line_number" not in lines.columns:
-        lines = lines.withColumn("line_number", F.lit(None).cast("long"))
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    passthrough = [c for c in lines.columns if c not in ("dt", "value")]
     parsed = lines.select(
-        F.col("dt").cast("date").alias("dt"), "line_number", "value",
+        F.col("dt").cast("date").alias("dt"), "value", *passthrough,
         F.from_json("value", event_schema(), options).alias("j"),
-    ).withColumn("reason", _reason(events))
-    first = Window.partitionBy("dt", "event_id", F.col("reason").isNull()).orderBy(
-        "line_number", "value"
     )
     return parsed.select(
-        "dt", "line_number", "value", "reason",
+        "dt", "value", *passthrough, _reason(events).alias("reason"),
         *[F.col(f"j.{c}").alias(c) for c in ("event_id", "user_id")],
         F.try_to_timestamp("j.ts", F.lit(TS_FORMAT)).alias("ts"),
         F.col("j.event_type").alias("event_type"),
         *[F.col(f"j.properties.{c}").alias(c) for c in (*PROPERTY_FIELDS, "amount")],
-    ).withColumn(
-        "reason",
-        F.when(F.col("reason").isNull() & (F.row_number().over(first) > 1), F.lit(DUPLICATE))
-        .otherwise(F.col("reason")),
     )
+
+
+def mark_duplicates(parsed: DataFrame) -> DataFrame:
+    """Give good lines that repeat an earlier line's event_id (same day) the duplicate reason.
+
+    The first line by `line_number` is kept (input order when there are no line numbers).
+    Only the few repeated ids are shuffled and broadcast, never the lines themselves.
+    """
+    from pyspark.sql import functions as F
+
+    if "line_number" not in parsed.columns:
+        parsed = parsed.withColumn("line_number", F.lit(None).cast("long"))
+    order = F.coalesce("line_number", F.monotonically_increasing_id())
+    parsed = parsed.withColumn("_order", order)
+    repeated = (
+        parsed.where(F.col("reason").isNull()).groupBy("dt", "event_id")
+        .agg(F.min("_order").alias("_first"), F.count("*").alias("_n")).where("_n > 1")
+    )
+    marked = parsed.join(F.broadcast(repeated.drop("_n")), ["dt", "event_id"], "left")
+    duplicate = F.col("reason").isNull() & (F.col("_order") != F.col("_first"))
+    return marked.withColumn(
+        "reason", F.when(duplicate, F.lit(DUPLICATE)).otherwise(F.col("reason"))
+    ).drop("_order", "_first")
+
+
+def classify(lines: DataFrame, events: EventsConfig, day: date | None = None) -> DataFrame:
+    """Parse lines and mark duplicates: dt, value, line_number, reason (null = clean), columns."""
+    return mark_duplicates(parse_lines(lines, events, day))
 
 
 def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
@@ -177,31 +195,45 @@ def parse_events(
     return split_classified(classify(lines, events, day))
 
 
-def read_lines(spark: SparkSession, lake: Lake, days: Sequence[date]) -> DataFrame:
-    """Raw lines of `days` as (dt, line_number, value); line numbers are 1-based per file."""
+def scan_lines(spark: SparkSession, lake: Lake, days: Sequence[date]) -> DataFrame:
+    """Raw lines of `days` (dt, value) with the file block and row id `number_lines` needs."""
+    from pyspark.sql import functions as F
+
+    return spark.read.option("basePath", lake.raw_events()).text(
+        [lake.raw_events(d) for d in days]
+    ).select(
+        F.to_date(F.col("dt").cast("string")).alias("dt"), "value",
+        F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.file_block_start").alias("_block"),
+        F.monotonically_increasing_id().alias("_row_id"),
+    )
+
+
+def number_lines(scanned: DataFrame) -> DataFrame:
+    """Replace `scan_lines`' file/block/row id by a 1-based line number within the file.
+
+    Row ids are consecutive within a file block, so a line's number is its offset in
+    the block plus the line count of the file's earlier blocks. Evaluate on one scan
+    (persisted) so that both sides see the same row ids.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    raw = (
-        spark.read.option("basePath", lake.raw_events()).text([lake.raw_events(d) for d in days])
-        .select(
-            F.to_date(F.col("dt").cast("string")).alias("dt"), "value",
-            F.col("_metadata.file_path").alias("file"),
-            F.col("_metadata.file_block_start").alias("block"),
-            F.monotonically_increasing_id().alias("row_id"),
-        )
-    )
-    # Row ids are consecutive within a file block, so a line's number is its offset in
-    # the block plus the lines of the file's earlier blocks.
-    blocks = raw.groupBy("file", "block").agg(
-        F.min("row_id").alias("first_id"), F.count("*").alias("lines")
+    blocks = scanned.groupBy("_file", "_block").agg(
+        F.min("_row_id").alias("_first_id"), F.count("*").alias("_lines")
     ).withColumn(
-        "before", F.sum("lines").over(Window.partitionBy("file").orderBy("block")) - F.col("lines")
+        "_before",
+        F.sum("_lines").over(Window.partitionBy("_file").orderBy("_block")) - F.col("_lines"),
     )
-    return raw.join(F.broadcast(blocks), ["file", "block"]).select(
-        "dt", (F.col("row_id") - F.col("first_id") + F.col("before") + 1).alias("line_number"),
-        "value",
+    numbered = scanned.join(F.broadcast(blocks), ["_file", "_block"]).withColumn(
+        "line_number", F.col("_row_id") - F.col("_first_id") + F.col("_before") + 1
     )
+    return numbered.drop("_file", "_block", "_row_id", "_first_id", "_lines", "_before")
+
+
+def read_lines(spark: SparkSession, lake: Lake, days: Sequence[date]) -> DataFrame:
+    """Raw lines of `days` as (dt, value, line_number)."""
+    return number_lines(scan_lines(spark, lake, days))
 
 
 def day_counts(classified: DataFrame) -> dict[date, DayCounts]:
@@ -245,9 +277,12 @@ def days_to_extract(lake: Lake, run_date: date, lookback_days: int) -> list[date
 
 
 def _overwrite_days(df: DataFrame, path: str, sort: Sequence[str]) -> None:
-    """Write `df` partitioned by dt, replacing only the dt partitions it contains."""
+    """Write `df` partitioned by dt, replacing only the dt partitions it contains.
+
+    No shuffle: each input split holds whole files, so a day is usually one file.
+    """
     (
-        df.repartition("dt").sortWithinPartitions("dt", *sort)
+        df.sortWithinPartitions("dt", *sort)
         .write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
         .partitionBy("dt").parquet(path)
     )
@@ -321,8 +356,9 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     lake = Lake(cfg.lake_root)
     days = days_to_extract(lake, run_date, cfg.extract.lookback_days)
     spark = spark or spark_session(cfg)
-    classified = classify(read_lines(spark, lake, days), cfg.events)
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+    parsed = parse_lines(scan_lines(spark, lake, days), cfg.events)
+    parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)  # one scan and parse for all jobs
+    classified = mark_duplicates(number_lines(parsed))
     try:
         found = day_counts(classified)
         counts = [found.get(d) or _day_counts(d, {}) for d in days]
@@ -330,7 +366,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
         failing = [c for c in counts if c.quarantine_rate > limit]
         _publish(classified, lake, counts, [c.day for c in counts if c not in failing])
     finally:
-        classified.unpersist()
+        parsed.unpersist()
     result = ExtractResult(run_date=run_date, days=tuple(counts))
     _log_counts(result)
     if failing:

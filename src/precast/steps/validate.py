@@ -172,7 +172,7 @@ def to_expectation(spec: ExpectationSpec, suite: str) -> Expectation:
         ExpectationConfiguration,
     )
 
-    description = f"{call_text(spec.type, spec.kwargs)}: {spec.notes}".replace("$", "$$")
+    description = f"{call_text(spec.type, spec.kwargs)}: {spec.notes}"
     try:
         return ExpectationConfiguration(
             type=spec.type, kwargs=spec.kwargs, notes=spec.notes, description=description
