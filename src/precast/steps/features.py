@@ -130,6 +130,8 @@ def _label_rate(spark: SparkSession, path: str) -> float | None:
 def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
         spark: SparkSession | None = None) -> FeaturesResult:
     """Build and write the requested datasets for `run_date`, each with a manifest."""
+    from pyspark.sql import functions as F
+
     from precast.spark import spark_session
 
     spark = spark or spark_session(cfg)
@@ -138,23 +140,32 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     plan = snapshot_plan(run_date, fc)
     label_end = {"train": plan["test"][0], "test": run_date, "inference": run_date}
     _check_history(lake, max(label_end[k] for k in kinds))
-    spark.read.parquet(lake.events()).createOrReplaceTempView("events")
+    events = spark.read.parquet(lake.events()).where(F.col("dt") <= F.lit(max(label_end.values())))
+    events.persist().createOrReplaceTempView("events")  # every snapshot's SQL reads it
+    try:
+        return FeaturesResult(run_date, tuple(
+            _build_dataset(spark, lake, kind, run_date, plan[kind], label_end[kind], fc)
+            for kind in kinds))
+    finally:
+        events.unpersist()
+
+
+def _build_dataset(spark: SparkSession, lake: lk.Lake, kind: str, run_date: date,
+                   snapshots: tuple[date, ...], label_end: date, fc: FeaturesConfig
+                   ) -> DatasetInfo:
+    """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
     sql_text = [resources.sql(fc.features_sql.removesuffix(".sql")),
                 resources.sql(fc.labels_sql.removesuffix(".sql"))]
-    infos = []
-    for kind in kinds:
-        path = lake.dataset(kind, run_date)
-        version = lk.content_hash(kind, [s.isoformat() for s in plan[kind]],
-                                  _fingerprints(lake, label_end[kind]), sql_text,
-                                  fc.model_dump(mode="json"))
-        rows = _write(build(spark, kind, plan[kind], fc), path, {
-            "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
-            "snapshots": [s.isoformat() for s in plan[kind]]})
-        if rows == 0:
-            raise NotEnoughHistoryError(f"{kind} dataset for {run_date} is empty ({path})")
-        rate = None if kind == "inference" else _label_rate(spark, path)
-        infos.append(DatasetInfo(kind, path, rows, version,
-                                 tuple(s.isoformat() for s in plan[kind]), rate))
-        log.info("features %s %s: %d rows, data_version=%s, label_rate=%s",
-                 kind, run_date, rows, version, rate)
-    return FeaturesResult(run_date, tuple(infos))
+    path = lake.dataset(kind, run_date)
+    names = [s.isoformat() for s in snapshots]
+    version = lk.content_hash(kind, names, _fingerprints(lake, label_end), sql_text,
+                              fc.model_dump(mode="json"))
+    rows = _write(build(spark, kind, snapshots, fc), path, {
+        "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
+        "snapshots": names})
+    if rows == 0:
+        raise NotEnoughHistoryError(f"{kind} dataset for {run_date} is empty ({path})")
+    rate = None if kind == "inference" else _label_rate(spark, path)
+    log.info("features %s %s: %d rows, data_version=%s, label_rate=%s",
+             kind, run_date, rows, version, rate)
+    return DatasetInfo(kind, path, rows, version, tuple(names), rate)
