@@ -20,6 +20,7 @@ from precast.runtime import prepare_environment
 prepare_environment()
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".precast" / "airflow-test"))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
 PG_ADMIN_URL = os.environ.get(
     "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
