@@ -14,8 +14,10 @@ help:
 	@echo "make clean  - remove .venv and .precast"
 
 prereqs:
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
-	  { echo "precast needs Python 3.11+ ($(PYTHON) is '$$($(PYTHON) --version 2>&1)'); run: make PYTHON=python3.11 ..."; exit 1; }
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	  [ -n "$$v" ] || { echo "precast needs Python 3.11+: '$(PYTHON)' was not found (make PYTHON=/path/to/python3.11 ...)"; exit 1; }; \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "precast needs Python 3.11+, $(PYTHON) is $$v (make PYTHON=/path/to/python3.11 ...)"; exit 1; }
 	@command -v java >/dev/null 2>&1 || { echo "precast needs Java 17+ for Spark: java is not on PATH"; exit 1; }
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
 	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "precast needs Java 17+ for Spark (found: $${v:-unknown})"; exit 1; }
