@@ -118,6 +118,7 @@ class SparkConfig(_Section):
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.shuffle.partitions": "8",
             "spark.sql.sources.partitionOverwriteMode": "dynamic",
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.memory": "2g",

@@ -154,10 +154,12 @@ def _day_counts(
     prog = _progress(pop, t)
     if drifted:
         p_act = np.minimum(pop.p_active * 1.25, 0.95) * (1 - 0.1 * prog)
-        sess, play_mult, pv_mult, ticket = pop.sessions * 1.3, 1 - 0.9 * prog, 1 + 2.5 * prog, 1.0
+        sess, play_mult, pv_mult = pop.sessions * 1.3, 1 - 0.9 * prog, 1 + 2.5 * prog
+        ticket = np.ones_like(prog)
     else:
         p_act = pop.p_active * (1 - 0.85 * prog)
-        sess, play_mult, pv_mult = pop.sessions * (1 - 0.5 * prog), 1 - 0.4 * prog, 1.0
+        sess, play_mult = pop.sessions * (1 - 0.5 * prog), 1 - 0.4 * prog
+        pv_mult = np.ones_like(prog)
         ticket = 1 + 6 * prog
     counts = np.zeros((n, 7), dtype=np.int64)
     counts[:, _TICKET] = rng.poisson(pop.tickets * ticket) * alive
@@ -180,7 +182,7 @@ def _day_events(
     n = counts.shape[0]
     user = np.repeat(np.tile(np.arange(n), 7), counts.T.ravel())
     kind = np.repeat(np.repeat(np.arange(7), n), counts.T.ravel())
-    start = rng.integers(6 * 3600, 22 * 3600, n)
+    start = np.asarray(rng.integers(6 * 3600, 22 * 3600, n))
     second = start[user] + rng.integers(0, 2 * 3600, user.size) + np.where(kind == _CANCEL, 1800, 0)
     second = np.minimum(second, 86_399)
     device = np.where(rng.random(user.size) < 0.85, pop.device[user],
@@ -283,7 +285,11 @@ def generate(
     lake_root: str, users: int, days: int, seed: int, start_date: date,
     corrupt_fraction: float = 0.0, drift_day: int | None = None, entity_prefix: str = "u",
 ) -> DemoDataResult:
-    """Write `days` daily raw-event files for `users` users under `{lake_root}/raw/events`."""
+    """Write `days` daily raw-event files for `users` users under `{lake_root}/raw/events`.
+
+    `drift_day` is a 0-based day index. Files of the generated days and `_planted.json`
+    are replaced; other days already in the lake are left alone.
+    """
     if users < 1 or days < 1 or not 0.0 <= corrupt_fraction <= 1.0:
         raise ValueError("need users >= 1, days >= 1 and 0 <= corrupt_fraction <= 1")
     rng = np.random.default_rng(seed)

@@ -151,7 +151,8 @@ def mark_duplicates(parsed: DataFrame) -> DataFrame:
     """Give good lines that repeat an earlier line's event_id (same day) the duplicate reason.
 
     The first line by `line_number` is kept (input order when there are no line numbers).
-    Only the few repeated ids are shuffled and broadcast, never the lines themselves.
+    Only (dt, event_id, order) is aggregated and the repeated ids broadcast back, so the
+    lines themselves are never shuffled.
     """
     from pyspark.sql import functions as F
 
@@ -175,16 +176,24 @@ def classify(lines: DataFrame, events: EventsConfig, day: date | None = None) ->
     return mark_duplicates(parse_lines(lines, events, day))
 
 
+def quarantine_rows(classified: DataFrame) -> DataFrame:
+    """Every line with a reason, duplicates included, in the quarantine layout (+ dt)."""
+    from pyspark.sql import functions as F
+
+    return classified.where(F.col("reason").isNotNull()).select(
+        F.col("value").alias("raw"), "reason", F.col("line_number").cast("long"), "dt"
+    )
+
+
 def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(clean, quarantine, duplicates) from `classify`'s output."""
     from pyspark.sql import functions as F
 
-    reason = F.col("reason")
-    bad = ["dt", F.col("value").alias("raw"), "reason", "line_number"]
+    reason, bad = F.col("reason"), quarantine_rows(classified)
     return (
         classified.where(reason.isNull()).select(*CLEAN_COLUMNS, "dt"),
-        classified.where(reason.isNotNull() & (reason != DUPLICATE)).select(*bad),
-        classified.where(reason == DUPLICATE).select(*bad),
+        bad.where(F.col("reason") != DUPLICATE),
+        bad.where(F.col("reason") == DUPLICATE),
     )
 
 
@@ -213,8 +222,8 @@ def number_lines(scanned: DataFrame) -> DataFrame:
     """Replace `scan_lines`' file/block/row id by a 1-based line number within the file.
 
     Row ids are consecutive within a file block, so a line's number is its offset in
-    the block plus the line count of the file's earlier blocks. Evaluate on one scan
-    (persisted) so that both sides see the same row ids.
+    the block plus the line count of the file's earlier blocks. The block summary is
+    a second scan of the same files: same splits, so the same row ids.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -305,10 +314,8 @@ def _publish(
     """Write quarantine for every day, clean events and manifests for passing days only."""
     from pyspark.sql import functions as F
 
-    clean, quarantine, duplicates = split_classified(classified)
-    bad_days = [c.day for c in counts if c.quarantined + c.duplicates]
-    if bad_days:
-        _overwrite_days(quarantine.unionByName(duplicates), lake.quarantine(), ["line_number"])
+    if any(c.quarantined + c.duplicates for c in counts):
+        _overwrite_days(quarantine_rows(classified), lake.quarantine(), ["line_number"])
     for c in counts:
         if not c.quarantined + c.duplicates:
             delete_dir(lake.quarantine(c.day))
@@ -317,6 +324,7 @@ def _publish(
     ok = [c for c in counts if c.day in passing]
     if any(c.kept for c in ok):
         keep_days = [c.day for c in ok if c.kept]
+        clean = split_classified(classified)[0]
         _overwrite_days(clean.where(F.col("dt").isin(keep_days)), lake.events(),
                         ["ts", "user_id", "event_id"])
     for c in ok:
@@ -327,17 +335,18 @@ def _publish(
 
 def _failure_message(failing: Sequence[DayCounts], limit: float) -> str:
     """One line naming the failing day(s), their rates, the limit and the top reasons."""
-    worst = failing[0]
-    top = sorted(worst.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    first = failing[0]
+    top = sorted(first.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     others = f" (also failing: {', '.join(str(c.day) for c in failing[1:])})" if failing[1:] else ""
     return (
-        f"extract {worst.day}: quarantine rate {worst.quarantine_rate:.2%} exceeds limit "
-        f"{limit:.2%} ({worst.quarantined} of {worst.read} lines; top reasons: "
+        f"extract {first.day}: quarantine rate {first.quarantine_rate:.2%} exceeds limit "
+        f"{limit:.2%} ({first.quarantined} of {first.read} lines; top reasons: "
         f"{', '.join(f'{r}={n}' for r, n in top)}){others}; clean partition not written"
     )
 
 
 def _log_counts(result: ExtractResult) -> None:
+    """Log each day's counts and the run's totals."""
     for c in result.days:
         log.info("extract %s: read=%d kept=%d quarantined=%d duplicates=%d rate=%.4f %s",
                  c.day, c.read, c.kept, c.quarantined, c.duplicates, c.quarantine_rate,
@@ -356,9 +365,9 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     lake = Lake(cfg.lake_root)
     days = days_to_extract(lake, run_date, cfg.extract.lookback_days)
     spark = spark or spark_session(cfg)
-    parsed = parse_lines(scan_lines(spark, lake, days), cfg.events)
-    parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)  # one scan and parse for all jobs
-    classified = mark_duplicates(number_lines(parsed))
+    parsed = parse_lines(read_lines(spark, lake, days), cfg.events)
+    parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK_DESER)  # one scan and parse for all
+    classified = mark_duplicates(parsed)
     try:
         found = day_counts(classified)
         counts = [found.get(d) or _day_counts(d, {}) for d in days]
