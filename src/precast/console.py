@@ -11,8 +11,6 @@ from precast.pipeline import to_jsonable
 
 _KEYS = {  # the few facts worth a line, per step
     "extract": ("days", "read", "kept", "quarantined", "duplicates"),
-    "features": ("datasets",),
-    "inference_features": ("datasets",),
     "train": ("model_version", "device", "best_iteration", "data_version", "metrics"),
     "gate": ("promoted", "challenger_version", "champion_version", "decision"),
     "score": ("rows_in", "scored", "errors", "runner"),
@@ -38,6 +36,10 @@ def describe(step: str, result: Any) -> str:
     data = to_jsonable(result)
     if not isinstance(data, dict):
         return _short(data)
+    if "datasets" in data:
+        return ", ".join(f"{d['kind']}: {d['rows']} rows, data_version={d['data_version']}"
+                         + (f", label_rate={d['label_rate']:.3f}" if d["label_rate"] else "")
+                         for d in data["datasets"])
     if step.startswith("validate"):
         return f"suite(s) passed: {_short(data.get('suite', data.get('suites', '')))}"
     keys = [k for k in _KEYS.get(step, ()) if k in data] or list(data)[:6]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from precast.lake import Lake, _fs, write_json
+from precast.lake import Lake, write_bytes, write_json
 
 log = logging.getLogger(__name__)
 
@@ -265,10 +265,7 @@ def _plant(
 
 def _write_text(path: str, lines: list[str]) -> None:
     """Write lines (newline-terminated) to a lake path, creating parent folders."""
-    filesystem, local = _fs(path)
-    filesystem.create_dir(local.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(local) as out:
-        out.write(("\n".join(lines) + "\n").encode() if lines else b"")
+    write_bytes(path, ("\n".join(lines) + "\n").encode() if lines else b"")
 
 
 def _simulate_day(

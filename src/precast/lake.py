@@ -55,12 +55,17 @@ def _fs(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), path
 
 
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Write a JSON document to a lake path (parent folders are created)."""
+def write_bytes(path: str, data: bytes) -> None:
+    """Write bytes to a lake path (parent folders are created)."""
     filesystem, local = _fs(path)
     filesystem.create_dir(local.rsplit("/", 1)[0], recursive=True)
     with filesystem.open_output_stream(local) as out:
-        out.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+        out.write(data)
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write a JSON document to a lake path (parent folders are created)."""
+    write_bytes(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
 
 
 def read_json(path: str) -> dict[str, Any] | None:
