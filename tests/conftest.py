@@ -120,3 +120,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark) -> World:
     pipeline.run_chain(w.cfg, "training", w.run_date)
     pipeline.run_chain(w.cfg, "predict", w.run_date)
     return w
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Free boosters still cached by Beam's shared handles while XGBoost's library is loaded."""
+    import gc
+
+    gc.collect()
