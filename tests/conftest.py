@@ -48,14 +48,14 @@ def cfg(tmp_path: Path) -> Config:
 
 
 def _pg_required() -> bool:
-    return os.environ.get("PRECAST_REQUIRE_POSTGRES", "").lower() in {"1", "true", "yes"}
+    return os.environ.get("PRECAST_TEST_REQUIRE_POSTGRES", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards.
 
-    Skipped with a reason when no server answers, unless PRECAST_REQUIRE_POSTGRES=1 (CI).
+    Skipped with a reason when no server answers, unless PRECAST_TEST_REQUIRE_POSTGRES=1 (CI).
     """
     import sqlalchemy as sa
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "PRECAST_"
+NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_TEST_")  # the config file itself; the test suite's flags
 DEFAULT_CONFIG = "precast.yaml"
 
 
@@ -212,7 +213,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`PRECAST_GATE__TOLERANCE=0.02` → {"gate.tolerance": 0.02} (values parsed as YAML)."""
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "PRECAST_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name.startswith(NOT_FIELDS):
             continue
         path = name[len(ENV_PREFIX):].lower().replace("__", ".")
         out[path] = raw if path == "home" else yaml.safe_load(raw)

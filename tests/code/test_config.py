@@ -51,6 +51,17 @@ def test_bad_values_fail_naming_the_field(tmp_path: Path, yaml_text: str, where:
         load_config(path, environ={})
 
 
+def test_config_file_and_test_flags_are_not_fields(tmp_path: Path) -> None:
+    env = {"PRECAST_CONFIG": "elsewhere.yaml", "PRECAST_TEST_REQUIRE_POSTGRES": "1"}
+    assert load_config(tmp_path / "precast.yaml", environ=env) == load_config(
+        tmp_path / "precast.yaml", environ={})
+
+
+def test_unknown_env_field_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config error at require_postgres"):
+        load_config(tmp_path / "precast.yaml", environ={"PRECAST_REQUIRE_POSTGRES": "1"})
+
+
 def test_bad_env_value_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config error at extract.max_quarantine_rate"):
         load_config(tmp_path / "x" / "precast.yaml",
