@@ -1,0 +1,50 @@
+"""The CLI: one-line reasons on stderr and meaningful exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from precast.cli import main
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+def test_demo_data_writes_raw_days(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo-data", "--users", "20", "--days", "3", "--seed", "1"]) == 0
+    assert "over 3 days" in capsys.readouterr().out
+    assert len(list((home / "lake" / "raw" / "events").glob("dt=*/events.jsonl"))) == 3
+
+
+def test_failing_step_exits_1_with_one_line(home: Path, capsys: pytest.CaptureFixture[str]
+                                            ) -> None:
+    assert main(["run", "publish", "--date", "2026-03-01"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("precast: run failed: FileNotFoundError: no predictions at")
+
+
+def test_lookup_before_any_publish_is_a_clear_error(home: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lookup", "u000001"]) == 1
+    assert "NoSnapshotError" in capsys.readouterr().err
+
+
+def test_bad_config_exits_2(home: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PRECAST_GATE__TOLERANCE", "-1")
+    assert main(["status"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "precast: config error at gate.tolerance: Input should be greater than or equal to 0")
+
+
+def test_chain_start_must_belong_to_the_chain(home: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "predict", "--date", "2026-03-01", "--from", "train"]) == 1
+    assert "not in the predict chain" in capsys.readouterr().err
