@@ -121,7 +121,8 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
     from precast import console
     from precast.lookup import LookupClient
 
-    rows = LookupClient(cfg.predictions_url).get(args.ids)
+    with LookupClient(cfg.predictions_url) as client:
+        rows = client.get(args.ids)
     console.print_lookups(rows)
     return 0 if all(r.found for r in rows) else 1
 

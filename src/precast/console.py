@@ -96,7 +96,8 @@ def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
     pipeline.run_chain(cfg, "predict", run_date, on_step=print_step)
     sample = _sample_ids(cfg, run_date)
     print("sample lookups:")
-    print_lookups(LookupClient(cfg.predictions_url).get([*sample, "no-such-user"]))
+    with LookupClient(cfg.predictions_url) as client:
+        print_lookups(client.get([*sample, "no-such-user"]))
     print(f"demo finished in {time.perf_counter() - total:.1f}s")
     return 0
 

@@ -38,11 +38,6 @@ log = logging.getLogger(__name__)
 
 SNAPSHOTS_TABLE = "prediction_snapshots"
 CURRENT_VIEW = "predictions_current"
-STATUSES = ("loading", "published", "failed", "retired")
-PREDICTION_COLUMNS = (
-    "entity_id", "score", "snapshot_date", "model_name", "model_version", "data_version",
-    "scored_at",
-)
 _ROW_SCHEMA = pa.schema(
     [("entity_id", pa.string()), ("score", pa.float64()),
      ("scored_at", pa.timestamp("us", tz="UTC"))]
@@ -121,6 +116,9 @@ def make_engine(url: str | sa.URL) -> Engine:
     if backend in {"postgresql", "postgres"}:
         if parsed.drivername in {"postgresql", "postgres"}:
             parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_driver_name() != "psycopg":
+            raise StoreError(f"PostgreSQL store needs the psycopg (3) driver, not "
+                             f"{parsed.get_driver_name()!r}: use postgresql+psycopg://")
         return sa.create_engine(parsed, pool_pre_ping=True)
     raise StoreError(f"unsupported prediction store {backend!r}: use sqlite:// or postgresql://")
 
@@ -442,6 +440,8 @@ def _point_view(conn: Connection, table: str) -> None:
 def _activate(engine: Engine, table: str, snapshot_id: int, rows: int) -> None:
     """One short transaction: repoint the view and mark the snapshot published."""
     with engine.begin() as conn:
+        if _dialect(conn) == "postgresql":
+            _run(conn, "store_lock_timeout_postgresql")
         _point_view(conn, table)
         updated = _run(conn, "store_snapshot_published", {
             "snapshot_id": snapshot_id, "row_count": rows,
@@ -481,6 +481,8 @@ def retire(engine: Engine, keep: int) -> list[int]:
             continue
         try:
             with engine.begin() as conn:
+                if _current_id(conn) == snapshot_id:  # a rollback got there first
+                    continue
                 conn.exec_driver_sql(_one("store_table_drop", conn.dialect, name))
                 _run(conn, "store_snapshot_status", {
                     "snapshot_id": snapshot_id, "status": "retired",

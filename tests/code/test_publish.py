@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from precast import store
 from precast.config import Config
-from precast.lake import Lake
+from precast.lake import Lake, manifest_path, write_json
 from precast.lookup import Lookup, LookupClient, NoSnapshotError
 from precast.steps import publish as publish_step
 from precast.store import (
@@ -271,6 +271,8 @@ def _write_predictions(cfg: Config, day: date, parts: list[dict[str, list[object
             "scored_at": pa.array([SCORED_AT] * size, TS),
         })
         pq.write_table(table, f"{path}/part-{n}.parquet")
+    rows = sum(len(part["entity_id"]) for part in parts)
+    write_json(manifest_path(path), {"row_count": rows})  # what a finished score run leaves
     return path
 
 
@@ -290,6 +292,17 @@ def test_step_refuses_mixed_model_versions(cfg: Config) -> None:
     _write_predictions(cfg, DAY, [{"entity_id": ["u1"], "score": [0.1]},
                                   {"entity_id": ["u2"], "score": [0.2], "model_version": ["6"]}])
     with pytest.raises(PredictionsInputError, match="model_version must hold one value.*'5', '6'"):
+        publish_step.run(cfg, DAY)
+    assert store.snapshots(cfg.predictions_url) == []
+
+
+def test_step_refuses_predictions_of_an_unfinished_score_run(cfg: Config) -> None:
+    path = _write_predictions(cfg, DAY, [{"entity_id": ["u1"], "score": [0.1]}])
+    write_json(manifest_path(path), {"row_count": 2})
+    with pytest.raises(PredictionsInputError, match="hold 1 rows but the score manifest says 2"):
+        publish_step.run(cfg, DAY)
+    Path(manifest_path(path)).unlink()
+    with pytest.raises(PredictionsInputError, match="no manifest: the score run did not finish"):
         publish_step.run(cfg, DAY)
     assert store.snapshots(cfg.predictions_url) == []
 

@@ -45,6 +45,11 @@ def _query(url: str, sql: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
+def test_other_postgresql_drivers_are_refused() -> None:
+    with pytest.raises(store.StoreError, match="needs the psycopg \\(3\\) driver"):
+        store.make_engine("postgresql+psycopg2://app@127.0.0.1/precast")
+
+
 def test_plain_postgresql_url_gets_the_psycopg_driver(pg_url: str) -> None:
     engine = store.make_engine(pg_url.replace("postgresql+psycopg://", "postgresql://"))
     try:
@@ -86,9 +91,10 @@ def test_server_error_during_copy_keeps_previous_snapshot(pg_url: str) -> None:
 
 
 def test_swap_waits_for_an_open_reader_transaction(pg_url: str) -> None:
-    """A reader mid-transaction keeps its snapshot: the swap waits (here: times out, cleanly)."""
+    """A reader mid-transaction keeps its snapshot: the swap waits, then gives up (5 s lock
+    timeout set by the store itself) instead of queueing every new lookup behind it."""
     store.publish(pg_url, [_batch(["a"], [0.1])], _meta("1"), keep=2)
-    impatient = f"{pg_url}?options=-c%20lock_timeout%3D300"
+    impatient = pg_url
     engine = store.make_engine(pg_url)
     try:
         with engine.connect() as reader:

@@ -44,12 +44,20 @@ class PublishResult:
 
 
 def open_predictions(path: str) -> pads.Dataset:
-    """The Parquet predictions at `path`; a clear error when the folder is missing."""
+    """The complete Parquet predictions at `path` (score's manifest present, counts equal)."""
     if not lake.exists(path):
         raise FileNotFoundError(
             f"no predictions at {path}: run the score step for this date first"
         )
+    manifest = lake.read_json(lake.manifest_path(path))
+    if manifest is None:
+        raise PredictionsInputError(
+            f"predictions at {path} have no manifest: the score run did not finish; rerun score")
     dataset = pads.dataset(path, format="parquet")
+    if dataset.count_rows() != manifest["row_count"]:
+        raise PredictionsInputError(
+            f"predictions at {path} hold {dataset.count_rows()} rows but the score manifest "
+            f"says {manifest['row_count']}: rerun score")
     missing = [c for c in (*ROW_COLUMNS, *META_COLUMNS) if c not in dataset.schema.names]
     if missing:
         raise PredictionsInputError(f"predictions at {path} lack columns {missing}")
