@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from precast import lake, model_artifact
-from precast.beam import pipeline_options, resolve_runner
+from precast.beam import pipeline_options
 from precast.config import Config
 from precast.lake import Lake
 from precast.model_artifact import FeatureMismatchError, FeatureSpec
@@ -296,7 +296,7 @@ def run(
     transform = ScorePredictions(
         model_dir, model_name, model_version, data_version, scored_at, cfg.features.required,
         entity_key=cfg.events.entity_key, batch_size=cfg.engines.beam.batch_size)
-    runner = resolve_runner(cfg.engines.beam.runner)
+    runner = str(pipeline_options(cfg).get_all_options()["runner"])  # what Beam will use
     log.info("scoring %d rows of %s with %s %s on %s", rows_in, source, model_name,
              model_version, runner)
     _run_pipeline(cfg, source, input_columns(cfg, spec), transform, pred_path, err_path)
