@@ -288,6 +288,13 @@ def test_step_publishes_a_parquet_predictions_folder(cfg: Config) -> None:
     assert Path(cfg.home / "predictions.db").exists()
 
 
+def test_step_rerun_keeps_serving_the_same_snapshot(cfg: Config) -> None:
+    _write_predictions(cfg, DAY, [{"entity_id": ["u1", "u2"], "score": [0.25, 0.5]}])
+    first = publish_step.run(cfg, DAY)
+    assert publish_step.run(cfg, DAY) == first
+    assert [s.snapshot_id for s in store.snapshots(cfg.predictions_url)] == [1]
+
+
 def test_step_refuses_mixed_model_versions(cfg: Config) -> None:
     _write_predictions(cfg, DAY, [{"entity_id": ["u1"], "score": [0.1]},
                                   {"entity_id": ["u2"], "score": [0.2], "model_version": ["6"]}])

@@ -100,15 +100,27 @@ def _batches(dataset: pads.Dataset, columns: Iterable[str]) -> Iterator[pa.Recor
     yield from dataset.to_batches(columns=list(columns), batch_size=BATCH_ROWS)
 
 
+def _serves(info: store.SnapshotInfo, meta: SnapshotMeta, rows: int) -> bool:
+    """True when the served snapshot already holds these predictions (same date, model, data)."""
+    return (info.snapshot_date, info.model_name, info.model_version, info.data_version,
+            info.row_count) == (meta.snapshot_date, meta.model_name, meta.model_version,
+                                meta.data_version, rows)
+
+
 def run(cfg: Config, run_date: date) -> PublishResult:
     """Publish the predictions of `run_date` to `cfg.predictions_url`, keeping the newest N."""
     path = Lake(cfg.lake_root).predictions(run_date)
     dataset = open_predictions(path)
     meta = snapshot_meta(dataset, run_date)
-    info = store.publish(
-        cfg.predictions_url, _batches(dataset, (*ROW_COLUMNS, *META_COLUMNS)), meta,
-        keep=cfg.stores.keep_snapshots,
-    )
+    info = store.current(cfg.predictions_url)
+    if info is not None and _serves(info, meta, dataset.count_rows()):
+        log.info("publish %s: snapshot %s already serves these predictions; nothing to do",
+                 run_date, info.snapshot_id)  # a rerun or retry must not churn retention
+    else:
+        info = store.publish(
+            cfg.predictions_url, _batches(dataset, (*ROW_COLUMNS, *META_COLUMNS)), meta,
+            keep=cfg.stores.keep_snapshots,
+        )
     assert info.table_name is not None and info.row_count is not None
     log.info("publish %s: snapshot %s serves %s rows of model %s v%s", run_date,
              info.snapshot_id, info.row_count, meta.model_name, meta.model_version)
