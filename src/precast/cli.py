@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any
 
 from precast.config import Config, ConfigError, load_config
 from precast.runtime import configure_logging, prepare_environment
@@ -48,14 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    add = sub.add_parser
 
-    def sub_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return add(name, parents=[common], **kwargs)
-
-    sub.add_parser = sub_parser  # type: ignore[method-assign]
-
-    demo_data = sub.add_parser("demo-data", help="write generated raw logs into the lake")
+    demo_data = sub.add_parser("demo-data", parents=[common],
+                               help="write generated raw logs into the lake")
     demo_data.add_argument("--users", type=int)
     demo_data.add_argument("--days", type=int)
     demo_data.add_argument("--seed", type=int)
@@ -63,19 +57,23 @@ def _parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--corrupt-fraction", type=float)
     demo_data.add_argument("--drift-day", type=int)
 
-    run = sub.add_parser("run", help="run one step or a whole chain for a date")
+    run = sub.add_parser("run", parents=[common],
+                         help="run one step or a whole chain for a date")
     run.add_argument("target", choices=[*CHAINS, *STEPS, "validate"])
     run.add_argument("--date", type=_date, required=True, help="run (snapshot) date")
     run.add_argument("--dataset", choices=sorted(VALIDATE_DATASETS), help="for `validate`")
     run.add_argument("--tolerance", type=float, help="override gate.tolerance for this run")
     run.add_argument("--from", dest="start", metavar="STEP", help="resume a chain at STEP")
 
-    lookup = sub.add_parser("lookup", help="predictions for entity ids from predictions_current")
+    lookup = sub.add_parser("lookup", parents=[common],
+                            help="predictions for entity ids from predictions_current")
     lookup.add_argument("ids", nargs="+")
 
-    sub.add_parser("status", help="champion, current snapshot and the last run's steps")
+    sub.add_parser("status", parents=[common],
+                   help="champion, current snapshot and the last run's steps")
 
-    demo = sub.add_parser("demo", help="generate data, run training and predict, summarise")
+    demo = sub.add_parser("demo", parents=[common],
+                          help="generate data, run training and predict, summarise")
     demo.add_argument("--users", type=int)
     demo.add_argument("--days", type=int)
     return parser

@@ -64,7 +64,7 @@ def snapshot_plan(run_date: date, fc: FeaturesConfig) -> dict[str, tuple[date, .
 def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig) -> DataFrame:
     """Run `sql/features.sql` for one snapshot against the `events` view."""
     return spark.sql(
-        resources.sql(fc.features_sql.removesuffix(".sql")),
+        resources.sql(fc.features_sql),
         args={"snapshot_date": snapshot, "short_days": fc.short_window_days,
               "long_days": fc.long_window_days},
     )
@@ -75,7 +75,7 @@ def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: Featu
     """Join `sql/labels.sql` (churn within the horizon) onto one snapshot's features."""
     feats.createOrReplaceTempView("entities")
     labels = spark.sql(
-        resources.sql(fc.labels_sql.removesuffix(".sql")),
+        resources.sql(fc.labels_sql),
         args={"snapshot_date": snapshot, "horizon_days": fc.label_horizon_days},
     )
     return feats.join(labels, list(KEY_COLUMNS), "inner")
@@ -114,17 +114,18 @@ def _check_history(lake: lk.Lake, needed: date) -> None:
         )
 
 
-def _write(df: DataFrame, path: str, info: dict[str, Any]) -> int:
+def _write(df: DataFrame, path: str, info: dict[str, Any]) -> tuple[int, float | None]:
+    """Write `df` and its manifest; row count and label rate come from one read-back."""
+    from pyspark.sql import functions as F
+
     df.coalesce(1).write.mode("overwrite").parquet(path)
-    rows = df.sparkSession.read.parquet(path).count()
-    lk.write_json(lk.manifest_path(path), {**info, "row_count": rows,
+    written = df.sparkSession.read.parquet(path)
+    rate = F.avg(LABEL) if LABEL in written.columns else F.lit(None).cast("double")
+    row = written.agg(F.count(F.lit(1)), rate).first()
+    rows, label_rate = (0, None) if row is None else (int(row[0]), row[1])
+    lk.write_json(lk.manifest_path(path), {**info, "row_count": rows, "label_rate": label_rate,
                                            "schema": df.schema.simpleString()})
-    return rows
-
-
-def _label_rate(spark: SparkSession, path: str) -> float | None:
-    row = spark.read.parquet(path).agg({LABEL: "avg"}).first()
-    return None if row is None or row[0] is None else float(row[0])
+    return rows, None if label_rate is None else float(label_rate)
 
 
 def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
@@ -154,18 +155,17 @@ def _build_dataset(spark: SparkSession, lake: lk.Lake, kind: str, run_date: date
                    snapshots: tuple[date, ...], label_end: date, fc: FeaturesConfig
                    ) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
-    sql_text = [resources.sql(fc.features_sql.removesuffix(".sql")),
-                resources.sql(fc.labels_sql.removesuffix(".sql"))]
+    sql_text = [resources.sql(fc.features_sql),
+                resources.sql(fc.labels_sql)]
     path = lake.dataset(kind, run_date)
     names = [s.isoformat() for s in snapshots]
     version = lk.content_hash(kind, names, _fingerprints(lake, label_end), sql_text,
                               fc.model_dump(mode="json"))
-    rows = _write(build(spark, kind, snapshots, fc), path, {
+    rows, rate = _write(build(spark, kind, snapshots, fc), path, {
         "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
         "snapshots": names})
     if rows == 0:
         raise NotEnoughHistoryError(f"{kind} dataset for {run_date} is empty ({path})")
-    rate = None if kind == "inference" else _label_rate(spark, path)
     log.info("features %s %s: %d rows, data_version=%s, label_rate=%s",
              kind, run_date, rows, version, rate)
     return DatasetInfo(kind, path, rows, version, tuple(names), rate)
