@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs venv demo test lint clean
+.PHONY: help prereqs venv demo test lint clean airflow browser
 
 help:
 	@echo "make demo   - generate data, run training + predict end to end, print a summary"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make lint   - ruff + mypy only"
+	@echo "make airflow - start Airflow's components on this machine (precast airflow up)"
+	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
 	@echo "make clean  - remove .venv and .precast"
 
 prereqs:
@@ -36,6 +38,24 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check src dags jobs tests sql expectations
 	$(BIN)/mypy src/precast
+
+airflow: venv
+	$(BIN)/precast airflow up
+
+# The Airflow UI test drives Debian's Chromium through chromedriver (no browser downloads).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "chromium and chromedriver are installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser needs apt-get (Debian/Ubuntu): install chromium + chromedriver yourself"; exit 1; \
+	else \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
+	  { $$sudo apt-get update -q >/dev/null && \
+	    $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } || \
+	  { echo "could not install chromium + chromium-driver with apt-get"; exit 1; }; \
+	fi
 
 test: lint
 	$(BIN)/pytest

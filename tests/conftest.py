@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -51,11 +52,11 @@ def _pg_required() -> bool:
     return os.environ.get("PRECAST_TEST_REQUIRE_POSTGRES", "").lower() in {"1", "true", "yes"}
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards.
+@contextmanager
+def pg_database(prefix: str = "precast_test") -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; its SQLAlchemy URL.
 
-    Skipped with a reason when no server answers, unless PRECAST_TEST_REQUIRE_POSTGRES=1 (CI).
+    Skips with a reason when no server answers, unless PRECAST_TEST_REQUIRE_POSTGRES=1 (CI).
     """
     import sqlalchemy as sa
 
@@ -68,7 +69,7 @@ def pg_url() -> Iterator[str]:
         if _pg_required():
             raise
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
-    name = f"precast_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
@@ -77,6 +78,13 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (see pg_database)."""
+    with pg_database() as url:
+        yield url
 
 START = date(2026, 1, 1)
 DAYS = 36

@@ -161,6 +161,18 @@ class DemoConfig(_Section):
     drift_day: int | None = None
 
 
+class AirflowConfig(_Section):
+    """The one-machine Airflow deployment that `precast airflow up` runs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    metadata_url: str = ""  # default sqlite:///$PRECAST_HOME/airflow/airflow.db
+    dags_folder: str = ""  # default: ./dags, else the dags/ of the source checkout
+    parallelism: int = Field(0, ge=0, description="task slots; 0 = one per core, at least 2")
+    all_admins: bool = True  # simple auth manager without sign-in, for one machine
+    start_timeout_s: int = Field(180, ge=10)
+
+
 class Config(_Section):
     """The whole configuration; `home` is PRECAST_HOME."""
 
@@ -174,6 +186,7 @@ class Config(_Section):
     engines: EnginesConfig = EnginesConfig()
     stores: StoresConfig = StoresConfig()
     demo: DemoConfig = DemoConfig()
+    airflow: AirflowConfig = AirflowConfig()
 
     @property
     def lake_root(self) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from precast.config import Config
 from precast.pipeline import to_jsonable
+
+if TYPE_CHECKING:
+    from precast.airflow_local import LocalAirflow
 
 _KEYS = {  # the few facts worth a line, per step
     "extract": ("days", "read", "kept", "quarantined", "duplicates"),
@@ -109,3 +112,31 @@ def _sample_ids(cfg: Config, run_date: date, n: int = 3) -> list[str]:
 
     table = ds.dataset(Lake(cfg.lake_root).predictions(run_date), format="parquet").head(n)
     return [str(v) for v in table.column("entity_id").to_pylist()]
+
+
+def airflow_action(airflow: LocalAirflow, action: str) -> int:
+    """`precast airflow up|down|status`: do it and say what runs, where, and how to sign in."""
+    if action == "down":
+        stopped = airflow.down()
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return 0
+    if action == "up":
+        print(f"starting Airflow ({airflow.parallelism()} task slots, metadata "
+              f"{airflow.metadata_url.split('://')[0]}) under {airflow.home} ...", flush=True)
+        airflow.up()
+    status = airflow.status()
+    health = airflow.health()
+    for s in status:
+        state = f"running  pid {s.pid:<7} {s.rss_mb:7.0f} MB" if s.running else "stopped"
+        print(f"  {s.name:<14} {state}  log {s.log_path}")
+    if health:
+        print("  health: " + ", ".join(f"{k}={v}" for k, v in health.items()))
+    running = all(s.running for s in status)
+    if running:
+        print(f"Airflow UI and REST API: {airflow.url}")
+        print("sign-in: none needed (simple auth manager, every user is admin; "
+              "airflow.all_admins)" if airflow.settings.all_admins else
+              f"sign-in: users and passwords in {airflow.home}/"
+              "simple_auth_manager_passwords.json.generated")
+        print("stop with: precast airflow down")
+    return 0 if running else 1
