@@ -1,7 +1,9 @@
 """precast_training: extract → validate events → features → validate features → train → gate.
 
 Daily and manual. A promoted challenger emits the champion asset, which schedules
-precast_predict. Wiring only: the work lives in precast.orchestration and precast.steps.
+precast_predict. With `data_only` the run stops after validate_features (train and gate
+are skipped): for backfills over past dates. Wiring only: the work lives in
+precast.orchestration and precast.steps.
 """
 
 from __future__ import annotations
@@ -9,7 +11,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import chain, dag
 
-from precast.orchestration import CHAMPION_ASSET, SNAPSHOT_PARAM, TOLERANCE_PARAM, step_task
+from precast.orchestration import (
+    CHAMPION_ASSET,
+    DATA_ONLY_PARAM,
+    SNAPSHOT_PARAM,
+    TOLERANCE_PARAM,
+    step_task,
+)
 
 
 @dag(
@@ -18,7 +26,8 @@ from precast.orchestration import CHAMPION_ASSET, SNAPSHOT_PARAM, TOLERANCE_PARA
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"snapshot_date": SNAPSHOT_PARAM, "tolerance": TOLERANCE_PARAM},
+    params={"snapshot_date": SNAPSHOT_PARAM, "tolerance": TOLERANCE_PARAM,
+            "data_only": DATA_ONLY_PARAM},
     tags=["precast"],
     doc_md=__doc__,
 )

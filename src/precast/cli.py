@@ -6,25 +6,30 @@
     precast lookup u000001 u000002
     precast status
     precast demo            # what `make demo` runs
+    precast airflow up      # Airflow's components on this machine (down, status)
 
 Every command takes `--config PATH` (default precast.yaml) and honours PRECAST_HOME.
-Exit status: 0 success, 1 a step or lookup failed, 2 bad usage or configuration.
+Exit status: 0 success, 1 a step or lookup failed, 2 bad usage or configuration,
+3 a step failed in a way that retrying cannot fix (pipeline.NOT_RETRYABLE).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
-from precast.config import Config, ConfigError, load_config
+from precast.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from precast.runtime import configure_logging, prepare_environment
 
 log = logging.getLogger(__name__)
 
+EXIT_NOT_RETRYABLE = 3  # Airflow fails the task at once on it (precast.orchestration)
 VALIDATE_DATASETS = {"events": "validate_events", "features": "validate_features",
                      "inference": "validate_inference", "predictions": "validate_predictions"}
 
@@ -71,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common],
                    help="champion, current snapshot and the last run's steps")
+
+    airflow = sub.add_parser("airflow", parents=[common],
+                             help="run Airflow's components on this machine (up, down, status)")
+    airflow.add_argument("action", choices=["up", "down", "status"])
 
     demo = sub.add_parser("demo", parents=[common],
                           help="generate data, run training and predict, summarise")
@@ -140,8 +149,21 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     return console.run_demo(cfg, users, days, run_date)
 
 
+def cmd_airflow(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import console
+    from precast.airflow_local import LocalAirflow
+
+    return console.airflow_action(LocalAirflow(cfg, _config_path(args)), args.action)
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    """The config file in use (the components must read the same one), if there is one."""
+    path = Path(args.config or os.environ.get("PRECAST_CONFIG", DEFAULT_CONFIG))
+    return path if path.exists() else None
+
+
 COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
-            "status": cmd_status, "demo": cmd_demo}
+            "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,5 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("failure", exc_info=True)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"precast: {args.command} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
-        return 1
+        from precast.pipeline import retryable
+
+        return 1 if retryable(exc) else EXIT_NOT_RETRYABLE
 

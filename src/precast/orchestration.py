@@ -1,27 +1,56 @@
 """Task factories for the DAGs in `dags/`: Airflow and the standard library only at import.
 
 Each task resolves its run date (Param `snapshot_date`, else the date carried by the
-triggering champion asset event, else the logical date, else the run's `run_after`),
-then runs one precast step in-process with the config named by PRECAST_CONFIG
-(default `precast.yaml`). Failures that retrying cannot fix (a failed suite, a
-rejected challenger, a quarantine rate over the limit, bad config) fail at once.
+triggering champion asset event, else the logical date, else the run's `run_after`) and
+its config: the file named by PRECAST_CONFIG (default `precast.yaml`) with `PRECAST_*`
+overrides, then the Airflow connections and variables in CONNECTIONS and VARIABLES where
+they exist. A Spark step (SPARK_JOBS) on a master that is not `local...` runs as
+`spark-submit jobs/<step>.py`; every other step runs in-process. Failures that retrying
+cannot fix (a failed suite, a rejected challenger, a quarantine rate over the limit, bad
+config) fail at once, across the spark-submit boundary too (CLI exit status 3).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections import deque
 from datetime import date, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from airflow.sdk import Asset, Param, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Asset, Connection, Param, Variable, task
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
+
+if TYPE_CHECKING:
+    from precast.config import Config
 
 log = logging.getLogger(__name__)
 
 CHAMPION_ASSET = Asset(name="precast_champion", uri="file:///precast/champion")
 PREDICTIONS_ASSET = Asset(name="precast_predictions", uri="file:///precast/predictions")
-NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
-                 "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError")
+# Airflow connection / variable id -> the config field it overrides.
+CONNECTIONS = {"precast_predictions": "stores.predictions_url",
+               "precast_mlflow": "stores.mlflow_tracking_uri",
+               "precast_spark": "engines.spark.master"}
+VARIABLES = {"precast_lake": "stores.lake"}
+SPARK_MASTER = "engines.spark.master"
+# The steps that use Spark, and the job (file under jobs/, arguments) that runs each one.
+SPARK_JOBS = {"extract": ("extract.py",),
+              "validate_events": ("validate.py", "--dataset", "events"),
+              "features": ("features.py",),
+              "inference_features": ("inference_features.py",)}
+MODEL_STEPS = ("train", "gate")  # skipped by a `data_only` run
+EXIT_BAD_CONFIG = 2  # the CLI's exit status for bad usage or configuration
 
 SNAPSHOT_PARAM = Param(
     None, type=["null", "string"], format="date", title="Snapshot date",
@@ -32,6 +61,12 @@ TOLERANCE_PARAM = Param(
     None, type=["null", "number"], minimum=0, maximum=1, title="Gate tolerance override",
     description="How much worse (on the gate metric) the challenger may be than the champion. "
                 "Empty: gate.tolerance from precast.yaml.",
+)
+DATA_ONLY_PARAM = Param(
+    False, type="boolean", title="Data steps only",
+    description="Stop after validate_features: extract, validate and build the features for "
+                "the date, skip train and gate. For backfills over past dates: "
+                "airflow backfill create --dag-run-conf '{\"data_only\": true}'.",
 )
 
 
@@ -48,25 +83,219 @@ def run_date(context: dict[str, Any]) -> date:
     return when.date()
 
 
-def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
+def connection_value(field: str, conn: Connection) -> str:
+    """The value for config field `field` that Airflow connection `conn` describes.
+
+    Extra `{"url": ...}` wins; else a Spark master for `engines.spark.master`, else a URL
+    by conn_type (postgres, sqlite, http, https). Raises ValueError for anything else.
+    """
+    url = conn.extra_dejson.get("url")
+    if url:
+        return str(url)
+    if field == SPARK_MASTER:
+        return spark_master(conn)
+    kind = (conn.conn_type or "").lower()
+    if kind in ("postgres", "postgresql"):
+        return postgres_url(conn)
+    if kind == "sqlite":
+        return f"sqlite:///{conn.host or ''}"
+    if kind in ("http", "https"):
+        return http_url(conn)
+    raise ValueError(f"conn_type {conn.conn_type!r} cannot give {field}; use postgres, sqlite, "
+                     f"http or https, or set extra {{\"url\": \"...\"}}")
+
+
+def spark_master(conn: Connection) -> str:
+    """Airflow's Spark convention: host (`spark://h`, `yarn`, `local[*]`, `k8s://...`) + port."""
+    host = (conn.host or "").strip()
+    if not host:
+        raise ValueError("a Spark connection needs a host (spark://host, yarn, local[*], ...)")
+    if conn.port and "://" not in host:  # host "h", port 7077: a standalone master
+        host = f"spark://{host}"
+    return f"{host}:{conn.port}" if conn.port else host
+
+
+def postgres_url(conn: Connection) -> str:
+    """A psycopg SQLAlchemy URL; login and password are escaped by SQLAlchemy."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("postgresql+psycopg", username=conn.login or None,
+                      password=conn.password or None, host=conn.host or None,
+                      port=conn.port or None, database=conn.schema or None
+                      ).render_as_string(hide_password=False)
+
+
+def http_url(conn: Connection) -> str:
+    """`scheme://[login[:password]@]host[:port][/schema]`; scheme from the conn_type.
+
+    As in Airflow's HTTP provider, a schema of `http`/`https` is the scheme, and a host
+    that already has a scheme is used as it is.
+    """
+    scheme, path = (conn.conn_type or "http").lower(), (conn.schema or "").strip("/")
+    if path in ("http", "https"):
+        scheme, path = path, ""
+    host = (conn.host or "").rstrip("/")
+    if "://" not in host:
+        auth = quote(conn.login or "", safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        host = f"{scheme}://{auth + '@' if auth else ''}{host}"
+        host += f":{conn.port}" if conn.port else ""
+    return f"{host}/{path}" if path else host
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced by `***` (for logs)."""
+    if "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, hostport = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{hostport}"))
+
+
+def airflow_overrides() -> dict[str, str]:
+    """Dotted config overrides from the Airflow connections and variables that exist."""
+    out: dict[str, str] = {}
+    for conn_id, field in CONNECTIONS.items():
+        try:
+            conn = Connection.get(conn_id)
+        except AirflowNotFoundException:
+            continue
+        try:
+            out[field] = connection_value(field, conn)
+        except ValueError as exc:
+            raise AirflowFailException(f"Airflow connection {conn_id}: {exc}") from None
+        log.info("config %s = %s (Airflow connection %s)", field, redact(out[field]), conn_id)
+    for key, field in VARIABLES.items():
+        value = Variable.get(key, default=None)
+        if value:
+            out[field] = str(value)
+            log.info("config %s = %s (Airflow variable %s)", field, redact(out[field]), key)
+    return out
+
+
+def on_cluster(cfg: Config, step: str) -> bool:
+    """Whether `step` runs through spark-submit: a Spark step on a non-local master."""
+    return step in SPARK_JOBS and not cfg.engines.spark.master.startswith("local")
+
+
+def spark_submit_path() -> str:
+    """spark-submit beside this Python (PySpark's wheel ships it), else from PATH."""
+    beside = Path(sys.executable).parent / "spark-submit"
+    found = str(beside) if beside.exists() else shutil.which("spark-submit")
+    if found is None:
+        raise AirflowFailException(f"spark-submit is neither beside {sys.executable} nor on PATH")
+    return found
+
+
+def jobs_dir(context: dict[str, Any]) -> Path:
+    """The `jobs/` folder beside the folder of the running DAG's file (the repository layout)."""
+    return Path(context["dag"].fileloc).resolve().parent.parent / "jobs"
+
+
+def submit_command(cfg: Config, step: str, day: date, jobs: Path) -> list[str]:
+    """The spark-submit command line that runs `step` for `day` on the configured master."""
+    spark = cfg.engines.spark
+    job, *args = SPARK_JOBS[step]
+    if not (jobs / job).is_file():
+        raise AirflowFailException(f"no job file {jobs / job}: jobs/ must sit beside the DAGs "
+                                   f"folder")
+    conf = {**spark.conf, "spark.pyspark.python": sys.executable}
+    return [spark_submit_path(), "--master", spark.master, "--name", f"{spark.app_name}-{step}",
+            *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
+            str(jobs / job), "--date", day.isoformat(), *args]
+
+
+def submit_env(cfg: Config, step: str, overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus what makes the job load the same config as the task."""
+    from precast.config import DEFAULT_CONFIG, ENV_PREFIX
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PRECAST_HOME": str(cfg.home.resolve())}
+    config = Path(os.environ.get("PRECAST_CONFIG", DEFAULT_CONFIG))
+    if config.exists():
+        env["PRECAST_CONFIG"] = str(config.resolve())
+    # The job builds its session from its config: master and app name must match the command.
+    fields = {**overrides, SPARK_MASTER: cfg.engines.spark.master,
+              "engines.spark.app_name": f"{cfg.engines.spark.app_name}-{step}"}
+    for dotted, value in fields.items():  # JSON strings are YAML strings: parsed back as is
+        env[ENV_PREFIX + dotted.upper().replace(".", "__")] = json.dumps(value)
+    return env
+
+
+def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
+                  jobs: Path) -> dict[str, Any]:
+    """Run `step` via spark-submit, streaming its output to the log; its run record's result."""
     from precast import pipeline
+    from precast.cli import EXIT_NOT_RETRYABLE
+
+    command = submit_command(cfg, step, day, jobs)
+    log.info("spark-submit %s for %s on %s: %s", step, day, cfg.engines.spark.master,
+             " ".join(command))
+    tail: deque[str] = deque(maxlen=40)
+    reason = ""
+    with subprocess.Popen(command, env=submit_env(cfg, step, overrides), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout or ():
+            line = line.rstrip()
+            log.info("%s| %s", step, line)
+            tail.append(line)
+            if line.startswith("precast: "):  # the CLI's one-line reason
+                reason = line.removeprefix("precast: ").removeprefix("run failed: ")
+    if proc.returncode != 0:
+        log.error("spark-submit %s exited %d; last lines:\n%s", step, proc.returncode,
+                  "\n".join(tail))
+        reason = reason or f"spark-submit exited {proc.returncode}"
+        if proc.returncode in (EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE):
+            raise AirflowFailException(f"{step} failed for {day}: {reason}")
+        raise RuntimeError(f"{step} failed for {day}: {reason}")
+    record = json.loads(pipeline.record_path(cfg, day, step).read_text())
+    return dict(record["result"])
+
+
+def one_line_reason(step: str, day: date, exc: BaseException) -> str:
+    """`<step> failed for <day>: <Error>: <first line of the message>`."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if text.startswith(f"{step} failed for"):  # already phrased so (spark-submit path)
+        return text
+    return f"{step} failed for {day}: {type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _config(overrides: dict[str, str]) -> Config:
     from precast.config import load_config
+
+    cfg = load_config()
+    return cfg.with_overrides(dict(overrides)) if overrides else cfg
+
+
+def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
+    params = context.get("params") or {}
+    if params.get("data_only") and step in MODEL_STEPS:
+        raise AirflowSkipException(f"{step} skipped: data_only run, the data steps ended with "
+                                   "validate_features")
+    from precast import pipeline
     from precast.runtime import prepare_environment
 
     prepare_environment()
     day = run_date(context)
-    params = context.get("params") or {}
     options = {"tolerance": params["tolerance"]} if params.get("tolerance") is not None else {}
-    log.info("precast step %s for %s", step, day)
+    overrides = airflow_overrides()
     try:
-        result = pipeline.run_step(load_config(), step, day, **options)
+        cfg = _config(overrides)
+        if on_cluster(cfg, step):
+            summary = run_submitted(cfg, step, day, overrides, jobs_dir(context))
+        else:
+            log.info("precast step %s for %s (in-process)", step, day)
+            summary = pipeline.to_jsonable(pipeline.run_step(cfg, step, day, **options))
     except Exception as exc:
-        if type(exc).__name__ in NOT_RETRYABLE:
-            raise AirflowFailException(f"{step} failed for {day}: {exc}") from exc
+        reason = one_line_reason(step, day, exc)
+        log.error("%s", reason)  # the reason, in one line of the task log
+        if not pipeline.retryable(exc):
+            raise AirflowFailException(reason) from exc
         raise
     for asset in context["task"].outlets or []:
         context["outlet_events"][asset].extra = {"snapshot_date": day.isoformat()}
-    summary: dict[str, Any] = pipeline.to_jsonable(result)
     return {"run_date": day.isoformat(), "step": step, "result": summary}
 
 

@@ -24,6 +24,10 @@ PREDICT = ("inference_features", "validate_inference", "score", "validate_predic
            "publish")
 STEPS = tuple(dict.fromkeys(TRAINING + PREDICT))
 CHAINS = {"training": TRAINING, "predict": PREDICT}
+# Failures that retrying cannot fix, by class name (the CLI exits 3 on them, Airflow fails
+# the task at once); names, so that checking one never imports the steps.
+NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
+                 "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError")
 
 
 def _extract(cfg: Config, day: date, **_: Any) -> Any:
@@ -103,9 +107,19 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def retryable(exc: BaseException) -> bool:
+    """False for the failures listed in NOT_RETRYABLE."""
+    return type(exc).__name__ not in NOT_RETRYABLE
+
+
+def record_path(cfg: Config, day: date, step: str) -> Path:
+    """Where the run record of `step` for `day` lives."""
+    return cfg.home / "runs" / day.isoformat() / f"{step}.json"
+
+
 def record(cfg: Config, day: date, step: str, payload: dict[str, Any]) -> Path:
     """Write the step's run record (last attempt wins)."""
-    path = cfg.home / "runs" / day.isoformat() / f"{step}.json"
+    path = record_path(cfg, day, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_jsonable(payload), indent=2, default=str))
     return path

@@ -33,7 +33,8 @@ def test_dags_import_without_errors(dagbag) -> None:
         "extract", "validate_events", "features", "validate_features", "train", "gate"]
     assert [t.task_id for t in predict.topological_sort()] == [
         "inference_features", "validate_inference", "score", "validate_predictions", "publish"]
-    assert set(training.params) == {"snapshot_date", "tolerance"}
+    assert set(training.params) == {"snapshot_date", "tolerance", "data_only"}
+    assert training.params["data_only"] is False
     assert training.task_dict["extract"].retries == 2
     assert training.task_dict["gate"].retries == 0  # a rejection cannot be retried away
     assert training.task_dict["validate_features"].retries == 0

@@ -1,0 +1,11 @@
+"""Build the inference feature dataset only (Spark SQL); what precast_predict runs first.
+
+    spark-submit jobs/inference_features.py --date 2026-03-01 [--config precast.yaml]
+"""
+
+import sys
+
+from precast.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", "inference_features", *sys.argv[1:]]))

@@ -1,0 +1,205 @@
+"""Orchestration units: connections → config, the spark-submit command, data_only, exit 3."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowSkipException
+from sqlalchemy.engine import make_url
+
+from precast import orchestration as orch
+from precast.cli import EXIT_NOT_RETRYABLE, main
+from precast.config import Config, load_config
+
+PASSWORD = "p@ss:w/rd%?#&+ é"  # every character a URL cares about
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+DAY = date(2026, 2, 5)
+
+
+def _conn(**kwargs: object) -> Connection:
+    return Connection(conn_id="c", **kwargs)  # type: ignore[arg-type]
+
+
+def test_postgres_connection_becomes_an_escaped_psycopg_url() -> None:
+    conn = _conn(conn_type="postgres", host="db.internal", port=5433, login="app@team",
+                 password=PASSWORD, schema="predictions")
+    url = make_url(orch.connection_value("stores.predictions_url", conn))
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "app@team", PASSWORD, "db.internal", 5433, "predictions")
+
+
+def test_postgres_connection_without_credentials_or_port() -> None:
+    conn = _conn(conn_type="postgresql", host="127.0.0.1", schema="precast")
+    assert orch.connection_value("stores.predictions_url", conn) == (
+        "postgresql+psycopg://127.0.0.1/precast")
+
+
+def test_sqlite_connection_is_a_file_url() -> None:
+    conn = _conn(conn_type="sqlite", host="/data/precast/predictions.db")
+    assert orch.connection_value("stores.predictions_url", conn) == (
+        "sqlite:////data/precast/predictions.db")
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"conn_type": "http", "host": "mlflow.internal", "port": 5000}, "http://mlflow.internal:5000"),
+    ({"conn_type": "https", "host": "ml.example.com", "schema": "mlflow"},
+     "https://ml.example.com/mlflow"),
+    ({"conn_type": "http", "host": "ml.example.com", "schema": "https"},  # HTTP provider style
+     "https://ml.example.com"),
+    ({"conn_type": "http", "host": "https://ml.example.com/", "port": 8443},
+     "https://ml.example.com"),
+    ({"conn_type": "http", "host": "h", "login": "me", "password": "a@b:c"},
+     "http://me:a%40b%3Ac@h"),
+])
+def test_http_connection_becomes_the_tracking_uri(kwargs: dict[str, object],
+                                                  expected: str) -> None:
+    assert orch.connection_value("stores.mlflow_tracking_uri", _conn(**kwargs)) == expected
+
+
+@pytest.mark.parametrize(("host", "port", "expected"), [
+    ("spark://127.0.0.1", 7077, "spark://127.0.0.1:7077"),
+    ("spark-master", 7077, "spark://spark-master:7077"),
+    ("yarn", None, "yarn"),
+    ("local[*]", None, "local[*]"),
+    ("k8s://https://k8s.example.com:443", None, "k8s://https://k8s.example.com:443"),
+])
+def test_spark_connection_follows_airflows_convention(host: str, port: int | None,
+                                                      expected: str) -> None:
+    conn = _conn(conn_type="spark", host=host, port=port)
+    assert orch.connection_value("engines.spark.master", conn) == expected
+
+
+def test_extra_url_wins_over_the_fields() -> None:
+    conn = _conn(conn_type="postgres", host="ignored", login="x", password="y",
+                 extra=json.dumps({"url": "postgresql+psycopg://u@h/db?sslmode=require"}))
+    assert orch.connection_value("stores.predictions_url", conn) == (
+        "postgresql+psycopg://u@h/db?sslmode=require")
+
+
+def test_unsupported_connection_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"conn_type 'mysql' cannot give stores.predictions_url"):
+        orch.connection_value("stores.predictions_url", _conn(conn_type="mysql", host="h"))
+    with pytest.raises(ValueError, match="needs a host"):
+        orch.connection_value("engines.spark.master", _conn(conn_type="spark"))
+
+
+def test_redact_hides_only_the_password() -> None:
+    url = orch.postgres_url(_conn(conn_type="postgres", host="h", login="u", password=PASSWORD))
+    assert orch.redact(url) == "postgresql+psycopg://u:***@h"
+    assert orch.redact("sqlite:////tmp/p.db") == "sqlite:////tmp/p.db"
+    assert orch.redact("http://u@h:5000") == "http://u@h:5000"
+
+
+@pytest.fixture
+def no_airflow_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for conn_id in orch.CONNECTIONS:
+        monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id.upper()}", raising=False)
+    for key in orch.VARIABLES:
+        monkeypatch.delenv(f"AIRFLOW_VAR_{key.upper()}", raising=False)
+    return monkeypatch
+
+
+def test_no_connections_no_overrides(no_airflow_settings: pytest.MonkeyPatch) -> None:
+    assert orch.airflow_overrides() == {}
+
+
+def test_airflow_conn_env_vars_round_trip_into_config(
+        no_airflow_settings: pytest.MonkeyPatch, cfg: Config,
+        caplog: pytest.LogCaptureFixture) -> None:
+    env = no_airflow_settings
+    env.setenv("AIRFLOW_CONN_PRECAST_PREDICTIONS", json.dumps({
+        "conn_type": "postgres", "host": "db", "port": 5432, "login": "app",
+        "password": PASSWORD, "schema": "precast"}))
+    env.setenv("AIRFLOW_CONN_PRECAST_SPARK", "spark://spark-master:7077")  # URI form
+    env.setenv("AIRFLOW_CONN_PRECAST_MLFLOW", "http://mlflow:5000")
+    env.setenv("AIRFLOW_VAR_PRECAST_LAKE", "s3://bucket/lake")
+    with caplog.at_level(logging.INFO, logger="precast.orchestration"):
+        overrides = orch.airflow_overrides()
+    out = cfg.with_overrides(overrides)
+    assert make_url(out.predictions_url).password == PASSWORD
+    assert make_url(out.predictions_url).database == "precast"
+    assert out.engines.spark.master == "spark://spark-master:7077"
+    assert out.tracking_uri == "http://mlflow:5000"
+    assert out.lake_root == "s3://bucket/lake"
+    assert "Airflow connection precast_predictions" in caplog.text
+    assert "Airflow variable precast_lake" in caplog.text
+    assert PASSWORD not in caplog.text and "p%40ss" not in caplog.text
+
+
+def test_a_bad_connection_fails_the_task_without_retries(
+        no_airflow_settings: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    no_airflow_settings.setenv("AIRFLOW_CONN_PRECAST_PREDICTIONS", "mysql://h/db")
+    with pytest.raises(AirflowFailException, match="precast_predictions: conn_type 'mysql'"):
+        orch.airflow_overrides()
+
+
+def test_only_spark_steps_on_a_cluster_master_are_submitted(cfg: Config) -> None:
+    cluster = cfg.with_overrides({"engines.spark.master": "spark://h:7077"})
+    assert orch.on_cluster(cluster, "extract") and orch.on_cluster(cluster, "validate_events")
+    assert not orch.on_cluster(cluster, "train")
+    assert not orch.on_cluster(cluster, "validate_features")  # pandas
+    assert not orch.on_cluster(cfg.with_overrides({"engines.spark.master": "local[2]"}),
+                               "extract")
+
+
+def test_every_spark_job_file_exists() -> None:
+    for step, (job, *_) in orch.SPARK_JOBS.items():
+        text = (JOBS / job).read_text()
+        assert "spark-submit jobs/" in text and "main([" in text, step
+
+
+def test_submit_command_names_the_app_and_carries_the_conf(cfg: Config) -> None:
+    cluster = cfg.with_overrides({"engines.spark.master": "spark://h:7077"})
+    cmd = orch.submit_command(cluster, "validate_events", DAY, JOBS)
+    assert Path(cmd[0]).name == "spark-submit"
+    assert cmd[1:5] == ["--master", "spark://h:7077", "--name", "precast-validate_events"]
+    assert cmd[-5:] == [str(JOBS / "validate.py"), "--date", "2026-02-05", "--dataset", "events"]
+    confs = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--conf"}
+    assert f"spark.pyspark.python={sys.executable}" in confs
+    assert "spark.sql.session.timeZone=UTC" in confs
+
+
+def test_submitted_job_loads_the_same_config(cfg: Config) -> None:
+    overrides = {"stores.predictions_url": orch.postgres_url(_conn(
+        conn_type="postgres", host="db", login="u", password=PASSWORD, schema="x")),
+        "engines.spark.master": "spark://h:7077", "stores.lake": "yes"}  # "yes": YAML bool
+    task_cfg = cfg.with_overrides(overrides)
+    env = orch.submit_env(task_cfg, "features", overrides)
+    job_cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("PRECAST_")})
+    assert job_cfg.engines.spark.app_name == "precast-features"
+    assert job_cfg.with_overrides({"engines.spark.app_name": "precast"}) == task_cfg
+    assert env["PYSPARK_PYTHON"] == sys.executable
+
+
+def test_data_only_skips_the_model_steps() -> None:
+    with pytest.raises(AirflowSkipException, match="data_only"):
+        orch._execute("train", {"params": {"data_only": True}})
+
+
+def test_cli_exits_3_when_retrying_cannot_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str],
+                                               spark) -> None:
+    monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "features", "--date", "2026-02-05"]) == EXIT_NOT_RETRYABLE
+    assert "NotEnoughHistoryError" in capsys.readouterr().err
+
+
+def test_failure_reason_is_one_line_naming_step_day_and_error() -> None:
+    day = date(2026, 2, 6)
+    exc = ValueError("extract 2026-02-06: quarantine rate 100.00% exceeds limit\nsecond line")
+    assert orch.one_line_reason("extract", day, exc) == (
+        "extract failed for 2026-02-06: ValueError: extract 2026-02-06: quarantine rate "
+        "100.00% exceeds limit")
+    already = RuntimeError("features failed for 2026-02-06: spark-submit exited 1")
+    assert orch.one_line_reason("features", day, already) == str(already)
+    assert orch.one_line_reason("train", day, KeyError()) == "train failed for 2026-02-06: KeyError"

@@ -1,0 +1,351 @@
+"""precast under real Airflow, used the way a person uses it.
+
+`precast airflow up` starts the api-server, scheduler, dag-processor and triggerer on a
+PostgreSQL metadata database of the test's own; the prediction store reaches the tasks
+only through the Airflow connection `precast_predictions` (AIRFLOW_CONN_*). Headless
+Debian Chromium (Selenium, no browser downloads) triggers `precast_training` from its
+form; everything else is checked through the REST API, the lake and the lookup client.
+Screenshots land in `.precast/test-artifacts/airflow-e2e/`. Everything is stopped at the
+end, also on failure.
+
+Needs Debian's `chromium` and `chromium-driver` (`make browser`); skipped with a reason
+without them, unless PRECAST_TEST_REQUIRE_BROWSER=1 (CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, World, make_world, pg_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+PORT = 28081
+ARTIFACTS = REPO / ".precast" / "test-artifacts" / "airflow-e2e"
+PRECAST = str(Path(sys.executable).with_name("precast"))
+TERMINAL = ("success", "failed")
+MEMORY_CEILING_MB = 8 * 1024  # components + 2 task slots with a Spark driver each (README)
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    reason = "Debian chromium + chromium-driver are not installed (`make browser` installs them)"
+    if os.environ.get("PRECAST_TEST_REQUIRE_BROWSER", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+class Rest:
+    """A small client of Airflow's REST API (token from /auth/token, as any client does)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        with urllib.request.urlopen(f"{base}/auth/token", timeout=10) as resp:
+            self.token = json.load(resp)["access_token"]
+
+    def call(self, method: str, path: str, body: Any = None, accept: str = "application/json"
+             ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.base}/api/v2{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Accept": accept,
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.load(resp)
+
+    def runs(self, dag_id: str, **query: str) -> list[dict[str, Any]]:
+        qs = "&".join(f"{k}={v}" for k, v in {"order_by": "-run_after", **query}.items())
+        return self.call("GET", f"/dags/{dag_id}/dagRuns?{qs}")["dag_runs"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, tuple[str | None, int]]:
+        tis = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {t["task_id"]: (t["state"], t["try_number"]) for t in tis["task_instances"]}
+
+    def quiet_schedules(self) -> None:
+        """Fail the daily runs for today: the demo logs hold no data for today's date."""
+        for dag_id in ("precast_training", "precast_predict"):
+            for run in self.runs(dag_id, run_type="scheduled"):
+                if run["state"] in ("queued", "running"):
+                    self.call("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}",
+                              {"state": "failed"})
+
+    def wait(self, dag_id: str, find: Any, timeout: float = 420) -> dict[str, Any]:
+        """Poll until a run matching `find` reaches success or failed; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.quiet_schedules()
+            found = [r for r in self.runs(dag_id) if find(r)]
+            if found and found[0]["state"] in TERMINAL:
+                return found[0]
+            time.sleep(3)
+        raise AssertionError(f"no finished {dag_id} run after {timeout}s: "
+                             f"{[(r['dag_run_id'], r['state']) for r in self.runs(dag_id)[:5]]}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    world: World
+    url: str
+    rest: Rest
+    predictions_url: str
+    env: dict[str, str]
+
+
+def _airflow_processes(home: Path) -> list[Any]:
+    """Every process of the deployment: components, executor workers, tasks, Spark JVMs."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("AIRFLOW_HOME") == str(home):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the deployment's total resident memory every second; keeps idle and peak."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(daemon=True)
+        self.home, self.samples_mb, self.stopping = home, [], threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stopping.wait(1.0):
+            total = 0
+            for proc in _airflow_processes(self.home):
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.samples_mb.append(round(total / 2**20))
+
+    def report(self) -> dict[str, int]:
+        self.stopping.set()
+        self.join()
+        return {"idle_mb": self.samples_mb[0] if self.samples_mb else 0,
+                "peak_mb": max(self.samples_mb, default=0), "samples": len(self.samples_mb)}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """`precast airflow up` on PostgreSQL metadata; `precast airflow down` afterwards."""
+    from precast.airflow_local import LocalAirflow
+
+    _browser_paths()
+    root = tmp_path_factory.mktemp("airflow-e2e")
+    with pg_database("precast_airflow") as metadata_url, \
+            pg_database("precast_predictions") as predictions_url:
+        world = make_world(root, {"airflow": {"port": PORT, "metadata_url": metadata_url}})
+        env = {**os.environ, "PRECAST_CONFIG": str(world.config_path),
+               "AIRFLOW_CONN_PRECAST_PREDICTIONS": predictions_url.replace(
+                   "postgresql+psycopg://", "postgresql://")}
+        airflow = LocalAirflow(world.cfg, world.config_path)
+        try:
+            up = subprocess.run([PRECAST, "airflow", "up"], env=env, capture_output=True,
+                                text=True, timeout=400, check=False)
+            assert up.returncode == 0, up.stdout + up.stderr
+            assert f"http://127.0.0.1:{PORT}" in up.stdout
+            watch = MemoryWatch(airflow.home)
+            watch.start()
+            yield Deployment(world, airflow.url, Rest(airflow.url), predictions_url,
+                             airflow.environment())
+            memory = watch.report()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            (ARTIFACTS / "memory.json").write_text(json.dumps(memory))
+            assert memory["peak_mb"] < MEMORY_CEILING_MB, memory
+        finally:
+            down = subprocess.run([PRECAST, "airflow", "down"], env=env, capture_output=True,
+                                  text=True, timeout=120, check=False)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            for log in airflow.services.glob("*.log"):
+                shutil.copy(log, ARTIFACTS / log.name)
+            left = [p.pid for p in _airflow_processes(airflow.home)]
+            assert down.returncode == 0, down.stdout + down.stderr
+            assert left == [], f"processes left running after `precast airflow down`: {left}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = _browser_paths()
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look online
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=en-US",
+                "--window-size=1400,1000"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    chrome.implicitly_wait(15)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def _screenshot(browser: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    assert browser.save_screenshot(str(path)), f"no screenshot {path}"
+    return path
+
+
+def _wait_for_text(browser: Any, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in browser.find_element("tag name", "body").text:
+        assert time.monotonic() < deadline, f"{text!r} not shown at {browser.current_url}"
+        time.sleep(0.5)
+
+
+def test_training_triggered_in_the_browser_then_predict_publishes(deployment, browser) -> None:
+    import pyarrow.dataset as ds
+    from selenium.webdriver.common.by import By
+
+    from precast import registry
+    from precast.lake import Lake
+    from precast.lookup import LookupClient
+
+    world, rest = deployment.world, deployment.rest
+    day = world.run_date.isoformat()
+    browser.get(f"{deployment.url}/dags/precast_training")
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']").click()
+    field = browser.find_element(By.NAME, "element_snapshot_date")
+    field.send_keys(world.run_date.strftime("%m%d%Y"))
+    assert field.get_attribute("value") == day
+    _screenshot(browser, "1-trigger-form.png")
+    started = time.time()
+    [submit] = [b for b in browser.find_elements(By.TAG_NAME, "button")
+                if b.text.strip() == "Trigger" and b.get_attribute("aria-label") is None]
+    submit.click()
+
+    run = rest.wait("precast_training", lambda r: r["run_type"] == "manual"
+                    and (r["conf"] or {}).get("snapshot_date") == day)
+    states = rest.task_states("precast_training", run["dag_run_id"])
+    assert run["state"] == "success", states
+    assert run["conf"]["snapshot_date"] == day and not run["conf"].get("data_only")
+    browser.get(f"{deployment.url}/dags/precast_training/runs/{run['dag_run_id']}")
+    _wait_for_text(browser, "gate")
+    _screenshot(browser, "2-training-grid.png")
+
+    predict = rest.wait("precast_predict", lambda r: r["run_type"] == "asset_triggered")
+    assert predict["state"] == "success", rest.task_states("precast_predict",
+                                                             predict["dag_run_id"])
+    browser.get(f"{deployment.url}/dags/precast_predict/runs/{predict['dag_run_id']}")
+    _wait_for_text(browser, "publish")
+    _screenshot(browser, "3-predict-grid.png")
+    print(f"training + predict through Airflow: {time.time() - started:.0f}s")
+
+    champion = registry.by_alias(world.cfg, registry.CHAMPION)
+    assert champion is not None and champion.tags["run_date"] == day
+    predictions = Lake(world.cfg.lake_root).predictions(world.run_date)
+    ids = ds.dataset(predictions, format="parquet").head(5).column("entity_id").to_pylist()
+    with LookupClient(deployment.predictions_url) as client:
+        rows = client.get([*ids, "nobody"])
+    assert [r.found for r in rows] == [True] * 5 + [False]
+    assert {r.model_version for r in rows[:5]} == {str(champion.version)}
+    assert not (world.cfg.home / "predictions.db").exists()  # the connection won over config
+
+
+def test_corrupt_day_fails_at_extract_with_a_one_line_reason(deployment) -> None:
+    world, rest = deployment.world, deployment.rest
+    from precast.lake import Lake
+
+    bad_day = world.run_date + timedelta(days=1)
+    raw = Path(Lake(world.cfg.lake_root).raw_events(bad_day))
+    raw.mkdir(parents=True)
+    (raw / "part-0.jsonl").write_text("".join(f"not json {n}\n" for n in range(200)))
+    run = rest.call("POST", "/dags/precast_training/dagRuns",
+                    {"logical_date": None, "conf": {"snapshot_date": bad_day.isoformat()}})
+    done = rest.wait("precast_training", lambda r: r["dag_run_id"] == run["dag_run_id"])
+    states = rest.task_states("precast_training", run["dag_run_id"])
+    assert done["state"] == "failed"
+    assert states["extract"] == ("failed", 1), states  # not retried: retrying cannot help
+    assert {t: s for t, (s, _) in states.items() if t != "extract"} == {
+        t: "upstream_failed" for t in ("validate_events", "features", "validate_features",
+                                       "train", "gate")}
+    log = rest.call("GET", f"/dags/precast_training/dagRuns/{run['dag_run_id']}"
+                           "/taskInstances/extract/logs/1")
+    events = [e.get("event", "") for e in log["content"] if isinstance(e, dict)]
+    reasons = [e for e in events if e.startswith("extract failed for") and "quarantine" in e]
+    assert len(reasons) == 1, events
+    assert bad_day.isoformat() in reasons[0] and "\n" not in reasons[0]
+    assert (Path(Lake(world.cfg.lake_root).quarantine(bad_day))).exists()
+    assert not Path(Lake(world.cfg.lake_root).events(bad_day)).exists()
+
+
+def _outputs(world: World, days: list[date]) -> dict[str, Any]:
+    """What the data steps produced for `days`: manifests' versions and counts, event keys."""
+    import pyarrow.dataset as ds
+
+    from precast import registry
+    from precast.lake import Lake, manifest_path, read_json
+
+    lake = Lake(world.cfg.lake_root)
+    out: dict[str, Any] = {"model_versions": len(registry.client(world.cfg).search_model_versions(
+        f"name = '{world.cfg.model.name}'"))}
+    for day in days:
+        events = ds.dataset(lake.events(day), format="parquet").to_table(columns=["event_id"])
+        ids = events.column("event_id").to_pylist()
+        out[f"events {day}"] = (len(ids), len(set(ids)))
+        for kind in ("train", "test", "inference"):
+            manifest = read_json(manifest_path(lake.dataset(kind, day))) or {}
+            out[f"{kind} {day}"] = (manifest["rows"], manifest["data_version"])
+    return out
+
+
+def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
+    world, rest = deployment.world, deployment.rest
+    days = [world.run_date - timedelta(days=n) for n in (2, 1, 0)]
+    command = [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id",
+               "precast_training", "--from-date", days[0].isoformat(), "--to-date",
+               days[-1].isoformat(), "--dag-run-conf", json.dumps({"data_only": True})]
+
+    def backfill(*extra: str) -> list[dict[str, Any]]:
+        done = subprocess.run([*command, *extra], env=deployment.env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        newest = max(rest.call("GET", "/backfills?dag_id=precast_training")["backfills"],
+                     key=lambda b: b["id"])
+        deadline = time.monotonic() + 420
+        while rest.call("GET", f"/backfills/{newest['id']}")["completed_at"] is None:
+            assert time.monotonic() < deadline, f"backfill {newest['id']} did not complete"
+            rest.quiet_schedules()
+            time.sleep(3)
+        runs = {r["logical_date"][:10]: r for r in rest.runs("precast_training",
+                                                             run_type="backfill")}
+        return [runs[d.isoformat()] for d in days]
+    first = backfill()
+    assert [r["state"] for r in first] == ["success"] * 3
+    for run in first:
+        states = rest.task_states("precast_training", run["dag_run_id"])
+        assert states["train"][0] == states["gate"][0] == "skipped", states
+        assert states["features"][0] == "success", states
+    before = _outputs(world, days)
+    assert all(n == unique for key, (n, unique) in before.items() if key.startswith("events"))
+
+    again = backfill("--reprocess-behavior", "completed")
+    assert [r["state"] for r in again] == ["success"] * 3
+    assert all(rest.task_states("precast_training", r["dag_run_id"])["extract"][1] >= 2
+               for r in again)  # really ran again, not skipped
+    assert _outputs(world, days) == before
