@@ -310,7 +310,7 @@ def _outputs(world: World, days: list[date]) -> dict[str, Any]:
         out[f"events {day}"] = (len(ids), len(set(ids)))
         for kind in ("train", "test", "inference"):
             manifest = read_json(manifest_path(lake.dataset(kind, day))) or {}
-            out[f"{kind} {day}"] = (manifest["rows"], manifest["data_version"])
+            out[f"{kind} {day}"] = (manifest["row_count"], manifest["data_version"])
     return out
 
 

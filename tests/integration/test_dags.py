@@ -52,12 +52,6 @@ def test_dag_files_import_nothing_heavy() -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   capture_output=True, env={**os.environ})
-
-
 def test_both_dags_run_end_to_end(dagbag, airflow_db, tmp_path: Path, spark,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from precast import registry, store

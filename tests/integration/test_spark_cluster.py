@@ -127,12 +127,6 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
             _stop(proc)
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   capture_output=True, env={**os.environ})
-
-
 @pytest.fixture
 def lake_variable(airflow_db: None) -> Iterator[Any]:
     """Sets the Airflow Variable `precast_lake` in the metadata database; deleted afterwards."""

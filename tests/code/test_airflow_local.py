@@ -1,0 +1,100 @@
+"""`precast airflow` without starting Airflow: environment, refusals, stopping process trees."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from precast.airflow_local import COMPONENTS, AirflowError, LocalAirflow, _stop_tree
+from precast.cli import main
+from precast.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _airflow(tmp_path: Path, **settings: object) -> LocalAirflow:
+    env = {"PRECAST_HOME": str(tmp_path / "home"), "PRECAST_CONFIG": str(tmp_path / "none.yaml")}
+    cfg: Config = load_config(REPO / "precast.yaml", environ=env)
+    return LocalAirflow(cfg.with_overrides({f"airflow.{k}": v for k, v in settings.items()}),
+                        REPO / "precast.yaml")
+
+
+def test_environment_follows_the_port_and_owns_the_home(tmp_path: Path) -> None:
+    env = _airflow(tmp_path, port=28123, parallelism=3).environment()
+    home = (tmp_path / "home" / "airflow").resolve()
+    assert env["AIRFLOW_HOME"] == str(home)
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:28123/execution/"
+    assert env["AIRFLOW__API__PORT"] == "28123" and env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "3"
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
+    assert env["PRECAST_CONFIG"] == str(REPO / "precast.yaml")
+    # one secret shared by every component, kept private and stable across calls
+    secret = home / ".jwt_secret"
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == secret.read_text()
+    assert secret.stat().st_mode & 0o077 == 0
+    assert _airflow(tmp_path).environment()["AIRFLOW__API_AUTH__JWT_SECRET"] == secret.read_text()
+
+
+def test_postgres_metadata_uses_psycopg_for_the_async_engine_too(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://airflow@db.example:5432/airflow"
+    env = _airflow(tmp_path, metadata_url=url).environment()
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == url
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == (
+        "postgresql+psycopg_async://airflow@db.example:5432/airflow")
+
+
+def test_parallelism_defaults_to_the_cores_and_at_least_two(tmp_path: Path) -> None:
+    assert _airflow(tmp_path).parallelism() == max(2, psutil.cpu_count() or 2)
+
+
+def test_up_refuses_a_port_in_use_with_the_setting_to_change(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        airflow = _airflow(tmp_path, port=busy.getsockname()[1])
+        with pytest.raises(AirflowError, match="is in use.*airflow.port"):
+            airflow.up()
+    assert not airflow.services.exists()  # nothing was started or migrated
+
+
+def test_missing_dags_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(AirflowError, match="no DAGs folder at .*nowhere"):
+        _airflow(tmp_path, dags_folder=str(tmp_path / "nowhere")).dags_folder()
+
+
+def test_status_and_down_of_a_stopped_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    airflow = _airflow(tmp_path, port=28124)
+    assert [s.running for s in airflow.status()] == [False] * len(COMPONENTS)
+    assert airflow.health() == {}
+    monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PRECAST_AIRFLOW__PORT", "28124")
+    assert main(["airflow", "status", "--config", str(REPO / "precast.yaml")]) == 1
+    assert main(["airflow", "down", "--config", str(REPO / "precast.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "api-server     stopped" in out and "nothing was running" in out
+
+
+def test_stop_tree_stops_children_before_the_parent() -> None:
+    code = ("import subprocess, sys, time\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
+            " for _ in range(2)]\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
+    proc = psutil.Process(parent.pid)
+    family = [proc, *proc.children(recursive=True)]
+    assert len(family) == 3
+    _stop_tree(proc)
+    parent.wait(timeout=5)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
