@@ -30,7 +30,7 @@ def precast_predict() -> None:
         step_task("validate_inference")(),
         step_task("score", retries=1)(),
         step_task("validate_predictions")(),
-        step_task("publish", retries=2, outlets=(PREDICTIONS_ASSET,))(),
+        step_task("publish", retries=2, outlets=(PREDICTIONS_ASSET,), one_at_a_time=True)(),
     )
 
 

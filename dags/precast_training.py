@@ -33,12 +33,12 @@ from precast.orchestration import (
 )
 def precast_training() -> None:
     chain(
-        step_task("extract", retries=2)(),
+        step_task("extract", retries=2, one_at_a_time=True)(),
         step_task("validate_events")(),
         step_task("features", retries=2)(),
         step_task("validate_features")(),
         step_task("train", retries=1)(),
-        step_task("gate", outlets=(CHAMPION_ASSET,))(),
+        step_task("gate", outlets=(CHAMPION_ASSET,), one_at_a_time=True)(),
     )
 
 

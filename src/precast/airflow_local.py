@@ -217,11 +217,11 @@ class LocalAirflow:
         for name in reversed(COMPONENTS):
             proc = self._process(name)
             if proc is not None:
-                _stop_tree(proc)
+                stop_process_tree(proc)
                 stopped.append(name)
             self._pid_path(name).unlink(missing_ok=True)
         for proc in self._strays():
-            _stop_tree(proc)
+            stop_process_tree(proc)
             stopped.append(f"stray pid {proc.pid}")
         return stopped
 
@@ -251,7 +251,7 @@ def _tree_rss_mb(proc: psutil.Process) -> float:
     return round(total / 2**20, 1)
 
 
-def _stop_tree(proc: psutil.Process) -> None:
+def stop_process_tree(proc: psutil.Process) -> None:
     """SIGTERM the deepest children first, then the parent; SIGKILL whatever outlives the grace."""
     try:
         family = [*reversed(proc.children(recursive=True)), proc]

@@ -299,11 +299,17 @@ def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
     return {"run_date": day.isoformat(), "step": step, "result": summary}
 
 
-def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = ()) -> Any:
-    """A TaskFlow task that runs precast step `step`; retries only where I/O can recover."""
+def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
+              one_at_a_time: bool = False) -> Any:
+    """A TaskFlow task that runs precast step `step`; retries only where I/O can recover.
+
+    `one_at_a_time`: never two instances at once across runs (backfills run dates in
+    parallel; extract fills shared earlier days, the gate moves the one champion alias).
+    """
 
     @task(task_id=step, retries=retries, retry_delay=timedelta(minutes=2),
-          outlets=list(outlets), doc_md=f"Runs `precast run {step}` for the run's date.")
+          outlets=list(outlets), max_active_tis_per_dag=1 if one_at_a_time else None,
+          doc_md=f"Runs `precast run {step}` for the run's date.")
     def _run(**context: Any) -> dict[str, Any]:
         return _execute(step, context)
 

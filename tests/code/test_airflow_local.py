@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from precast.airflow_local import COMPONENTS, AirflowError, LocalAirflow, _stop_tree
+from precast.airflow_local import COMPONENTS, AirflowError, LocalAirflow, stop_process_tree
 from precast.cli import main
 from precast.config import Config, load_config
 
@@ -83,7 +83,7 @@ def test_status_and_down_of_a_stopped_deployment(tmp_path: Path, monkeypatch: py
     assert "api-server     stopped" in out and "nothing was running" in out
 
 
-def test_stop_tree_stops_children_before_the_parent() -> None:
+def test_stop_process_tree_stops_children_before_the_parent() -> None:
     code = ("import subprocess, sys, time\n"
             "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
             " for _ in range(2)]\n"
@@ -95,6 +95,6 @@ def test_stop_tree_stops_children_before_the_parent() -> None:
     proc = psutil.Process(parent.pid)
     family = [proc, *proc.children(recursive=True)]
     assert len(family) == 3
-    _stop_tree(proc)
+    stop_process_tree(proc)
     parent.wait(timeout=5)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)

@@ -36,6 +36,9 @@ def test_dags_import_without_errors(dagbag) -> None:
     assert set(training.params) == {"snapshot_date", "tolerance", "data_only"}
     assert training.params["data_only"] is False
     assert training.task_dict["extract"].retries == 2
+    assert training.task_dict["extract"].max_active_tis_per_dag == 1  # backfills share days
+    assert training.task_dict["gate"].max_active_tis_per_dag == 1  # one champion alias
+    assert predict.task_dict["publish"].max_active_tis_per_dag == 1
     assert training.task_dict["gate"].retries == 0  # a rejection cannot be retried away
     assert training.task_dict["validate_features"].retries == 0
     assert [a.name for a in training.task_dict["gate"].outlets] == ["precast_champion"]

@@ -9,6 +9,7 @@ points elsewhere), so a connection/variable override reaches the submitted jobs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -26,6 +27,7 @@ import psutil
 import pytest
 
 from precast import lake as lk
+from precast.airflow_local import stop_process_tree
 from precast.config import SparkConfig
 from tests.conftest import make_world
 
@@ -63,27 +65,6 @@ def _start(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([str(SPARK_CLASS), *args], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True,
                                 env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the process and every child (executors), then kill what is left."""
-    try:
-        parent = psutil.Process(proc.pid)
-    except psutil.NoSuchProcess:
-        return
-    family = [*parent.children(recursive=True), parent]
-    for p in family:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=15)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    proc.wait(timeout=15)
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], logs: list[Path],
@@ -124,7 +105,9 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield Cluster(master_url, f"http://127.0.0.1:{ui}/json/")
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stop_process_tree(psutil.Process(proc.pid))
+            proc.wait(timeout=15)
 
 
 @pytest.fixture
