@@ -86,6 +86,13 @@ def pg_url() -> Iterator[str]:
     with pg_database() as url:
         yield url
 
+
+# For tests that start a Spark JVM per step (Airflow tasks, spark-submit) on tiny data: a
+# client JIT and a serial GC cut each JVM's CPU by about a third on 2 cores (not a
+# production setting: it slows big jobs).
+FAST_START_SPARK = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g",
+                    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+JIT_FLAGS = FAST_START_SPARK["spark.driver.extraJavaOptions"]
 START = date(2026, 1, 1)
 DAYS = 36
 RUN_DATE = START + timedelta(days=DAYS - 1)

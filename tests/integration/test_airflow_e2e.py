@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, World, make_world, pg_database
+from tests.conftest import FAST_START_SPARK, REPO, World, make_world, pg_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -156,8 +156,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     root = tmp_path_factory.mktemp("airflow-e2e")
     with pg_database("precast_airflow") as metadata_url, \
             pg_database("precast_predictions") as predictions_url:
-        spark = {**SparkConfig().conf, "spark.sql.shuffle.partitions": "2",
-                 "spark.driver.memory": "1g"}
+        spark = {**SparkConfig().conf, **FAST_START_SPARK}
         world = make_world(root, {"airflow": {"port": PORT, "metadata_url": metadata_url},
                                   "engines": {"spark": {"master": "local[2]", "conf": spark}}})
         env = {**os.environ, "PRECAST_CONFIG": str(world.config_path),

@@ -29,15 +29,15 @@ import pytest
 from precast import lake as lk
 from precast.airflow_local import stop_process_tree
 from precast.config import SparkConfig
-from tests.conftest import make_world
+from tests.conftest import FAST_START_SPARK, JIT_FLAGS, make_world
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_CLASS = Path(sys.executable).parent / "spark-class"
 SUBMITTED = {"precast-extract", "precast-validate_events", "precast-features"}
-CLUSTER_CONF = {**SparkConfig().conf, "spark.executor.memory": "1g", "spark.driver.memory": "1g",
-                "spark.cores.max": "1", "spark.sql.shuffle.partitions": "2"}
+CLUSTER_CONF = {**SparkConfig().conf, **FAST_START_SPARK, "spark.executor.memory": "1g",
+                "spark.cores.max": "1", "spark.executor.extraJavaOptions": JIT_FLAGS}
 TINY = {"demo": {"users": 300, "days": 36, "seed": 11, "start_date": "2026-01-01",
                  "corrupt_fraction": 0.003},
         "engines": {"spark": {"master": "local[2]", "conf": CLUSTER_CONF}}}
