@@ -126,24 +126,42 @@ class LocalAirflow:
     def log_path(self, name: str) -> Path:
         return self.services / f"{name}.log"
 
+    def sessions(self) -> dict[str, tuple[int, float]]:
+        """Component name → (session id, start time) as recorded at start, alive or not.
+
+        Each component leads its own session, and every process it starts (executor
+        workers, task runners, their Spark JVMs) stays in it, also when orphaned; Airflow
+        rewrites process titles and environments, so the session is what identifies them.
+        """
+        out = {}
+        for name in COMPONENTS:
+            try:
+                pid, created = self._pid_path(name).read_text().split()
+                out[name] = (int(pid), float(created))
+            except (OSError, ValueError):
+                continue
+        return out
+
     def _process(self, name: str) -> psutil.Process | None:
-        """The live process recorded for `name` (None when stopped or the pid was reused)."""
+        """The live leader recorded for `name` (None when stopped or the pid was reused)."""
+        pid, created = self.sessions().get(name, (0, 0.0))
         try:
-            pid, created = self._pid_path(name).read_text().split()
-            proc = psutil.Process(int(pid))
-            if proc.create_time() == float(created) and proc.status() != psutil.STATUS_ZOMBIE:
+            proc = psutil.Process(pid) if pid else None
+            if proc and proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
-        except (OSError, ValueError, psutil.Error):
+        except psutil.Error:
             pass
         return None
 
     def status(self) -> list[ComponentStatus]:
-        """Each component: pid, running, resident memory of its process tree."""
+        """Each component: pid, running, resident memory of every process in its session."""
+        sessions = self.sessions()
         out = []
         for name in COMPONENTS:
             proc = self._process(name)
+            members = session_members(dict([sessions[name]])) if name in sessions else []
             out.append(ComponentStatus(name, proc.pid if proc else None, proc is not None,
-                                       _tree_rss_mb(proc) if proc else 0.0, self.log_path(name)))
+                                       _rss_mb(members), self.log_path(name)))
         return out
 
     def health(self) -> dict[str, str]:
@@ -212,38 +230,43 @@ class LocalAirflow:
                            f"{health or 'API server not answering'} (logs: {self.services})")
 
     def down(self) -> list[str]:
-        """Stop the components in reverse order, children before parents; returns what stopped."""
+        """Stop the components in reverse order, children before parents; returns what stopped.
+
+        Whatever is left in a component's session afterwards (an orphaned task runner or
+        Spark JVM) is stopped too, so nothing of the deployment keeps running.
+        """
         stopped = []
+        sessions = self.sessions()
         for name in reversed(COMPONENTS):
             proc = self._process(name)
             if proc is not None:
                 stop_process_tree(proc)
                 stopped.append(name)
+            if name in sessions:
+                for orphan in session_members(dict([sessions[name]])):
+                    stop_process_tree(orphan)
+                    stopped.append(f"{name} orphan pid {orphan.pid}")
             self._pid_path(name).unlink(missing_ok=True)
-        for proc in self._strays():
-            stop_process_tree(proc)
-            stopped.append(f"stray pid {proc.pid}")
         return stopped
 
-    def _strays(self) -> list[psutil.Process]:
-        """Processes left from this deployment (same AIRFLOW_HOME), e.g. orphaned task runners."""
-        home = str(self.home)
-        me = psutil.Process()
-        spared = {me.pid, *(p.pid for p in me.parents())}
-        found = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if proc.pid not in spared and "airflow" in " ".join(proc.info["cmdline"] or ()) \
-                        and proc.environ().get("AIRFLOW_HOME") == home:
-                    found.append(proc)
-            except psutil.Error:
-                continue
-        return found
+
+def session_members(sessions: dict[int, float]) -> list[psutil.Process]:
+    """Live processes in the given sessions (session id → its leader's start time)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            started = sessions.get(os.getsid(proc.pid))
+            if started is not None and proc.info["create_time"] >= started - 1 and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
 
 
-def _tree_rss_mb(proc: psutil.Process) -> float:
+def _rss_mb(processes: list[psutil.Process]) -> float:
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in processes:
         try:
             total += p.memory_info().rss
         except psutil.Error:

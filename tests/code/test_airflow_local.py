@@ -10,7 +10,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from precast.airflow_local import COMPONENTS, AirflowError, LocalAirflow, stop_process_tree
+from precast.airflow_local import (
+    COMPONENTS,
+    AirflowError,
+    LocalAirflow,
+    session_members,
+    stop_process_tree,
+)
 from precast.cli import main
 from precast.config import Config, load_config
 
@@ -98,3 +104,24 @@ def test_stop_process_tree_stops_children_before_the_parent() -> None:
     stop_process_tree(proc)
     parent.wait(timeout=5)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+
+
+def test_down_also_stops_orphans_left_in_a_components_session(tmp_path: Path) -> None:
+    """A task runner whose parent died keeps the component's session: `down` finds it there."""
+    code = ("import subprocess, sys\n"
+            "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "print(kid.pid, flush=True)\n")  # the leader exits at once: its child is orphaned
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert leader.stdout is not None
+    orphan = psutil.Process(int(leader.stdout.readline()))
+    created = psutil.Process(leader.pid).create_time()
+    leader.wait(timeout=10)
+    airflow = _airflow(tmp_path)
+    airflow.services.mkdir(parents=True)
+    (airflow.services / "scheduler.pid").write_text(f"{leader.pid} {created!r}")
+    assert [p.pid for p in session_members({leader.pid: created})] == [orphan.pid]
+    assert airflow.status()[COMPONENTS.index("scheduler")].running is False
+    assert airflow.down() == [f"scheduler orphan pid {orphan.pid}"]
+    assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+    assert session_members({leader.pid: created}) == []

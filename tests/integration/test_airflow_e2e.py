@@ -108,33 +108,24 @@ class Deployment:
     env: dict[str, str]
 
 
-def _airflow_processes(home: Path) -> list[Any]:
-    """Every process of the deployment: components, executor workers, tasks, Spark JVMs."""
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.environ().get("AIRFLOW_HOME") == str(home):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 class MemoryWatch(threading.Thread):
-    """Samples the deployment's total resident memory every second; keeps idle and peak."""
+    """Samples the resident memory of every process of the deployment (components, executor
+    workers, task runners, Spark JVMs: all in the components' sessions) once a second."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, airflow: Any) -> None:
         super().__init__(daemon=True)
-        self.home, self.samples_mb, self.stopping = home, [], threading.Event()
+        self.sessions = dict(airflow.sessions().values())
+        self.samples_mb: list[int] = []
+        self.stopping = threading.Event()
 
     def run(self) -> None:
         import psutil
 
+        from precast.airflow_local import session_members
+
         while not self.stopping.wait(1.0):
             total = 0
-            for proc in _airflow_processes(self.home):
+            for proc in session_members(self.sessions):
                 with contextlib.suppress(psutil.Error):
                     total += proc.memory_info().rss
             self.samples_mb.append(round(total / 2**20))
@@ -149,7 +140,7 @@ class MemoryWatch(threading.Thread):
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """`precast airflow up` on PostgreSQL metadata; `precast airflow down` afterwards."""
-    from precast.airflow_local import LocalAirflow
+    from precast.airflow_local import LocalAirflow, session_members
     from precast.config import SparkConfig
 
     _browser_paths()
@@ -168,7 +159,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                                 text=True, timeout=400, check=False)
             assert up.returncode == 0, up.stdout + up.stderr
             assert f"http://127.0.0.1:{PORT}" in up.stdout
-            watch = MemoryWatch(airflow.home)
+            watch = MemoryWatch(airflow)
             watch.start()
             yield Deployment(world, airflow.url, Rest(airflow.url), predictions_url,
                              airflow.environment())
@@ -177,14 +168,15 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             (ARTIFACTS / "memory.json").write_text(json.dumps(memory))
             assert memory["peak_mb"] < MEMORY_CEILING_MB, memory
         finally:
+            sessions = dict(airflow.sessions().values())  # before `down` removes the pid files
             down = subprocess.run([PRECAST, "airflow", "down"], env=env, capture_output=True,
                                   text=True, timeout=120, check=False)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             for log in airflow.services.glob("*.log"):
                 shutil.copy(log, ARTIFACTS / log.name)
-            left = [p.pid for p in _airflow_processes(airflow.home)]
+            left = [p.pid for p in session_members(sessions)]
             assert down.returncode == 0, down.stdout + down.stderr
-            assert left == [], f"processes left running after `precast airflow down`: {left}"
+            assert sessions and left == [], f"left running after `precast airflow down`: {left}"
 
 
 @pytest.fixture(scope="module")
