@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from precast.config import DEFAULT_CONFIG, Config, ConfigError, load_config
+from precast.config import Config, ConfigError, config_path, load_config
 from precast.runtime import configure_logging, prepare_environment
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def cmd_airflow(cfg: Config, args: argparse.Namespace) -> int:
 
 def _config_path(args: argparse.Namespace) -> Path | None:
     """The config file in use (the components must read the same one), if there is one."""
-    path = Path(args.config or os.environ.get("PRECAST_CONFIG", DEFAULT_CONFIG))
+    path = config_path(args.config)
     return path if path.exists() else None
 
 

@@ -242,12 +242,18 @@ def _validate(data: dict[str, Any]) -> Config:
         raise ConfigError(f"config error at {where}: {first['msg']}") from None
 
 
+def config_path(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
+    """The config file in use: `path`, else PRECAST_CONFIG, else ./precast.yaml."""
+    named = (os.environ if environ is None else environ).get("PRECAST_CONFIG", DEFAULT_CONFIG)
+    return Path(path or named)
+
+
 def load_config(
     path: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> Config:
     """Read YAML (if present), apply `PRECAST_*` overrides, validate."""
     environ = dict(os.environ if environ is None else environ)
-    path = Path(path or environ.get("PRECAST_CONFIG", DEFAULT_CONFIG))
+    path = config_path(path, environ)
     data: dict[str, Any] = {}
     if path.exists():
         try:

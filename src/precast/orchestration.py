@@ -210,10 +210,10 @@ def submit_command(cfg: Config, step: str, day: date, jobs: Path) -> list[str]:
 
 def submit_env(cfg: Config, step: str, overrides: dict[str, str]) -> dict[str, str]:
     """This process's environment plus what makes the job load the same config as the task."""
-    from precast.config import DEFAULT_CONFIG, ENV_PREFIX
+    from precast.config import ENV_PREFIX, config_path
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PRECAST_HOME": str(cfg.home.resolve())}
-    config = Path(os.environ.get("PRECAST_CONFIG", DEFAULT_CONFIG))
+    config = config_path()
     if config.exists():
         env["PRECAST_CONFIG"] = str(config.resolve())
     # The job builds its session from its config: master and app name must match the command.
