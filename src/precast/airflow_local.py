@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from precast.config import Config
+from precast.config import Config, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class LocalAirflow:
             done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
                                   stdout=out, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
-            raise AirflowError(f"airflow db migrate failed on {_redact(self.metadata_url)}: "
+            raise AirflowError(f"airflow db migrate failed on {redact_url(self.metadata_url)}: "
                                f"{_last_line(path)} (log: {path})")
 
     def _start(self, name: str, env: dict[str, str]) -> None:
@@ -310,12 +310,3 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "(no log)"
     return lines[-1][:300] if lines else "(empty log)"
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a bad URL is reported as given, minus nothing secret
-        return url.split("@")[-1]

@@ -28,6 +28,7 @@ from precast.runtime import configure_logging, prepare_environment
 
 log = logging.getLogger(__name__)
 
+EXIT_BAD_CONFIG = 2
 EXIT_NOT_RETRYABLE = 3  # Airflow fails the task at once on it (precast.orchestration)
 VALIDATE_DATASETS = {"events": "validate_events", "features": "validate_features",
                      "inference": "validate_inference", "predictions": "validate_predictions"}
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"precast: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_CONFIG
     try:
         return COMMANDS[args.command](cfg, args)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ENV_PREFIX = "PRECAST_"
 NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_TEST_")  # the config file itself; the test suite's flags
 DEFAULT_CONFIG = "precast.yaml"
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by `***` (for logs)."""
+    if "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, hostport = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{hostport}"))
 
 
 class ConfigError(ValueError):

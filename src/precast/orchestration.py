@@ -22,7 +22,7 @@ from collections import deque
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from airflow.sdk import Asset, Connection, Param, Variable, task
 from airflow.sdk.exceptions import (
@@ -50,7 +50,6 @@ SPARK_JOBS = {"extract": ("extract.py",),
               "features": ("features.py",),
               "inference_features": ("inference_features.py",)}
 MODEL_STEPS = ("train", "gate")  # skipped by a `data_only` run
-EXIT_BAD_CONFIG = 2  # the CLI's exit status for bad usage or configuration
 
 SNAPSHOT_PARAM = Param(
     None, type=["null", "string"], format="date", title="Snapshot date",
@@ -144,19 +143,10 @@ def http_url(conn: Connection) -> str:
     return f"{host}/{path}" if path else host
 
 
-def redact(url: str) -> str:
-    """`url` with its password replaced by `***` (for logs)."""
-    if "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, hostport = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{hostport}"))
-
-
 def airflow_overrides() -> dict[str, str]:
     """Dotted config overrides from the Airflow connections and variables that exist."""
+    from precast.config import redact_url as redact
+
     out: dict[str, str] = {}
     for conn_id, field in CONNECTIONS.items():
         try:
@@ -228,7 +218,7 @@ def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
                   jobs: Path) -> dict[str, Any]:
     """Run `step` via spark-submit, streaming its output to the log; its run record's result."""
     from precast import pipeline
-    from precast.cli import EXIT_NOT_RETRYABLE
+    from precast.cli import EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE
 
     command = submit_command(cfg, step, day, jobs)
     log.info("spark-submit %s for %s on %s: %s", step, day, cfg.engines.spark.master,

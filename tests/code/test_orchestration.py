@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from precast import orchestration as orch
 from precast.cli import EXIT_NOT_RETRYABLE, main
-from precast.config import Config, load_config
+from precast.config import Config, load_config, redact_url
 
 PASSWORD = "p@ss:w/rd%?#&+ é"  # every character a URL cares about
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -92,9 +92,9 @@ def test_unsupported_connection_is_a_clear_error() -> None:
 
 def test_redact_hides_only_the_password() -> None:
     url = orch.postgres_url(_conn(conn_type="postgres", host="h", login="u", password=PASSWORD))
-    assert orch.redact(url) == "postgresql+psycopg://u:***@h"
-    assert orch.redact("sqlite:////tmp/p.db") == "sqlite:////tmp/p.db"
-    assert orch.redact("http://u@h:5000") == "http://u@h:5000"
+    assert redact_url(url) == "postgresql+psycopg://u:***@h"
+    assert redact_url("sqlite:////tmp/p.db") == "sqlite:////tmp/p.db"
+    assert redact_url("http://u@h:5000") == "http://u@h:5000"
 
 
 @pytest.fixture
