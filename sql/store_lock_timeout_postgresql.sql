@@ -1,4 +1,5 @@
--- PostgreSQL: bound how long the view swap may wait for readers' locks (transaction-local).
--- A swap that cannot get the lock in time fails (and the publish is retried) instead of
--- queueing every new lookup behind it.
-SET LOCAL lock_timeout = '5s'
+-- PostgreSQL: bound how long the view swap (and retention's DROP) may wait for readers' locks,
+-- for the rest of the transaction. A swap that cannot get its lock in time is retried from a
+-- savepoint after a pause, instead of queueing every new lookup behind it. :timeout is text
+-- such as '1000ms'.
+SELECT set_config('lock_timeout', :timeout, true);

@@ -1,6 +1,3 @@
--- PostgreSQL bulk load of a snapshot table: precast.store streams each Arrow batch as CSV
--- (no header; strings quoted) in this column order. {{table}}: identifier placeholder, see
--- store_table_create.sql.
-COPY {{table}} (
-    entity_id, score, snapshot_date, model_name, model_version, data_version, scored_at, snapshot_id
-) FROM STDIN WITH (FORMAT csv);
+-- PostgreSQL bulk load of a snapshot table: precast.store streams the Arrow batches as binary
+-- COPY tuples (precast.pgcopy) in this column order. {{table}}: see store_table_create.sql.
+COPY {{table}} (entity_id, score, scored_at) FROM STDIN WITH (FORMAT binary);

@@ -1,8 +1,3 @@
--- SQLite bulk load of a snapshot table (executemany, one transaction).
+-- SQLite bulk load of a snapshot table (executemany, inside the publish transaction).
 -- {{table}}: identifier placeholder, see store_table_create.sql.
-INSERT INTO {{table}} (
-    entity_id, score, snapshot_date, model_name, model_version, data_version, scored_at, snapshot_id
-) VALUES (
-    :entity_id, :score, :snapshot_date, :model_name, :model_version, :data_version, :scored_at,
-    :snapshot_id
-);
+INSERT INTO {{table}} (entity_id, score, scored_at) VALUES (:entity_id, :score, :scored_at);

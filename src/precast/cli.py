@@ -4,6 +4,10 @@
     precast run training --date 2026-03-01
     precast run validate --dataset features --date 2026-03-01
     precast lookup u000001 u000002
+    precast serve           # the lookup HTTP API (serve.host / serve.port)
+    precast snapshots       # retained and past prediction snapshots
+    precast rollback --to snapshot:12|model:4 --reason "..."
+    precast store setup --reader precast_reader --writer precast_writer   # PostgreSQL roles
     precast status
     precast demo            # what `make demo` runs
     precast airflow up      # Airflow's components on this machine (down, status)
@@ -77,6 +81,27 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common],
                    help="champion, current snapshot and the last run's steps")
 
+    serve = sub.add_parser("serve", parents=[common], help="run the lookup HTTP API")
+    serve.add_argument("--host", help="bind address (default serve.host)")
+    serve.add_argument("--port", type=int, help="port (default serve.port)")
+
+    sub.add_parser("snapshots", parents=[common],
+                   help="prediction snapshots: served, retained, retired, failed")
+
+    rollback = sub.add_parser("rollback", parents=[common],
+                              help="serve a retained snapshot again (or roll forward)")
+    rollback.add_argument("--to", required=True, metavar="snapshot:ID|model:VERSION",
+                          help="the snapshot, or the model version (its newest snapshot; the "
+                               "champion alias moves too)")
+    rollback.add_argument("--reason", required=True, help="why (recorded)")
+    rollback.add_argument("--by", default=None, help="who (recorded; default: your user name)")
+
+    store_cmd = sub.add_parser("store", parents=[common],
+                               help="prediction store administration (PostgreSQL roles)")
+    store_cmd.add_argument("action", choices=["setup"])
+    store_cmd.add_argument("--reader", default="precast_reader", help="read-only group role")
+    store_cmd.add_argument("--writer", default="precast_writer", help="publishing group role")
+
     airflow = sub.add_parser("airflow", parents=[common],
                              help="run Airflow's components on this machine (up, down, status)")
     airflow.add_argument("action", choices=["up", "down", "status"])
@@ -141,6 +166,38 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import serve
+
+    return serve.run(cfg, host=args.host, port=args.port)
+
+
+def cmd_snapshots(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import console, store
+
+    console.print_snapshots(store.snapshots(cfg.predictions_url))
+    return 0
+
+
+def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
+    import getpass
+
+    from precast import console
+    from precast.steps import rollback
+
+    result = rollback.run(cfg, args.to, by=args.by or getpass.getuser(), reason=args.reason)
+    console.print_rollback(result)
+    return 0
+
+
+def cmd_store(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import store
+
+    for line in store.setup(cfg.predictions_url, reader=args.reader, writer=args.writer):
+        print(line)
+    return 0
+
+
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from precast import console
 
@@ -163,7 +220,9 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 
 COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
-            "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow}
+            "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow,
+            "serve": cmd_serve, "snapshots": cmd_snapshots, "rollback": cmd_rollback,
+            "store": cmd_store}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

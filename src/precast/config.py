@@ -160,6 +160,22 @@ class StoresConfig(_Section):
     mlflow_artifacts: str = ""
     predictions_url: str = ""
     keep_snapshots: int = Field(5, ge=1)
+    swap_lock_timeout_ms: int = Field(1000, ge=1, description="per attempt, waiting for readers")
+    swap_attempts: int = Field(10, ge=1)
+    writer_role: str = ""  # PostgreSQL: publish as this role (see `precast store setup`)
+
+
+class ServeConfig(_Section):
+    """The lookup HTTP API (`precast serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    database_url: str = ""  # default: stores.predictions_url; use a read-only role's URL
+    fallback_score: float | None = Field(None, ge=0, le=1)  # None: the snapshot's label rate
+    max_batch_ids: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(262_144, ge=1024)
+    pool_size: int = Field(8, ge=1)
+    workers: int = Field(1, ge=1)
 
 
 class DemoConfig(_Section):
@@ -199,6 +215,7 @@ class Config(_Section):
     stores: StoresConfig = StoresConfig()
     demo: DemoConfig = DemoConfig()
     airflow: AirflowConfig = AirflowConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def lake_root(self) -> str:
@@ -216,6 +233,11 @@ class Config(_Section):
     def predictions_url(self) -> str:
         url = self.stores.predictions_url or f"sqlite:///{(self.home / 'predictions.db').resolve()}"
         return os.path.expandvars(url)
+
+    @property
+    def serve_url(self) -> str:
+        """The database URL the lookup API reads with (a read-only role in production)."""
+        return os.path.expandvars(self.serve.database_url) or self.predictions_url
 
     def with_overrides(self, overrides: dict[str, Any]) -> Config:
         """A copy with dotted-path overrides applied and validated, e.g. {"gate.tolerance": 0}."""

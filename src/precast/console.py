@@ -59,7 +59,27 @@ def print_lookups(rows: list[Any]) -> None:
             print(f"  {row.entity_id}: score={row.score:.4f} model_version={row.model_version} "
                   f"snapshot={row.snapshot_id} scored_at={row.scored_at}")
         else:
-            print(f"  {row.entity_id}: no prediction (unknown id or not in the current snapshot)")
+            fallback = "none" if row.score is None else f"{row.score:.4f}"
+            print(f"  {row.entity_id}: no prediction in snapshot {row.snapshot_id} "
+                  f"(fallback score={fallback})")
+
+
+def print_snapshots(infos: list[Any]) -> None:
+    print(f"{'id':>5} {'date':<10} {'model':<22} {'rows':>10} {'status':<9} activated")
+    for i in infos:
+        mark = "*" if i.current else " "
+        who = f"{i.activated_at:%Y-%m-%d %H:%M} by {i.activated_by}" if i.activated_at else ""
+        rows = "" if i.row_count is None else f"{i.row_count:,}"
+        model = f"{i.model_name} v{i.model_version}"
+        print(f"{i.snapshot_id:>4}{mark} {i.snapshot_date} {model:<22} {rows:>10} {i.status:<9} "
+              f"{who}")
+    print("* = served by predictions_current")
+
+
+def print_rollback(result: Any) -> None:
+    moved = " (champion alias moved)" if result.champion_moved else ""
+    print(f"serving snapshot {result.snapshot_id}: {result.model_name} v{result.model_version}"
+          f"{moved}; was snapshot {result.previous_snapshot_id}")
 
 
 def print_status(cfg: Config) -> None:

@@ -69,7 +69,8 @@ def _score(cfg: Config, day: date, **_: Any) -> Any:
     if champion is None:
         raise LookupError(f"no champion for {cfg.model.name}: run training (and the gate) first")
     model_dir = registry.local_model(cfg, champion)
-    return score.run(cfg, day, model_dir, champion.name, champion.version)
+    return score.run(cfg, day, model_dir, champion.name, champion.version,
+                     lineage=registry.lineage(champion))
 
 
 def _publish(cfg: Config, day: date, **_: Any) -> Any:

@@ -10,7 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from precast import model_artifact
 from precast.config import Config
@@ -60,6 +60,16 @@ def by_alias(cfg: Config, alias: str) -> ModelRef | None:
     except MlflowException:
         return None
     return ModelRef(mv.name, str(mv.version), mv.run_id or "", dict(mv.tags))
+
+
+def lineage(ref: ModelRef) -> dict[str, Any]:
+    """What a prediction snapshot records about the model that scored it (training run,
+    training data and code versions, and the training label rate as the lookup fallback)."""
+    rate = ref.tags.get("train_label_rate")
+    return {"mlflow_run_id": ref.run_id or None,
+            "training_data_version": ref.tags.get("data_version"),
+            "code_version": ref.tags.get("code_version"),
+            "fallback_score": None if rate is None else float(rate)}
 
 
 def set_alias(cfg: Config, alias: str, version: str) -> None:

@@ -1,21 +1,20 @@
 """Publish: the day's Parquet predictions become the snapshot behind `predictions_current`.
 
-Reads `Lake.predictions(run_date)` as Arrow record batches (bounded memory), checks that
-model name, model version and data version are uniform, and hands the batches to
-:func:`precast.store.publish`, which loads a new table and swaps the view atomically.
+The snapshot's metadata and lineage come from the score run's manifest; the rows stream as
+Arrow record batches (bounded memory) into :func:`precast.store.publish`, which checks every
+batch against that metadata, loads a new table and swaps the view, all in one transaction.
 Library entry: :func:`run`; driver: `python jobs/publish.py --date YYYY-MM-DD`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from precast import lake, store
@@ -43,8 +42,8 @@ class PublishResult:
     data_version: str
 
 
-def open_predictions(path: str) -> pads.Dataset:
-    """The complete Parquet predictions at `path` (score's manifest present, counts equal)."""
+def open_predictions(path: str) -> tuple[pads.Dataset, dict[str, Any]]:
+    """The complete Parquet predictions at `path` and score's manifest (present, counts equal)."""
     if not lake.exists(path):
         raise FileNotFoundError(
             f"no predictions at {path}: run the score step for this date first"
@@ -61,43 +60,31 @@ def open_predictions(path: str) -> pads.Dataset:
     missing = [c for c in (*ROW_COLUMNS, *META_COLUMNS) if c not in dataset.schema.names]
     if missing:
         raise PredictionsInputError(f"predictions at {path} lack columns {missing}")
-    return dataset
+    if manifest["row_count"] == 0:
+        raise EmptyPredictionsError(f"no prediction rows at {path}: refusing to publish an "
+                                    "empty snapshot (it would blank out every lookup)")
+    return dataset, manifest
 
 
-def uniform_values(batches: Iterable[pa.RecordBatch], columns: Iterable[str]) -> dict[str, Any]:
-    """The single value each column holds across all batches; mixed or null values raise."""
-    seen: dict[str, set[Any]] = {c: set() for c in columns}
-    for batch in batches:
-        for column, values in seen.items():
-            values.update(pc.unique(batch.column(column)).to_pylist())
-    if not any(seen.values()):
-        raise EmptyPredictionsError("no prediction rows: refusing to publish an empty snapshot")
-    for column, values in seen.items():
-        if len(values) != 1 or None in values:
-            shown = sorted(repr(v) for v in values)[:5]
-            raise PredictionsInputError(
-                f"predictions column {column} must hold one value for the whole snapshot, "
-                f"found {len(values)}: {', '.join(shown)}"
-            )
-    return {column: next(iter(values)) for column, values in seen.items()}
-
-
-def snapshot_meta(dataset: pads.Dataset, run_date: date) -> SnapshotMeta:
-    """The snapshot's metadata, read from the rows (a metadata-only pass over the data)."""
-    values = uniform_values(_batches(dataset, META_COLUMNS), META_COLUMNS)
-    if values["snapshot_date"] != run_date:
+def snapshot_meta(manifest: dict[str, Any], run_date: date) -> SnapshotMeta:
+    """The snapshot's metadata and lineage, from score's manifest (the store checks the rows)."""
+    if str(manifest.get("snapshot_date")) != run_date.isoformat():
         raise PredictionsInputError(
-            f"predictions for {run_date} hold snapshot_date {values['snapshot_date']}"
-        )
+            f"predictions for {run_date} were scored for {manifest.get('snapshot_date')}")
+    lineage = manifest.get("lineage") or {}
     return SnapshotMeta(
-        snapshot_date=run_date, model_name=str(values["model_name"]),
-        model_version=str(values["model_version"]), data_version=str(values["data_version"]),
+        snapshot_date=run_date, model_name=str(manifest["model_name"]),
+        model_version=str(manifest["model_version"]),
+        data_version=str(manifest["data_version"]),
+        mlflow_run_id=lineage.get("mlflow_run_id"),
+        training_data_version=lineage.get("training_data_version"),
+        code_version=lineage.get("code_version"), fallback_score=lineage.get("fallback_score"),
     )
 
 
-def _batches(dataset: pads.Dataset, columns: Iterable[str]) -> Iterator[pa.RecordBatch]:
-    """Record batches of the chosen columns, BATCH_ROWS at most each."""
-    yield from dataset.to_batches(columns=list(columns), batch_size=BATCH_ROWS)
+def batches(dataset: pads.Dataset) -> Iterator[pa.RecordBatch]:
+    """Record batches of the row and metadata columns, BATCH_ROWS at most each."""
+    yield from dataset.to_batches(columns=[*ROW_COLUMNS, *META_COLUMNS], batch_size=BATCH_ROWS)
 
 
 def _serves(info: store.SnapshotInfo, meta: SnapshotMeta, rows: int) -> bool:
@@ -107,20 +94,25 @@ def _serves(info: store.SnapshotInfo, meta: SnapshotMeta, rows: int) -> bool:
                                 meta.data_version, rows)
 
 
+def write_policy(cfg: Config) -> store.WritePolicy:
+    """How the store writes (swap waits, writer role), from `stores.*`."""
+    return store.WritePolicy(lock_timeout_ms=cfg.stores.swap_lock_timeout_ms,
+                             attempts=cfg.stores.swap_attempts,
+                             writer_role=cfg.stores.writer_role)
+
+
 def run(cfg: Config, run_date: date) -> PublishResult:
     """Publish the predictions of `run_date` to `cfg.predictions_url`, keeping the newest N."""
     path = Lake(cfg.lake_root).predictions(run_date)
-    dataset = open_predictions(path)
-    meta = snapshot_meta(dataset, run_date)
+    dataset, manifest = open_predictions(path)
+    meta = snapshot_meta(manifest, run_date)
     info = store.current(cfg.predictions_url)
     if info is not None and _serves(info, meta, dataset.count_rows()):
         log.info("publish %s: snapshot %s already serves these predictions; nothing to do",
                  run_date, info.snapshot_id)  # a rerun or retry must not churn retention
     else:
-        info = store.publish(
-            cfg.predictions_url, _batches(dataset, (*ROW_COLUMNS, *META_COLUMNS)), meta,
-            keep=cfg.stores.keep_snapshots,
-        )
+        info = store.publish(cfg.predictions_url, batches(dataset), meta,
+                             keep=cfg.stores.keep_snapshots, policy=write_policy(cfg))
     assert info.table_name is not None and info.row_count is not None
     log.info("publish %s: snapshot %s serves %s rows of model %s v%s", run_date,
              info.snapshot_id, info.row_count, meta.model_name, meta.model_version)

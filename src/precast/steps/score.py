@@ -9,7 +9,7 @@ Library entry: :func:`run`; driver: `python jobs/score.py` (see that file).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -283,9 +283,13 @@ def _run_pipeline(
 
 def run(
     cfg: Config, run_date: date, model_dir: Path, model_name: str, model_version: str,
-    scored_at: datetime | None = None,
+    scored_at: datetime | None = None, lineage: Mapping[str, Any] | None = None,
 ) -> ScoreResult:
-    """Score the inference snapshot of `run_date`; overwrite its predictions and errors."""
+    """Score the inference snapshot of `run_date`; overwrite its predictions and errors.
+
+    `lineage` (the model's training run, data and code versions, fallback score) goes into the
+    predictions manifest, from which publish records it on the snapshot.
+    """
     _, spec = model_artifact.load(model_dir)
     source, data_version, rows_in = _inference_input(cfg, run_date, spec)
     paths = Lake(cfg.lake_root)
@@ -304,6 +308,7 @@ def run(
     lake.write_json(lake.manifest_path(pred_path), {
         "row_count": result.scored, "errors": result.errors, "snapshot_date": run_date,
         "model_name": model_name, "model_version": model_version,
-        "data_version": data_version, "scored_at": scored_at.isoformat(), "runner": runner})
+        "data_version": data_version, "scored_at": scored_at.isoformat(), "runner": runner,
+        "lineage": dict(lineage or {})})
     log.info("scored %d rows, %d errors -> %s", result.scored, result.errors, pred_path)
     return result

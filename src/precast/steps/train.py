@@ -153,7 +153,8 @@ def run(cfg: Config, run_date: date) -> TrainResult:
     facts = {"run_date": run_date.isoformat(), "data_version": train_manifest["data_version"],
              "test_data_version": test_manifest["data_version"], "code_version": code_version(),
              "device": device, "xgboost_version": xgboost.__version__, "seed": cfg.train.seed,
-             "train_rows": len(train_df), "features": ",".join(spec.names)}
+             "train_rows": len(train_df), "features": ",".join(spec.names),
+             "train_label_rate": float(train_df[LABEL].mean())}
     run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
     log.info("registered %s v%s (run %s): test %s", cfg.model.name, version, run_id,
              {k: round(v, 4) for k, v in test_metrics.items()})

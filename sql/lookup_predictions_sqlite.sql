@@ -1,0 +1,15 @@
+-- Predictions for a batch of entity ids in ONE statement, so every answer comes from the same
+-- snapshot even while a publish or rollback swaps the view: one row per requested id, in
+-- request order; score IS NULL means no prediction (the client answers fallback_score).
+-- :ids is a JSON array of strings.
+WITH served AS (
+    SELECT s.snapshot_id, s.snapshot_date, s.model_name, s.model_version, s.fallback_score
+    FROM prediction_snapshots AS s
+    WHERE s.snapshot_id = (SELECT v.snapshot_id FROM predictions_current AS v LIMIT 1)
+)
+SELECT ids.value AS entity_id, p.score, p.scored_at, served.snapshot_id, served.snapshot_date,
+       served.model_name, served.model_version, served.fallback_score
+FROM served
+CROSS JOIN json_each(:ids) AS ids
+LEFT JOIN predictions_current AS p ON p.entity_id = ids.value
+ORDER BY ids.key;

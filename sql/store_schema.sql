@@ -1,0 +1,45 @@
+-- The prediction store's control tables, created idempotently by precast.store.
+-- {{serial_key}} is the dialect's auto-numbered primary key (PostgreSQL: identity column;
+-- SQLite: INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never reused).
+--
+-- prediction_snapshots: one row per snapshot. A publish inserts its row, loads and keys the
+-- table, and repoints predictions_current in ONE transaction, so other sessions only ever see
+-- status 'published' (then 'retired' when retention drops its table) or, for an attempt that
+-- failed, 'failed' with the reason in note. Lineage of every served row: model_name and
+-- model_version (MLflow registry), mlflow_run_id (the training run: params, metrics),
+-- training_data_version, data_version (the inference features scored) and code_version (git
+-- commit of training). fallback_score is what lookups answer for entities without a
+-- prediction (the model's training label rate). activated_* say who last made this snapshot
+-- the served one, and why.
+CREATE TABLE IF NOT EXISTS prediction_snapshots (
+    snapshot_id {{serial_key}},
+    snapshot_date DATE NOT NULL,
+    table_name TEXT UNIQUE,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    data_version TEXT NOT NULL,
+    mlflow_run_id TEXT,
+    training_data_version TEXT,
+    code_version TEXT,
+    fallback_score DOUBLE PRECISION,
+    row_count BIGINT,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    published_at TIMESTAMP WITH TIME ZONE,
+    status TEXT NOT NULL CHECK (status IN ('loading', 'published', 'failed', 'retired')),
+    note TEXT,
+    activated_at TIMESTAMP WITH TIME ZONE,
+    activated_by TEXT,
+    activation_reason TEXT
+);
+-- prediction_activations: append-only history of what predictions_current served, from when,
+-- and who decided (a publish, or a person rolling back or forward). "What was served at time
+-- T" is the newest activation with activated_at <= T (see lineage.sql).
+CREATE TABLE IF NOT EXISTS prediction_activations (
+    activation_id {{serial_key}},
+    snapshot_id INTEGER NOT NULL REFERENCES prediction_snapshots (snapshot_id),
+    previous_snapshot_id INTEGER REFERENCES prediction_snapshots (snapshot_id),
+    activated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    activated_by TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('publish', 'rollback')),
+    reason TEXT NOT NULL
+);
