@@ -29,7 +29,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from precast.resources import statements
-from precast.store import CURRENT_VIEW, NoSnapshotError, as_date, as_utc, make_engine
+from precast.store import (
+    CURRENT_VIEW,
+    SNAPSHOTS_TABLE,
+    NoSnapshotError,
+    as_date,
+    as_utc,
+    make_engine,
+)
 
 __all__ = ["AsyncLookupClient", "Lookup", "LookupClient", "NoSnapshotError", "ServedSnapshot"]
 
@@ -207,10 +214,11 @@ class LookupClient:
 
 
 def _missing_view(exc: BaseException) -> bool:
-    """True for "relation predictions_current does not exist" on either backend."""
+    """True for "the view or the control table does not exist" on either backend."""
     orig = getattr(exc, "orig", exc)
     return getattr(orig, "sqlstate", None) == "42P01" or (
-        "no such table" in str(orig) and CURRENT_VIEW in str(orig))
+        "no such table" in str(orig)
+        and (CURRENT_VIEW in str(orig) or SNAPSHOTS_TABLE in str(orig)))
 
 
 class AsyncLookupClient:

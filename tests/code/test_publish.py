@@ -21,6 +21,7 @@ from precast import store
 from precast.config import Config
 from precast.lake import Lake, manifest_path, write_json
 from precast.lookup import Lookup, LookupClient, NoSnapshotError
+from precast.resources import statements
 from precast.steps import publish as publish_step
 from precast.store import (
     DuplicateEntityError,
@@ -33,6 +34,7 @@ from precast.store import (
 DAY = date(2026, 3, 1)
 SCORED_AT = datetime(2026, 3, 1, 6, 30, 15, 123456, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
+CONTROL = {"prediction_snapshots", "prediction_activations"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -86,10 +88,27 @@ def test_publish_then_lookup_returns_exact_scores(store_url: str) -> None:
     with LookupClient(store_url) as client:
         got = client.get(["b", "nobody", "a"])
     assert got == [
-        Lookup("b", 2 / 3, "1", 1, DAY, SCORED_AT, True),
-        Lookup("nobody", None, None, 1, DAY, None, False),
-        Lookup("a", 0.1, "1", 1, DAY, SCORED_AT, True),
+        Lookup("b", 2 / 3, False, "churn", "1", 1, DAY, SCORED_AT),
+        Lookup("nobody", None, True, "churn", "1", 1, DAY, None),
+        Lookup("a", 0.1, False, "churn", "1", 1, DAY, SCORED_AT),
     ]
+    with LookupClient(store_url) as client:
+        assert client.get_one("a") == got[2]
+        assert client.get_one("nobody") == got[1]
+        assert client.current().snapshot_id == 1
+
+
+def test_misses_get_the_snapshot_fallback_or_the_clients(store_url: str) -> None:
+    meta = SnapshotMeta(snapshot_date=DAY, model_name="churn", model_version="1",
+                        data_version="d", fallback_score=0.125)
+    store.publish(store_url, [_batch(["a"], [0.5])], meta, keep=3)
+    with LookupClient(store_url) as client:
+        miss = client.get_one("ghost")
+        assert (miss.score, miss.fallback, miss.found, miss.snapshot_id) == (0.125, True, False, 1)
+        assert [(r.score, r.fallback) for r in client.get(["ghost", "a"])] == [
+            (0.125, True), (0.5, False)]
+    with LookupClient(store_url, fallback_score=0.3) as client:
+        assert (client.get_one("ghost").score, client.get_one("a").score) == (0.3, 0.5)
 
 
 def test_lookup_before_any_publish_raises_no_snapshot(store_url: str) -> None:
@@ -100,7 +119,7 @@ def test_lookup_before_any_publish_raises_no_snapshot(store_url: str) -> None:
 
 
 def test_lookup_handles_many_ids_duplicates_and_empty_requests(store_url: str) -> None:
-    ids = _ids(1200)  # more than one IN (...) chunk
+    ids = _ids(1200)  # one statement, however many ids
     store.publish(store_url, [_batch(ids, _scores(1200, 0.0))], _meta(), keep=3)
     with LookupClient(store_url) as client:
         assert client.get([]) == []
@@ -110,6 +129,7 @@ def test_lookup_handles_many_ids_duplicates_and_empty_requests(store_url: str) -
         assert client.get_one("u00007").score == 7 / 3
     assert [r.score for r in got[:1200]] == _scores(1200, 0.0)
     assert (got[1200].score, got[1200].found, got[1201].found) == (1 / 3, True, False)
+    assert [r.entity_id for r in got] == [*ids, "u00001", "ghost"]
 
 
 def test_second_publish_swaps_view_and_records_both(store_url: str) -> None:
@@ -129,7 +149,7 @@ def test_retention_keeps_only_the_newest_n(store_url: str) -> None:
         store.publish(store_url, [_batch(["a"], [float(version)])], _meta(version), keep=2)
     assert [(s.snapshot_id, s.status) for s in store.snapshots(store_url)] == [
         (1, "retired"), (2, "retired"), (3, "published"), (4, "published")]
-    assert _tables(store_url) == {"prediction_snapshots", "predictions_3", "predictions_4"}
+    assert _tables(store_url) == {*CONTROL, "predictions_3", "predictions_4"}
     assert _served(store_url, ["a"]) == {"a": (4.0, 4)}
 
 
@@ -148,28 +168,79 @@ def test_publish_failing_midway_keeps_previous_snapshot_served(store_url: str) -
     assert {i: served[i] for i in old_ids} == {
         i: (s, 1) for i, s in zip(old_ids, _scores(40, 0.5), strict=True)}
     assert {served[i] for i in new_ids[40:]} == {(None, 1)}
-    assert [(s.snapshot_id, s.status) for s in store.snapshots(store_url)] == [
-        (1, "published"), (2, "failed")]
+    assert [(s.model_version, s.status, s.table_name) for s in store.snapshots(store_url)] == [
+        ("1", "published", "predictions_1"), ("2", "failed", None)]
     assert "scoring file vanished" in (store.snapshots(store_url)[1].note or "")
-    assert _tables(store_url) == {"prediction_snapshots", "predictions_1"}
+    assert _tables(store_url) == {*CONTROL, "predictions_1"}
 
     third = store.publish(store_url, [_batch(new_ids, _scores(60, 9.0))], _meta("3"), keep=3)
-    assert (third.snapshot_id, third.row_count, third.current) == (3, 60, True)
-    assert _served(store_url, new_ids[-1:]) == {new_ids[-1]: (_scores(60, 9.0)[-1], 3)}
+    assert (third.model_version, third.row_count, third.current) == ("3", 60, True)
+    assert _served(store_url, new_ids[-1:]) == {
+        new_ids[-1]: (_scores(60, 9.0)[-1], third.snapshot_id)}
 
 
-def test_rollback_repoints_and_refuses_unservable_snapshots(store_url: str) -> None:
+def test_rollback_and_roll_forward_are_recorded(store_url: str) -> None:
     for version in "123":
         store.publish(store_url, [_batch(["a"], [float(version)])], _meta(version), keep=2)
-    back = store.rollback(store_url, 2)
+    back = store.activate(store_url, 2, by="ana", reason="v3 over-predicts")
     assert (back.snapshot_id, back.current, back.model_version) == (2, True, "2")
+    assert (back.activated_by, back.activation_reason) == ("ana", "v3 over-predicts")
     assert _served(store_url, ["a"]) == {"a": (2.0, 2)}
     assert store.current(store_url) == back
     with pytest.raises(SnapshotNotFoundError, match=r"snapshot 1: it is retired.*\[2, 3\]"):
-        store.rollback(store_url, 1)
+        store.activate(store_url, 1, by="ana", reason="x")
     with pytest.raises(SnapshotNotFoundError, match="snapshot 99: it does not exist"):
-        store.rollback(store_url, 99)
+        store.activate(store_url, 99, by="ana", reason="x")
+    with pytest.raises(ValueError, match="who .by. and why .reason."):
+        store.activate(store_url, 3, by="ana", reason=" ")
     assert _served(store_url, ["a"]) == {"a": (2.0, 2)}
+    forward = store.activate(store_url, 3, by="bo", reason="fixed upstream")
+    assert (forward.snapshot_id, forward.current) == (3, True)
+    assert _served(store_url, ["a"]) == {"a": (3.0, 3)}
+    store.activate(store_url, 2, by="ana", reason="again")
+    store.publish(store_url, [_batch(["a"], [4.0])], _meta("4"), keep=1)
+    assert [(s.snapshot_id, s.status, s.current) for s in store.snapshots(store_url)] == [
+        (1, "retired", False), (2, "retired", False), (3, "retired", False),
+        (4, "published", True)]
+    assert _history(store_url) == [
+        (1, None, "publish", "publish"), (2, 1, "publish", "publish"),
+        (3, 2, "publish", "publish"), (2, 3, "ana", "rollback"), (3, 2, "bo", "rollback"),
+        (2, 3, "ana", "rollback"), (4, 2, "publish", "publish")]
+    engine = store.make_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            at = conn.execute(sa.text(statements("served_at")[0]),
+                              {"at": forward.activated_at.isoformat(sep=" ")}).one()
+    finally:
+        engine.dispose()
+    assert (at.snapshot_id, at.activated_by, at.reason) == (3, "bo", "fixed upstream")
+
+
+def _history(url: str) -> list[tuple[object, ...]]:
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(
+                "SELECT snapshot_id, previous_snapshot_id, activated_by, action "
+                "FROM prediction_activations ORDER BY activation_id")]
+    finally:
+        engine.dispose()
+
+
+def test_lineage_is_recorded_and_joins_every_served_row(store_url: str) -> None:
+    meta = SnapshotMeta(snapshot_date=DAY, model_name="churn", model_version="7",
+                        data_version="inf-1", mlflow_run_id="run-abc",
+                        training_data_version="train-9", code_version="c0ffee",
+                        fallback_score=0.2)
+    store.publish(store_url, [_batch(["a", "b"], [0.1, 0.9])], meta, keep=2)
+    engine = store.make_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(statements("lineage")[0]), {"entity_id": "b"}).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r)[:9] for r in rows] == [
+        ("b", 0.9, 1, "churn", "7", "run-abc", "train-9", "inf-1", "c0ffee")]
 
 
 def test_duplicate_ids_are_rejected_naming_one(store_url: str) -> None:
@@ -178,7 +249,7 @@ def test_duplicate_ids_are_rejected_naming_one(store_url: str) -> None:
     with pytest.raises(DuplicateEntityError, match=r"duplicate entity_id 'dup-7' \(2 rows\)"):
         store.publish(store_url, batches, _meta("2"), keep=3)
     assert _served(store_url, ["a", "x"]) == {"a": (0.1, 1), "x": (None, 1)}
-    assert _tables(store_url) == {"prediction_snapshots", "predictions_1"}
+    assert _tables(store_url) == {*CONTROL, "predictions_1"}
 
 
 @pytest.mark.parametrize("batches", [[], [_batch([], [])]], ids=["no-batches", "zero-rows"])
@@ -202,7 +273,7 @@ def test_rows_must_match_the_snapshot_metadata_and_have_no_nulls(store_url: str)
 
 
 def test_readers_see_one_whole_snapshot_during_publishes(store_url: str) -> None:
-    ids = _ids(700)  # two IN (...) chunks per lookup, read in one transaction
+    ids = _ids(700)
     store.publish(store_url, [_batch(ids, [0.0] * 700)], _meta("0"), keep=2)
     seen: list[set[tuple[float | None, int | None]]] = []
     done = threading.Event()
@@ -272,7 +343,11 @@ def _write_predictions(cfg: Config, day: date, parts: list[dict[str, list[object
         })
         pq.write_table(table, f"{path}/part-{n}.parquet")
     rows = sum(len(part["entity_id"]) for part in parts)
-    write_json(manifest_path(path), {"row_count": rows})  # what a finished score run leaves
+    write_json(manifest_path(path), {  # what a finished score run leaves
+        "row_count": rows, "snapshot_date": day.isoformat(), "model_name": "churn",
+        "model_version": "5", "data_version": "abc123",
+        "lineage": {"mlflow_run_id": "r1", "training_data_version": "t1",
+                    "code_version": "c1", "fallback_score": 0.25}})
     return path
 
 
@@ -284,7 +359,10 @@ def test_step_publishes_a_parquet_predictions_folder(cfg: Config) -> None:
         snapshot_id=1, table="predictions_1", rows=3, snapshot_date=DAY, model_name="churn",
         model_version="5", data_version="abc123")
     assert _served(cfg.predictions_url, ["u1", "u3", "u9"]) == {
-        "u1": (0.25, 1), "u3": (0.75, 1), "u9": (None, 1)}
+        "u1": (0.25, 1), "u3": (0.75, 1), "u9": (0.25, 1)}  # u9: the training label rate
+    (info,) = store.snapshots(cfg.predictions_url)
+    assert (info.mlflow_run_id, info.training_data_version, info.code_version) == (
+        "r1", "t1", "c1")
     assert Path(cfg.home / "predictions.db").exists()
 
 
@@ -298,9 +376,10 @@ def test_step_rerun_keeps_serving_the_same_snapshot(cfg: Config) -> None:
 def test_step_refuses_mixed_model_versions(cfg: Config) -> None:
     _write_predictions(cfg, DAY, [{"entity_id": ["u1"], "score": [0.1]},
                                   {"entity_id": ["u2"], "score": [0.2], "model_version": ["6"]}])
-    with pytest.raises(PredictionsInputError, match="model_version must hold one value.*'5', '6'"):
+    with pytest.raises(PredictionsInputError, match=r"model_version holds \['6'\].*says '5'"):
         publish_step.run(cfg, DAY)
-    assert store.snapshots(cfg.predictions_url) == []
+    assert [s.status for s in store.snapshots(cfg.predictions_url)] == ["failed"]
+    assert store.current(cfg.predictions_url) is None
 
 
 def test_step_refuses_predictions_of_an_unfinished_score_run(cfg: Config) -> None:
@@ -318,12 +397,3 @@ def test_step_names_the_missing_predictions_folder(cfg: Config) -> None:
     path = Lake(cfg.lake_root).predictions(DAY)
     with pytest.raises(FileNotFoundError, match=f"no predictions at {path}"):
         publish_step.run(cfg, DAY)
-
-
-def test_uniform_values_reads_one_value_per_column() -> None:
-    batches = [pa.record_batch({"m": ["a", "a"]}), pa.record_batch({"m": ["a"]})]
-    assert publish_step.uniform_values(batches, ["m"]) == {"m": "a"}
-    with pytest.raises(PredictionsInputError, match="found 2: 'a', None"):
-        publish_step.uniform_values([pa.record_batch({"m": ["a", None]})], ["m"])
-    with pytest.raises(EmptyPredictionsError):
-        publish_step.uniform_values([pa.record_batch({"m": pa.array([], pa.string())})], ["m"])

@@ -85,26 +85,66 @@ def test_server_error_during_copy_keeps_previous_snapshot(pg_url: str) -> None:
     assert _query(pg_url, "SELECT entity_id, score, snapshot_id FROM predictions_current "
                           "ORDER BY entity_id") == [("a", 0.1, 1), ("b", 0.2, 1)]
     assert _query(pg_url, "SELECT to_regclass('predictions_2') IS NULL") == [(True,)]
-    assert [(s.snapshot_id, s.status) for s in store.snapshots(pg_url)] == [
-        (1, "published"), (2, "failed")]
-    assert store.publish(pg_url, [_batch(["c"], [0.3])], _meta("3"), keep=2).snapshot_id == 3
+    assert [(s.model_version, s.status) for s in store.snapshots(pg_url)] == [
+        ("1", "published"), ("2", "failed")]
+    assert store.publish(pg_url, [_batch(["c"], [0.3])], _meta("3"), keep=2).current
 
 
-def test_swap_waits_for_an_open_reader_transaction(pg_url: str) -> None:
-    """A reader mid-transaction keeps its snapshot: the swap waits, then gives up (5 s lock
-    timeout set by the store itself) instead of queueing every new lookup behind it."""
+def test_swap_gives_up_on_a_reader_that_holds_the_view(pg_url: str) -> None:
+    """A reader mid-transaction keeps its snapshot: each swap attempt waits at most the lock
+    timeout (so lookups never queue behind it for long), then the publish fails, changing
+    nothing, and says who blocked it."""
     store.publish(pg_url, [_batch(["a"], [0.1])], _meta("1"), keep=2)
-    impatient = pg_url
+    impatient = store.WritePolicy(lock_timeout_ms=50, attempts=2, pause_s=0.01)
     engine = store.make_engine(pg_url)
     try:
         with engine.connect() as reader:
             first = reader.exec_driver_sql("SELECT score FROM predictions_current").scalar()
-            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
-                store.publish(impatient, [_batch(["a"], [0.9])], _meta("2"), keep=2)
+            pid = reader.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with pytest.raises(store.SwapBlockedError, match=f"2 attempts of 50 ms.*pid {pid}"):
+                store.publish(pg_url, [_batch(["a"], [0.9])], _meta("2"), keep=2,
+                              policy=impatient)
             again = reader.exec_driver_sql("SELECT score FROM predictions_current").scalar()
         assert (first, again) == (0.1, 0.1)
         assert [s.status for s in store.snapshots(engine)] == ["published", "failed"]
-        assert _query(pg_url, "SELECT to_regclass('predictions_2') IS NULL") == [(True,)]
+        assert _query(pg_url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE "
+                              "'predictions%'") == [(1,)]
         assert store.publish(pg_url, [_batch(["a"], [0.9])], _meta("3"), keep=2).current
     finally:
         engine.dispose()
+
+
+def test_roles_reader_reads_writer_publishes(pg_url: str) -> None:
+    """`precast store setup`: a login in the reader role can look up and nothing else; a login
+    in the writer role publishes (acting as the writer role, which owns what it creates)."""
+    suffix = pg_url.rsplit("_", 1)[1]
+    reader, writer = f"precast_reader_{suffix}", f"precast_writer_{suffix}"
+    app, job = f"app_{suffix}", f"job_{suffix}"
+    admin = store.make_engine(pg_url)
+    try:
+        done = store.setup(admin, reader=reader, writer=writer)
+        assert done[:2] == [f"created role {writer}", f"created role {reader}"]
+        assert store.setup(admin, reader=reader, writer=writer)[0].startswith("granted")
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{app}" LOGIN IN ROLE "{reader}"')
+            conn.exec_driver_sql(f'CREATE ROLE "{job}" LOGIN IN ROLE "{writer}"')
+        as_app = pg_url.replace("postgres@", f"{app}@")
+        as_job = pg_url.replace("postgres@", f"{job}@")
+        policy = store.WritePolicy(writer_role=writer)
+        store.publish(as_job, [_batch(["a"], [0.1])], _meta("1"), keep=1, policy=policy)
+        store.publish(as_job, [_batch(["a"], [0.2])], _meta("2"), keep=1, policy=policy)
+        assert _query(pg_url, "SELECT tableowner FROM pg_tables WHERE tablename = "
+                              "'predictions_2'") == [(writer,)]
+        with LookupClient(as_app) as client:
+            assert client.get_one("a").score == 0.2
+        assert _query(as_app, "SELECT count(*) FROM predictions_current") == [(1,)]
+        for sql in ("DELETE FROM prediction_snapshots", "DROP VIEW predictions_current",
+                    "DROP TABLE predictions_2", "CREATE TABLE x (a int)"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
+                _query(as_app, sql)
+    finally:
+        for role in (app, job, writer, reader):  # roles are cluster-wide: leave none behind
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+                conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()

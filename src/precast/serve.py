@@ -1,0 +1,309 @@
+"""The lookup HTTP API (`precast serve`): FastAPI on uvicorn over `predictions_current`.
+
+    precast serve --port 8000
+    curl http://127.0.0.1:8000/v1/predictions/u000001
+    curl -X POST http://127.0.0.1:8000/v1/predictions:batchGet -d '{"ids": ["u1", "u2"]}'
+    curl http://127.0.0.1:8000/healthz
+
+Every answer names the snapshot it came from; an entity with no prediction gets the fallback
+score (`serve.fallback_score`, else the snapshot's training label rate) with `"fallback": true`.
+Bad input is a 4xx, an unpublished store or an unreachable database a 503, always as
+`{"error": {"code": ..., "message": ...}}`. One :class:`~precast.lookup.AsyncLookupClient`
+per process reads `cfg.serve_url` (a read-only role's URL in production; PostgreSQL sessions
+are opened read-only in any case) through a connection pool, without a thread hop on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import precast
+from precast.config import Config, load_config
+from precast.lookup import AsyncLookupClient, Lookup, NoSnapshotError
+
+__all__ = ["ApiError", "create_app", "app_from_environment", "reader_url", "run"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_JSON_ENV = "PRECAST_CONFIG_JSON"  # the validated config, for worker processes
+DB_TIMEOUT_S = 3.0  # a lookup or health check waiting longer on the database answers 503
+NO_SNAPSHOT = "no prediction snapshot has been published yet"
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.Error, sa.exc.SQLAlchemyError, sqlite3.Error, TimeoutError, OSError)
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               int: "a number", float: "a number", type(None): "null"}
+
+
+class ApiError(Exception):
+    """A request the API refuses: HTTP status, a stable code and a message for the caller."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The one error shape: {"error": {"code": ..., "message": ...}}."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers)
+
+
+def prediction(hit: Lookup) -> dict[str, Any]:
+    """One prediction as JSON (ISO dates; scored_at is null for a fallback)."""
+    return {"entity_id": hit.entity_id, "score": hit.score, "fallback": hit.fallback,
+            "model_name": hit.model_name, "model_version": hit.model_version,
+            "snapshot_id": hit.snapshot_id,
+            "snapshot_date": hit.snapshot_date.isoformat() if hit.snapshot_date else None,
+            "scored_at": hit.scored_at.isoformat() if hit.scored_at else None}
+
+
+def id_problem(entity_id: str) -> str | None:
+    """Why `entity_id` cannot be looked up (empty, blank, NUL), or None when it can."""
+    if not entity_id.strip():
+        return "is empty" if not entity_id else "is only whitespace"
+    if "\x00" in entity_id:
+        return "contains a NUL character"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def parse_ids(body: bytes, max_ids: int) -> list[str]:
+    """The ids of a batchGet body `{"ids": [...]}`; ApiError(400) says what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deeply"
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {reason}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", 'request body must be a JSON object like '
+                       f'{{"ids": ["u1", "u2"]}}; got {_json_type(data)}')
+    unknown = sorted(set(data) - {"ids"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field(s) {', '.join(unknown)}; "
+                       'the body takes only "ids"')
+    if "ids" not in data:
+        raise ApiError(400, "invalid_request", 'missing field "ids"')
+    return _checked_ids(data["ids"], max_ids)
+
+
+def _checked_ids(ids: Any, max_ids: int) -> list[str]:
+    """`ids` when it is a list of 1 to max_ids usable strings, else ApiError(400)."""
+    expected = f"ids must be a list of 1 to {max_ids} non-empty strings"
+    if not isinstance(ids, list):
+        raise ApiError(400, "invalid_ids", f"{expected}; got {_json_type(ids)}")
+    if not 1 <= len(ids) <= max_ids:
+        raise ApiError(400, "invalid_ids", f"{expected}; got {len(ids)} ids")
+    for position, value in enumerate(ids):
+        if not isinstance(value, str):
+            raise ApiError(400, "invalid_ids",
+                           f"{expected}; ids[{position}] is {_json_type(value)}")
+        problem = id_problem(value)
+        if problem:
+            raise ApiError(400, "invalid_ids", f"{expected}; ids[{position}] {problem}")
+    return ids
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 past `max_bytes` (declared or actually sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, "body_too_large", f"request body is {declared} bytes; "
+                       f"the limit is {max_bytes} bytes (split the ids over several requests)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "body_too_large", f"request body is over the limit of "
+                           f"{max_bytes} bytes (split the ids over several requests)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def reader_url(url: str) -> str:
+    """`url` with PostgreSQL sessions opened read-only and named `precast-serve`."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() not in {"postgresql", "postgres"}:
+        return url
+    query = dict(parsed.query)
+    flag = "-cdefault_transaction_read_only=on"
+    options = str(query.get("options", ""))
+    query["options"] = f"{options} {flag}".strip() if flag not in options else options
+    query.setdefault("application_name", "precast-serve")
+    return parsed.set(query=query).render_as_string(hide_password=False)
+
+
+class LookupApi:
+    """The endpoints, bound to one lookup client and the serve settings."""
+
+    def __init__(self, cfg: Config, db_timeout_s: float = DB_TIMEOUT_S) -> None:
+        self.settings = cfg.serve
+        self.timeout = db_timeout_s
+        self.client = AsyncLookupClient(reader_url(cfg.serve_url),
+                                        fallback_score=cfg.serve.fallback_score,
+                                        pool_size=cfg.serve.pool_size)
+
+    async def get_prediction(self, entity_id: str) -> Response:
+        """GET /v1/predictions/{entity_id}: one prediction, or the fallback."""
+        problem = id_problem(entity_id)
+        if problem:
+            return error_response(400, "invalid_entity_id", f"entity_id {problem}")
+        async with asyncio.timeout(self.timeout):
+            hit = await self.client.get_one(entity_id)
+        return JSONResponse(prediction(hit))
+
+    async def batch_get(self, request: Request) -> Response:
+        """POST /v1/predictions:batchGet: predictions for {"ids": [...]}, in request order."""
+        ids = parse_ids(await read_body(request, self.settings.max_body_bytes),
+                        self.settings.max_batch_ids)
+        async with asyncio.timeout(self.timeout):
+            hits = await self.client.get(ids)
+        if len(hits) != len(ids):  # the view exists but serves no snapshot row
+            raise NoSnapshotError(NO_SNAPSHOT)
+        return JSONResponse({"snapshot_id": hits[0].snapshot_id,
+                             "predictions": [prediction(hit) for hit in hits]})
+
+    async def healthz(self) -> Response:
+        """GET /healthz: 200 with the served snapshot and its age, else 503 with the reason."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                served = await self.client.current()
+        except NoSnapshotError:
+            return JSONResponse({"status": "unavailable", "reason": NO_SNAPSHOT}, 503)
+        except DB_ERRORS as exc:
+            log.warning("health check failed: %s", _describe(exc))
+            return JSONResponse({"status": "unavailable",
+                                 "reason": f"database unavailable: {_describe(exc)}"}, 503)
+        age = datetime.now(UTC) - served.published_at
+        return JSONResponse({
+            "status": "ok", "snapshot_id": served.snapshot_id,
+            "snapshot_date": served.snapshot_date.isoformat(),
+            "model_name": served.model_name, "model_version": served.model_version,
+            "row_count": served.row_count, "published_at": served.published_at.isoformat(),
+            "activated_at": served.activated_at.isoformat() if served.activated_at else None,
+            "age_seconds": round(age.total_seconds(), 3)})
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a database failure (no stack trace, no password: drivers omit it)."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Map every failure to the one JSON error shape (never an HTML page or a stack trace)."""
+
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, message, exc.headers)
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        return error_response(400, "invalid_request", str(exc))
+
+    async def no_snapshot(_: Request, exc: Exception) -> Response:
+        return error_response(503, "no_snapshot", NO_SNAPSHOT, {"Retry-After": "60"})
+
+    async def database(request: Request, exc: Exception) -> Response:
+        log.warning("%s %s failed: %s", request.method, request.url.path, _describe(exc))
+        return error_response(503, "database_unavailable",
+                              f"the prediction database is unavailable ({_describe(exc)})",
+                              {"Retry-After": "5"})
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "internal error (logged by the server)")
+
+    handlers: dict[Any, Callable[..., Any]] = {
+        ApiError: api_error, StarletteHTTPException: http_error,
+        RequestValidationError: invalid, NoSnapshotError: no_snapshot, Exception: internal}
+    handlers.update(dict.fromkeys(DB_ERRORS, database))
+    for kind, handler in handlers.items():
+        app.add_exception_handler(kind, handler)
+
+
+def create_app(cfg: Config) -> FastAPI:
+    """The API for `cfg`; its lifespan opens and closes the one lookup client."""
+    api = LookupApi(cfg)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await api.client.open()
+        log.info("serving predictions from %s",
+                 sa.make_url(cfg.serve_url).render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            await api.client.close()
+
+    app = FastAPI(title="precast lookup API", version=precast.__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.add_api_route("/v1/predictions/{entity_id:path}", api.get_prediction, methods=["GET"])
+    app.add_api_route("/v1/predictions:batchGet", api.batch_get, methods=["POST"],
+                      openapi_extra={"requestBody": {"required": True, "content": {
+                          "application/json": {"schema": {
+                              "type": "object", "required": ["ids"], "properties": {"ids": {
+                                  "type": "array", "items": {"type": "string"},
+                                  "minItems": 1, "maxItems": cfg.serve.max_batch_ids}}}}}}})
+    app.add_api_route("/healthz", api.healthz, methods=["GET"])
+    _install_error_handlers(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for a uvicorn worker: config from PRECAST_CONFIG_JSON, else load_config()."""
+    text = os.environ.get(CONFIG_JSON_ENV)
+    return create_app(Config.model_validate_json(text) if text else load_config())
+
+
+def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:
+    """Serve until interrupted (uvicorn, uvloop, httptools); the exit status."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host or cfg.serve.host, "port": port or cfg.serve.port, "loop": "uvloop",
+        "http": "httptools", "access_log": False, "log_level": "warning",
+        "server_header": False, "timeout_graceful_shutdown": 10}
+    log.info("precast serve on http://%s:%s (%s worker(s))", options["host"], options["port"],
+             cfg.serve.workers)
+    try:
+        if cfg.serve.workers > 1:
+            os.environ[CONFIG_JSON_ENV] = cfg.model_dump_json()
+            uvicorn.run(f"{__name__}:app_from_environment", factory=True,
+                        workers=cfg.serve.workers, **options)
+        else:
+            uvicorn.run(create_app(cfg), **options)
+    except SystemExit as exc:  # uvicorn exits when it cannot bind or start
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
