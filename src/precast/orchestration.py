@@ -68,6 +68,18 @@ DATA_ONLY_PARAM = Param(
                 "airflow backfill create --dag-run-conf '{\"data_only\": true}'.",
 )
 
+ROLLBACK_TARGET_PARAM = Param(
+    "", type="string", minLength=3, title="Roll back to",
+    description="snapshot:<snapshot id> serves that retained snapshot again; model:<version> "
+                "serves that model version's newest retained snapshot and makes it the "
+                "champion. `precast snapshots` lists what is retained.",
+)
+ROLLBACK_REASON_PARAM = Param(
+    "", type="string", minLength=3, title="Reason",
+    description="Why (recorded with your user name in prediction_snapshots and "
+                "prediction_activations).",
+)
+
 
 def run_date(context: dict[str, Any]) -> date:
     """The date this task works on (see the module docstring for the order)."""
@@ -302,5 +314,32 @@ def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
           doc_md=f"Runs `precast run {step}` for the run's date.")
     def _run(**context: Any) -> dict[str, Any]:
         return _execute(step, context)
+
+    return _run
+
+
+def rollback_task() -> Any:
+    """The `precast_rollback` task: serve the Param `target`, recording who and why."""
+
+    @task(task_id="rollback", retries=0,
+          doc_md="Runs `precast rollback --to TARGET --reason REASON` as the triggering user.")
+    def _run(**context: Any) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from precast.runtime import prepare_environment
+        from precast.steps import rollback
+
+        prepare_environment()
+        params = context.get("params") or {}
+        dag_run = context.get("dag_run")
+        by = getattr(dag_run, "triggering_user_name", None) or "airflow"
+        try:
+            result = rollback.run(_config(airflow_overrides()), str(params.get("target", "")),
+                                  by=f"{by} (precast_rollback)",
+                                  reason=str(params.get("reason", "")))
+        except (rollback.RollbackTargetError, ValueError) as exc:
+            log.error("rollback failed: %s", exc)
+            raise AirflowFailException(f"rollback failed: {exc}") from exc
+        return asdict(result)
 
     return _run

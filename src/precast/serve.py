@@ -268,7 +268,7 @@ def create_app(cfg: Config) -> FastAPI:
             await api.client.close()
 
     app = FastAPI(title="precast lookup API", version=precast.__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_api_route("/v1/predictions/{entity_id:path}", api.get_prediction, methods=["GET"])
     app.add_api_route("/v1/predictions:batchGet", api.batch_get, methods=["POST"],
                       openapi_extra={"requestBody": {"required": True, "content": {

@@ -42,6 +42,10 @@ def test_dags_import_without_errors(dagbag) -> None:
     assert training.task_dict["gate"].retries == 0  # a rejection cannot be retried away
     assert training.task_dict["validate_features"].retries == 0
     assert [a.name for a in training.task_dict["gate"].outlets] == ["precast_champion"]
+    rollback = dagbag.dags["precast_rollback"]
+    assert type(rollback.timetable).__name__ == "NullTimetable"  # manual only
+    assert set(rollback.params) == {"target", "reason"}
+    assert [t.task_id for t in rollback.tasks] == ["rollback"]
 
 
 def test_dag_files_import_nothing_heavy() -> None:
@@ -73,4 +77,39 @@ def test_both_dags_run_end_to_end(dagbag, airflow_db, tmp_path: Path, spark,
     current = store.current(world.cfg.predictions_url)
     assert current is not None and current.model_version == champion.version
     assert current.snapshot_date == world.run_date
-    assert LookupClient(world.cfg.predictions_url).get(["nobody"])[0].found is False
+    with LookupClient(world.cfg.predictions_url) as client:
+        miss = client.get(["nobody"])[0]
+    assert miss.found is False and miss.score == float(champion.tags["train_label_rate"])
+    assert (current.mlflow_run_id, current.code_version) == (
+        champion.run_id, champion.tags["code_version"])
+    _rollback_through_the_dag(dagbag, world, champion, current)
+
+
+def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
+    """A newer model v2 is promoted and published; precast_rollback `model:<v1>` serves v1's
+    snapshot again and moves the champion alias back; a bad target fails the task."""
+    import pyarrow as pa
+    from mlflow import MlflowClient
+
+    from precast import registry, store
+
+    client = MlflowClient(world.cfg.tracking_uri, world.cfg.tracking_uri)
+    v1 = client.get_model_version(champion.name, champion.version)
+    v2 = client.create_model_version(champion.name, v1.source, run_id=v1.run_id).version
+    registry.set_alias(world.cfg, registry.CHAMPION, str(v2))
+    batch = pa.RecordBatch.from_pydict({
+        "entity_id": ["u1"], "score": [0.5],
+        "scored_at": pa.array([first.published_at], pa.timestamp("us", tz="UTC"))})
+    meta = store.SnapshotMeta(first.snapshot_date, champion.name, str(v2), "d2")
+    second = store.publish(world.cfg.predictions_url, [batch], meta, keep=5)
+    rollback = dagbag.dags["precast_rollback"]
+    run = rollback.test(run_conf={"target": f"model:{champion.version}", "reason": "v2 is off"})
+    assert run.state == "success"
+    served = store.current(world.cfg.predictions_url)
+    assert served is not None and served.snapshot_id == first.snapshot_id != second.snapshot_id
+    assert served.activation_reason == "v2 is off"
+    assert (served.activated_by or "").endswith("(precast_rollback)")
+    assert registry.by_alias(world.cfg, registry.CHAMPION).version == champion.version
+    run = rollback.test(run_conf={"target": "model:404", "reason": "no such version"})
+    assert run.state == "failed"
+    assert store.current(world.cfg.predictions_url).snapshot_id == first.snapshot_id
