@@ -369,7 +369,8 @@ def _meta_params(meta: SnapshotMeta) -> dict[str, Any]:
 
 def _insert_snapshot(conn: Connection, meta: SnapshotMeta) -> int:
     """Record the snapshot (status loading, invisible until commit); returns its new id."""
-    return int(_run(conn, "store_snapshot_insert", _meta_params(meta)).scalar_one())
+    return int(_run(conn, "store_snapshot_insert",
+                    {**_meta_params(meta), "status": "loading"}).scalar_one())
 
 
 def _load(
@@ -483,7 +484,8 @@ def _record_failure(
     try:
         with engine.begin() as conn:
             _act_as_writer(conn, policy)
-            _run(conn, "store_snapshot_failed", {**_meta_params(meta), "note": note})
+            _run(conn, "store_snapshot_insert",
+                 {**_meta_params(meta), "status": "failed", "note": note})
     except Exception:
         log.exception("could not record the failed publish of %s", meta.snapshot_date)
 
