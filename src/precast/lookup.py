@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -42,6 +43,10 @@ __all__ = ["AsyncLookupClient", "Lookup", "LookupClient", "NoSnapshotError", "Se
 
 log = logging.getLogger(__name__)
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
+# Every lookup connection: one statement per round trip (autocommit), prepared on first use,
+# and read-only at the server too (a lookup can never write, whatever role it logs in as).
+_SESSION = {"autocommit": True, "prepare_threshold": 0,
+            "options": "-c default_transaction_read_only=on"}
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,11 @@ def _unpublished(url: sa.URL) -> NoSnapshotError:
 
 
 class LookupClient:
-    """Lookups against a prediction store URL (SQLite or PostgreSQL)."""
+    """Lookups against a prediction store URL (SQLite or PostgreSQL).
+
+    On PostgreSQL each calling thread keeps one pooled connection (at most `pool_size`
+    threads at once) until :meth:`close`.
+    """
 
     def __init__(self, url: str | sa.URL | Engine, *, fallback_score: float | None = None,
                  pool_size: int = 4) -> None:
@@ -150,12 +159,13 @@ class LookupClient:
         self.fallback_score = fallback_score
         self._pool: Any = None
         self._engine: Engine | None = None
+        self._own = threading.local()  # the calling thread's connection: no pool hop per call
         if _is_postgres(self.url):
             from psycopg_pool import ConnectionPool
 
             self._pool = ConnectionPool(
                 libpq_conninfo(self.url), min_size=1, max_size=max(1, pool_size), open=True,
-                kwargs={"autocommit": True, "prepare_threshold": 0}, name="precast-lookup")
+                kwargs=_SESSION, name="precast-lookup")
         else:
             self._engine = url if isinstance(url, Engine) else make_engine(self.url)
         self._owns_engine = not isinstance(url, Engine)
@@ -164,9 +174,8 @@ class LookupClient:
         """Run one lookup statement; a missing view becomes NoSnapshotError."""
         try:
             if self._pool is not None:
-                with self._pool.connection() as conn:
-                    cursor = conn.execute(_pg_sql(name), params)
-                    return cursor.fetchall() if many else cursor.fetchone()
+                cursor = self._connection().execute(_pg_sql(name), params)
+                return cursor.fetchall() if many else cursor.fetchone()
             assert self._engine is not None
             with self._engine.connect() as conn:
                 result = conn.execute(sa.text(_statement(name)), params)
@@ -174,7 +183,22 @@ class LookupClient:
         except Exception as exc:
             if _missing_view(exc):
                 raise _unpublished(self.url) from None
+            self._drop_broken()
             raise
+
+    def _connection(self) -> Any:
+        """This thread's connection, taken from the pool once and kept (one round trip/call)."""
+        conn = getattr(self._own, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._own.conn = self._pool.getconn()
+        return conn
+
+    def _drop_broken(self) -> None:
+        """Give back this thread's connection after an error (the pool checks or replaces it)."""
+        conn = getattr(self._own, "conn", None)
+        if conn is not None and self._pool is not None:
+            self._own.conn = None
+            self._pool.putconn(conn)
 
     def get_one(self, entity_id: str) -> Lookup:
         """The Lookup for one id (fallback=True when it has no prediction)."""
@@ -199,6 +223,7 @@ class LookupClient:
     def close(self) -> None:
         """Release the connections."""
         if self._pool is not None:
+            self._drop_broken()
             self._pool.close()
         elif self._engine is not None and self._owns_engine:
             self._engine.dispose()
@@ -239,7 +264,7 @@ class AsyncLookupClient:
 
             self._pool = AsyncConnectionPool(
                 libpq_conninfo(self.url), min_size=1, max_size=self._pool_size, open=False,
-                kwargs={"autocommit": True, "prepare_threshold": 0}, name="precast-api")
+                kwargs=_SESSION, name="precast-api")
             await self._pool.open()
         else:
             self._sync = LookupClient(self.url, fallback_score=self.fallback_score)
