@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs venv demo test lint clean airflow browser browser-if-required
+.PHONY: help prereqs venv demo test lint clean airflow browser browser-if-required bench bench-prereqs
 
 help:
 	@echo "make demo   - generate data, run training + predict end to end, print a summary"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint   - ruff + mypy only"
 	@echo "make airflow - start Airflow's components on this machine (precast airflow up)"
 	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
+	@echo "make bench  - benchmarks vs baselines, same run (BENCH_ROWS=100000 or BENCH_ARGS=--quick)"
 	@echo "make clean  - remove .venv and .precast"
 
 prereqs:
@@ -60,6 +61,26 @@ browser:
 # With PRECAST_TEST_REQUIRE_BROWSER=1 (CI) the browser test must run: install what it needs first.
 browser-if-required:
 	@case "$${PRECAST_TEST_REQUIRE_BROWSER:-}" in 1|true|yes) $(MAKE) --no-print-directory browser;; esac
+
+# The Spark JDBC baseline of `make bench` uses Debian's PostgreSQL JDBC driver (no downloads).
+bench-prereqs:
+	@if [ -f /usr/share/java/postgresql.jar ]; then \
+	  echo "the PostgreSQL JDBC driver is installed (/usr/share/java/postgresql.jar)"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make bench-prereqs needs apt-get (Debian/Ubuntu): install libpostgresql-jdbc-java yourself"; exit 1; \
+	else \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q --no-install-recommends libpostgresql-jdbc-java >/dev/null || \
+	  { $$sudo apt-get update -q >/dev/null && \
+	    $$sudo apt-get install -y -q --no-install-recommends libpostgresql-jdbc-java >/dev/null; } || \
+	  { echo "could not install libpostgresql-jdbc-java with apt-get"; exit 1; }; \
+	fi
+	@command -v pgbench >/dev/null 2>&1 || echo "note: pgbench is not on PATH; the lookup family reports it as missing"
+
+# Sizes: BENCH_ROWS (default 1000000; 10x for the large publish), BENCH_ARGS (e.g. --quick, lookup).
+bench: venv bench-prereqs
+	nice -n 10 $(BIN)/python -m bench $(BENCH_ARGS)
 
 test: lint browser-if-required
 	$(BIN)/pytest

@@ -168,8 +168,12 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     from precast import serve
+    from precast.config import redact_url
 
-    return serve.run(cfg, host=args.host, port=args.port)
+    host, port = args.host or cfg.serve.host, args.port or cfg.serve.port
+    print(f"precast lookup API on http://{host}:{port} (reading {redact_url(cfg.serve_url)}); "
+          "Ctrl-C stops it", flush=True)
+    return serve.run(cfg, host=host, port=port)
 
 
 def cmd_snapshots(cfg: Config, args: argparse.Namespace) -> int:

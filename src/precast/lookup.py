@@ -100,8 +100,14 @@ def _is_postgres(url: sa.URL) -> bool:
 
 
 def libpq_conninfo(url: str | sa.URL) -> str:
-    """A libpq connection URI for a SQLAlchemy PostgreSQL URL (password included)."""
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """A libpq connection string for a SQLAlchemy PostgreSQL URL (password and query kept)."""
+    from psycopg.conninfo import make_conninfo
+
+    u = sa.make_url(url)
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in u.query.items()}
+    parts = {"host": u.host, "port": u.port, "dbname": u.database, "user": u.username,
+             "password": u.password, **query}
+    return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})
 
 
 def _hit(row: Sequence[Any]) -> Lookup:

@@ -1,0 +1,421 @@
+"""Lookup benchmark: point lookups on a published snapshot, client and HTTP API vs raw baselines.
+
+A snapshot of `sizes.rows` predictions is published with precast's publish step. Then, at 1,
+4 and 16 concurrent client *processes* (spawned, each with its own connection), each contender
+looks up uniformly random entity ids for a fixed time; every call's latency is recorded:
+
+- client: `precast.lookup.LookupClient(url).get_one(id)`;
+- http: `GET /v1/predictions/{id}` on `precast serve` (a subprocess), http.client keep-alive;
+- raw: psycopg 3, autocommit, `conn.execute(SQL, (id,), prepare=True)` on the same view;
+- pgbench: `pgbench -S` (select-only, 1M accounts at scale 10) in its own database on the
+  same server, at the same client counts (also `-M prepared` at 4 clients, for reference).
+
+    python -m bench lookup             # or: python bench/run.py lookup
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import multiprocessing as mp
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    PG_ADMIN_URL,
+    REPO,
+    Row,
+    Sizes,
+    bench_home,
+    count,
+    database,
+    goal_row,
+    ids_of,
+    libpq_dsn,
+    micros,
+    missing_row,
+    predictions_lake,
+)
+
+log = logging.getLogger(__name__)
+
+FAMILY = "lookup"
+LEVELS = (1, 4, 16)
+RAW_SQL = ("SELECT entity_id, score, model_version, snapshot_id, scored_at "
+           "FROM predictions_current WHERE entity_id = %s")
+WARMUP_CALLS = 200
+PGBENCH_SCALE = 10  # 1,000,000 pgbench_accounts rows
+SERVE_START_S = 90
+
+
+# ---------------------------------------------------------------- the contenders' calls
+
+
+def _client_call(url: str, port: int) -> tuple[Any, Any]:
+    """(call, close) for precast's Python client."""
+    from precast.lookup import LookupClient
+
+    client = LookupClient(url)
+
+    def call(entity_id: str) -> None:
+        if not client.get_one(entity_id).found:
+            raise LookupError(f"{entity_id} not found")
+
+    return call, client.close
+
+
+def _raw_call(url: str, port: int) -> tuple[Any, Any]:
+    """(call, close) for a raw psycopg prepared statement in autocommit."""
+    import psycopg
+
+    conn = psycopg.connect(libpq_dsn(url), autocommit=True)
+
+    def call(entity_id: str) -> None:
+        if conn.execute(RAW_SQL, (entity_id,), prepare=True).fetchone() is None:
+            raise LookupError(f"{entity_id} not found")
+
+    return call, conn.close
+
+
+def _http_call(url: str, port: int) -> tuple[Any, Any]:
+    """(call, close) for the HTTP API over one keep-alive connection.
+
+    A connection the server closed while idle (keep-alive timeout, e.g. while the other
+    processes start) is reopened once, as any keep-alive client does.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def get(entity_id: str) -> None:
+        conn.request("GET", f"/v1/predictions/{entity_id}")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise LookupError(f"HTTP {response.status} for {entity_id}: {body[:200]!r}")
+
+    def call(entity_id: str) -> None:
+        try:
+            get(entity_id)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conn.close()
+            get(entity_id)
+
+    return call, conn.close
+
+
+CALLS = {"client": _client_call, "raw": _raw_call, "http": _http_call}
+
+
+def worker(kind: str, url: str, port: int, rows: int, seed: int, seconds: float,
+           barrier: Any, results: Any) -> None:
+    """One client process: warm up, wait for the others, then call until the deadline."""
+    from precast.runtime import prepare_environment
+
+    prepare_environment()
+    try:
+        call, close = CALLS[kind](url, port)
+        keys = ids_of(np.random.default_rng(seed).integers(1, rows + 1, 200_000)).to_pylist()
+        for key in keys[:WARMUP_CALLS]:
+            call(key)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        barrier.abort()
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    barrier.wait()
+    latencies: list[int] = []
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    i, error = 0, None
+    try:
+        while clock() < deadline:
+            started = clock()
+            call(keys[i % len(keys)])
+            latencies.append(clock() - started)
+            i += 1
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        error = f"{type(exc).__name__}: {exc}"
+    close()
+    results.put({"latencies": np.asarray(latencies, np.int64).tobytes(), "error": error})
+
+
+@dataclass(frozen=True)
+class Level:
+    """One contender at one concurrency: throughput and latency percentiles (seconds)."""
+
+    clients: int
+    ops_per_s: float
+    p50: float
+    p99: float
+    calls: int
+
+
+def run_level(kind: str, url: str, port: int, rows: int, clients: int, seconds: float) -> Level:
+    """`clients` processes of one contender, started together, for `seconds`."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(kind, url, port, rows, seed, seconds, barrier,
+                                               results)) for seed in range(clients)]
+    for proc in procs:
+        proc.start()
+    try:
+        barrier.wait(timeout=180)
+    except Exception:  # noqa: BLE001 - a worker failed to start; its error is queued
+        pass
+    outcomes = [results.get(timeout=seconds + 180) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    errors = [o["error"] for o in outcomes if o.get("error")]
+    if errors:
+        raise RuntimeError(f"{kind} at {clients} clients: {errors[0]}")
+    lat = np.concatenate([np.frombuffer(o["latencies"], np.int64) for o in outcomes]) / 1e9
+    return Level(clients, len(lat) / seconds, float(np.percentile(lat, 50)),
+                 float(np.percentile(lat, 99)), len(lat))
+
+
+# ---------------------------------------------------------------- pgbench and the HTTP server
+
+
+def _pg_args() -> list[str]:
+    """pgbench's connection options for the benchmark server."""
+    import sqlalchemy as sa
+
+    admin = sa.make_url(PG_ADMIN_URL)
+    return ["-h", admin.host or "127.0.0.1", "-p", str(admin.port or 5432),
+            "-U", admin.username or "postgres"]
+
+
+def pgbench_init(dbname: str) -> None:
+    """`pgbench -i -s 10`: 1,000,000 accounts in `dbname`."""
+    subprocess.run(["pgbench", *_pg_args(), "-i", "-q", "-s", str(PGBENCH_SCALE), dbname],
+                   capture_output=True, check=True)
+
+
+def pgbench(clients: int, seconds: int, dbname: str, prepared: bool = False) -> float:
+    """tps of `pgbench -S` (select-only) at `clients` clients and as many threads."""
+    cmd = ["pgbench", *_pg_args(), "-S", "-n", "-c", str(clients), "-j", str(clients),
+           "-T", str(seconds), *(["-M", "prepared"] if prepared else []), dbname]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    if match is None:
+        raise RuntimeError(f"no tps in pgbench output: {out[-500:]}")
+    return float(match.group(1))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(url: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`precast serve` on a free port, configured by environment; waits for /healthz."""
+    port = _free_port()
+    env = {**os.environ, "PRECAST_STORES__PREDICTIONS_URL": url,
+           "PRECAST_HOME": str(bench_home() / "home")}
+    log_path = bench_home() / "serve.log"
+    precast = os.path.join(os.path.dirname(sys.executable), "precast")
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([precast, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + SERVE_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"precast serve exited {proc.returncode}: {' '.join(tail)}")
+        if _healthy(port):
+            return proc, port
+        time.sleep(0.25)
+    stop_server(proc)
+    raise RuntimeError(f"precast serve not healthy after {SERVE_START_S} s (see {log_path})")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's session (it may have workers), SIGKILL after 15 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# ---------------------------------------------------------------- the family
+
+
+def publish_snapshot(url: str, rows: int) -> None:
+    """Publish `rows` generated predictions to `url` with precast's publish step."""
+    from bench.common import SNAPSHOT_DATE
+    from precast.steps import publish as publish_step
+
+    cfg, _ = predictions_lake(rows)
+    publish_step.run(cfg.with_overrides({"stores.predictions_url": url}), SNAPSHOT_DATE)
+
+
+@dataclass
+class Measured:
+    """Per contender: its levels, or why it could not be measured; pgbench likewise."""
+
+    levels: dict[str, dict[int, Level] | str]
+    tps: dict[int, float] | str
+    prepared_tps: float | None = None
+
+
+def measure(url: str, rows: int, sizes: Sizes, pgbench_db: str | None) -> Measured:
+    """Level by level (1, 4, 16): raw, client, HTTP API, then pgbench at the same count.
+
+    Interleaving keeps each ratio's two sides close in time on a machine whose load drifts.
+    """
+    got: dict[str, dict[int, Level] | str] = {"raw": {}, "client": {}, "http": {}}
+    tps: dict[int, float] | str = {} if pgbench_db else "pgbench not on PATH"
+    server, port = None, 0
+    try:
+        server, port = start_server(url)
+    except Exception as exc:  # noqa: BLE001 - the HTTP rows say why
+        got["http"] = str(exc).splitlines()[0][:200]
+    try:
+        for clients in LEVELS:
+            for kind in got:
+                _level(got, kind, url, port, rows, clients, sizes.lookup_seconds)
+            if pgbench_db and isinstance(tps, dict):
+                tps = _pgbench_level(tps, clients, sizes.pgbench_seconds, pgbench_db)
+    finally:
+        if server is not None:
+            stop_server(server)
+    prepared = None
+    if pgbench_db and isinstance(tps, dict):
+        prepared = pgbench(4, sizes.pgbench_seconds, pgbench_db, prepared=True)
+    return Measured(got, tps, prepared)
+
+
+def _level(got: dict[str, dict[int, Level] | str], kind: str, url: str, port: int, rows: int,
+           clients: int, seconds: float) -> None:
+    """Measure one contender at one level into `got` (a failure replaces its levels)."""
+    levels = got[kind]
+    if isinstance(levels, str):
+        return
+    try:
+        levels[clients] = run_level(kind, url, port, rows, clients, seconds)
+        log.info("%s: %s", kind, levels[clients])
+    except Exception as exc:  # noqa: BLE001 - reported as unmeasured
+        log.exception("lookup %s failed", kind)
+        got[kind] = str(exc).splitlines()[0][:200]
+
+
+def _pgbench_level(tps: dict[int, float], clients: int, seconds: int,
+                   dbname: str) -> dict[int, float] | str:
+    """`tps` with pgbench -S at `clients` added, or the reason it failed."""
+    try:
+        tps[clients] = pgbench(clients, seconds, dbname)
+        log.info("pgbench -S -c %s: %.0f tps", clients, tps[clients])
+        return tps
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        return f"pgbench failed: {str(detail).strip()[:200]}"
+
+
+def _tput(level: Level) -> str:
+    return f"{level.ops_per_s:,.0f}/s"
+
+
+def summary_rows(rows: int, got: dict[str, Any], tps: dict[int, float] | str) -> list[Row]:
+    """The goal rows (and reference rows) of the lookup family."""
+    label = f"lookup ({count(rows)}-row snapshot)"
+    raw, client, web = got.get("raw"), got.get("client"), got.get("http")
+    out: list[Row] = []
+    if isinstance(client, str) or client is None:
+        out.append(missing_row(FAMILY, f"{label}: client", str(client), "<= 1.3x raw"))
+    else:
+        one = client[1]
+        if isinstance(raw, dict):
+            out.append(goal_row(FAMILY, f"{label}: client p50, 1 client vs raw psycopg prepared",
+                                micros(one.p50), micros(raw[1].p50), one.p50 / raw[1].p50,
+                                at_most=1.3))
+        else:
+            out.append(missing_row(FAMILY, f"{label}: client p50 vs raw psycopg", str(raw),
+                                   "<= 1.3x"))
+        out.append(Row(FAMILY, f"{label}: client p99, 1 client", micros(one.p99),
+                       micros(raw[1].p99) if isinstance(raw, dict) else "-",
+                       goal="< 300 us", met=one.p99 < 300e-6))
+        out += _vs_pgbench(f"{label}: client throughput", client, tps, {4: 0.6})
+    if isinstance(raw, dict):
+        out += _vs_pgbench(f"{label}: raw psycopg throughput (reference)", raw, tps, {})
+    if isinstance(web, str) or web is None:
+        out.append(missing_row(FAMILY, f"{label}: HTTP API", str(web), "p99 < 5 ms"))
+    else:
+        for clients, level in web.items():
+            goal = clients == 16
+            out.append(Row(FAMILY, f"{label}: HTTP API p50/p99, {clients} client(s)",
+                           f"{micros(level.p50)} / {micros(level.p99)}",
+                           goal="p99 < 5 ms" if goal else "-",
+                           met=level.p99 < 5e-3 if goal else None))
+        out += _vs_pgbench(f"{label}: HTTP API throughput", web, tps, {16: 0.2})
+    return out
+
+
+def _vs_pgbench(what: str, levels: dict[int, Level], tps: dict[int, float] | str,
+                goals: dict[int, float]) -> list[Row]:
+    """Throughput at each level against pgbench -S at the same client count."""
+    out = []
+    for clients, level in levels.items():
+        measurement = f"{what}, {clients} proc vs pgbench -S -c {clients}"
+        if isinstance(tps, str):
+            out.append(Row(FAMILY, measurement, _tput(level), f"not measured: {tps}",
+                           goal=f">= {goals[clients]:g}x" if clients in goals else "-",
+                           met=False if clients in goals else None))
+            continue
+        out.append(goal_row(FAMILY, measurement, _tput(level), f"{tps[clients]:,.0f} tps",
+                            level.ops_per_s / tps[clients], at_least=goals.get(clients),
+                            p50_s=level.p50, p99_s=level.p99, calls=level.calls))
+    return out
+
+
+def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
+    """Publish the snapshot and set up pgbench, then measure every level of every contender."""
+    import sqlalchemy as sa
+
+    rows = sizes.rows
+    have_pgbench = shutil.which("pgbench") is not None
+    with database("lookup") as url, database("pgbench") as bench_url:
+        publish_snapshot(url, rows)
+        pgbench_db = str(sa.make_url(bench_url).database) if have_pgbench else None
+        if pgbench_db:
+            pgbench_init(pgbench_db)
+        got = measure(url, rows, sizes, pgbench_db)
+    notes = []
+    if got.prepared_tps is not None:
+        notes.append(f"lookup: pgbench -S -M prepared at 4 clients: {got.prepared_tps:,.0f} tps "
+                     "(the goals use plain pgbench -S, as specified)")
+    for kind, levels in got.levels.items():
+        if isinstance(levels, dict):
+            notes.append(f"lookup {kind}: " + "; ".join(
+                f"{c} proc {_tput(lv)} p50 {micros(lv.p50)} p99 {micros(lv.p99)}"
+                for c, lv in levels.items()))
+    workers = os.environ.get("PRECAST_SERVE__WORKERS", "the configured (default 1)")
+    notes.append(f"lookup: each level runs {sizes.lookup_seconds:g} s after {WARMUP_CALLS} "
+                 f"warm-up calls per process, levels interleaved with pgbench; clients are "
+                 f"spawned processes on the same {os.cpu_count()} cores as the server "
+                 f"({workers} uvicorn worker(s)) and PostgreSQL")
+    return summary_rows(rows, got.levels, got.tps), notes
