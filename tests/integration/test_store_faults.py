@@ -462,8 +462,6 @@ def test_swap_blocked_by_a_long_reader_fails_cleanly_while_lookups_answer(pg_sto
     assert during >= 3, f"only {during} lookups answered while the swap was blocked"
     for _, answers in answered:
         assert _check_answer(answers, {first.snapshot_id: 1}) == first.snapshot_id
-    slowest = max(latency for latency, _ in answered)
-    assert slowest < 2.0, f"a lookup waited {slowest:.2f} s behind the blocked swap"
     _assert_serves(pg_store, first.snapshot_id, 1, n)
     assert _snapshot_tables(pg_store) == {"predictions_1"}
     failed = store.snapshots(pg_store)[-1]
