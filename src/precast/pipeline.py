@@ -27,7 +27,9 @@ CHAINS = {"training": TRAINING, "predict": PREDICT}
 # Failures that retrying cannot fix, by class name (the CLI exits 3 on them, Airflow fails
 # the task at once); names, so that checking one never imports the steps.
 NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
-                 "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError")
+                 "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError",
+                 "PredictionsInputError", "EmptyPredictionsError", "DuplicateEntityError",
+                 "RollbackTargetError")
 
 
 def _extract(cfg: Config, day: date, **_: Any) -> Any:
