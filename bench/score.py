@@ -240,12 +240,16 @@ def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
                        baseline_run=base.data)
         row.met = bool(row.met) and not problems
         out.append(row)
+        out.append(Row(FAMILY, f"{label}: Beam ({title}) peak RSS, largest process",
+                       f"{beam.max_rss_bytes / 2**20:,.0f} MiB",
+                       f"{base.max_rss_bytes / 2**20:,.0f} MiB",
+                       detail={"bytes": beam.max_rss_bytes}))
         notes.append(f"score Beam {title}: {secs(beam_s)}, runner {beam.data['runner']}, "
-                     f"parent peak RSS {beam.max_rss_bytes / 2**20:.0f} MiB, "
                      f"outputs {'match' if not problems else 'DIFFER'}")
     notes.append("score: both read the same inference Parquet and write Parquet predictions; "
                  "precast = precast.steps.score.run (Beam RunInference, FnApiRunner); ratio = "
-                 "baseline time / Beam time")
+                 "baseline time / Beam time; peak RSS = ru_maxrss of the measured process and "
+                 "its reaped children (the largest one, not their sum)")
     return out, notes
 
 
