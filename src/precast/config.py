@@ -144,7 +144,7 @@ class BeamConfig(_Section):
 
     runner: str = "DirectRunner"
     options: dict[str, Any] = Field(default_factory=lambda: {"direct_running_mode": "in_memory"})
-    batch_size: int = Field(4096, ge=1)
+    batch_size: int = Field(32_768, ge=1)  # rows per element and per predict call
 
 
 class EnginesConfig(_Section):

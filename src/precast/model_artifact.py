@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -43,30 +45,43 @@ class FeatureSpec:
                    {k: tuple(v) for k, v in data.get("categorical", {}).items()})
 
 
-def to_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """The model's input: exactly `spec.names` in order, categoricals on their vocabulary."""
-    missing = [n for n in spec.names if n not in df.columns]
+def to_frame(data: pd.DataFrame | pa.Table, spec: FeatureSpec) -> pd.DataFrame:
+    """The model's input: exactly `spec.names` in order, categoricals on their vocabulary.
+
+    Takes a pandas frame or an Arrow table (scoring converts Arrow columns straight to the
+    model's dtypes, without a pandas copy of the whole batch first).
+    """
+    present = data.column_names if isinstance(data, pa.Table) else list(data.columns)
+    missing = [n for n in spec.names if n not in present]
     if missing:
         raise FeatureMismatchError(f"features missing from input: {missing}")
-    out = pd.DataFrame(index=df.index)
-    for name in spec.names:
+    columns = {name: _feature(data[name], name, spec) for name in spec.names}
+    index = None if isinstance(data, pa.Table) else data.index
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+def _feature(values: Any, name: str, spec: FeatureSpec) -> Any:
+    """One feature column in the model's dtype (float64, or categorical on its vocabulary)."""
+    if isinstance(values, pa.ChunkedArray):
         if name in spec.categorical:
-            out[name] = pd.Categorical(df[name], categories=list(spec.categorical[name]))
+            values = values.to_pandas()
         else:
-            out[name] = pd.to_numeric(df[name], errors="raise").astype("float64")
-    return out
+            try:
+                return pc.cast(values, pa.float64()).to_numpy()  # nulls become NaN
+            except pa.ArrowInvalid as exc:
+                raise ValueError(f"feature {name} is not numeric: {exc}") from None
+    if name in spec.categorical:
+        return pd.Categorical(values, categories=list(spec.categorical[name]))
+    return pd.to_numeric(values, errors="raise").astype("float64")
 
 
-def predict(booster: xgb.Booster, df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    """Scores for `df` (probability of the positive class)."""
-    import xgboost as xgb
-
+def predict(booster: xgb.Booster, df: pd.DataFrame | pa.Table, spec: FeatureSpec) -> np.ndarray:
+    """Scores for `df` (probability of the positive class; no DMatrix is built)."""
     if list(booster.feature_names or []) != list(spec.names):
         raise FeatureMismatchError(
             f"booster features {booster.feature_names} differ from spec {list(spec.names)}"
         )
-    matrix = xgb.DMatrix(to_frame(df, spec), enable_categorical=True)
-    return np.asarray(booster.predict(matrix), dtype="float64")
+    return np.asarray(booster.inplace_predict(to_frame(df, spec)), dtype="float64")
 
 
 def save(directory: Path, booster: xgb.Booster, spec: FeatureSpec) -> Path:

@@ -84,24 +84,37 @@ def rechunk(table: pa.Table, batch_size: int) -> Iterator[pa.Table]:
             yield pa.Table.from_batches([batch])
 
 
+def _missing_masks(
+    table: pa.Table, entity_key: str, required: Sequence[str]
+) -> list[tuple[str, pa.ChunkedArray]]:
+    """(reason, per-row flag) for a missing entity key and each missing required feature."""
+    masks = [(MISSING_ENTITY, pc.is_null(table[entity_key]))]
+    return masks + [(f"missing_feature:{n}", pc.is_null(table[n], nan_is_null=True))
+                    for n in required]
+
+
 def missing_reasons(table: pa.Table, entity_key: str, required: Sequence[str]) -> list[str]:
     """Per row: `;`-joined reasons it cannot be scored (`""` when it can)."""
-    masks = [(MISSING_ENTITY, pc.is_null(table[entity_key]))]
-    masks += [(f"missing_feature:{n}", pc.is_null(table[n], nan_is_null=True)) for n in required]
-    flags = [(reason, mask.to_pylist()) for reason, mask in masks]
+    flags = [(reason, mask.to_pylist())
+             for reason, mask in _missing_masks(table, entity_key, required)]
     return [";".join(r for r, m in flags if m[i]) for i in range(table.num_rows)]
 
 
 def split_batch(
     table: pa.Table, entity_key: str, required: Sequence[str]
 ) -> tuple[pa.Table, pa.Table]:
-    """(scorable rows, error rows as ERRORS_SCHEMA) of one batch."""
+    """(scorable rows, error rows as ERRORS_SCHEMA) of one batch (vectorised; reasons are
+    spelled out only for the rows that have one)."""
     require_columns(table.column_names, [entity_key, SNAPSHOT_COLUMN, *required], "batch")
-    reasons = missing_reasons(table, entity_key, required)
-    bad = pa.array([bool(r) for r in reasons])
+    bad = pc.is_null(table[entity_key])
+    for _, mask in _missing_masks(table, entity_key, required)[1:]:
+        bad = pc.or_(bad, mask)
+    if not pc.any(bad).as_py():
+        return table, ERRORS_SCHEMA.empty_table()
+    rejected = table.filter(bad)
     errors = pa.table({
-        "entity_id": pc.cast(table[entity_key].filter(bad), pa.string()),
-        "reason": pa.array([r for r in reasons if r], pa.string()),
+        "entity_id": pc.cast(rejected[entity_key], pa.string()),
+        "reason": pa.array(missing_reasons(rejected, entity_key, required), pa.string()),
     }, schema=ERRORS_SCHEMA)
     return table.filter(pc.invert(bad)), errors
 
@@ -124,10 +137,10 @@ def prediction_table(
         "entity_id": scored["entity_id"],
         "score": scored["score"],
         "snapshot_date": scored["snapshot_date"],
-        "model_name": pa.array([model_name] * n, pa.string()),
-        "model_version": pa.array([model_version] * n, pa.string()),
-        "data_version": pa.array([data_version] * n, pa.string()),
-        "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+        "model_name": pa.repeat(pa.scalar(model_name, pa.string()), n),
+        "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
+        "data_version": pa.repeat(pa.scalar(data_version, pa.string()), n),
+        "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
     }, schema=PREDICTIONS_SCHEMA)
 
 
@@ -161,8 +174,7 @@ class XGBoostBatchHandler(ModelHandler[pa.Table, pa.Table, LoadedModel]):
         for table in batch:
             require_columns(table.column_names, columns, "inference batch")
         rows = pa.concat_tables([t.select(columns) for t in batch], promote_options="permissive")
-        frame = rows.select(list(model.spec.names)).to_pandas()
-        scores = model_artifact.predict(model.booster, frame, model.spec)
+        scores = model_artifact.predict(model.booster, rows, model.spec)
         return [scored_table(rows, self._entity_key, scores)]
 
     def get_num_bytes(self, batch: Sequence[pa.Table]) -> int:
@@ -209,11 +221,14 @@ class ScorePredictions(beam.PTransform):
         self._batch_size = batch_size
 
     def expand(self, tables: beam.PCollection) -> dict[str, beam.PCollection]:
-        """Rechunk, spread over workers, split, RunInference, shape predictions."""
+        """Rechunk, split, RunInference, shape predictions: one fused, streaming stage.
+
+        No Reshuffle: the Parquet read is already split across workers by the runner, and a
+        shuffle of Arrow tables would materialise (and pickle) the whole input.
+        """
         split = (
             tables
             | "Rechunk" >> beam.FlatMap(rechunk, self._batch_size)
-            | "Spread" >> beam.Reshuffle()
             | "Split" >> beam.ParDo(_SplitScorable(self._entity_key, self._required))
             .with_outputs(ERRORS, main="scorable")
         )
