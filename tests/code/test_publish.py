@@ -397,3 +397,19 @@ def test_step_names_the_missing_predictions_folder(cfg: Config) -> None:
     path = Lake(cfg.lake_root).predictions(DAY)
     with pytest.raises(FileNotFoundError, match=f"no predictions at {path}"):
         publish_step.run(cfg, DAY)
+
+
+def test_metadata_is_proven_from_parquet_statistics_or_read(cfg: Config) -> None:
+    path = _write_predictions(cfg, DAY, [{"entity_id": ["u1"], "score": [0.1]},
+                                         {"entity_id": ["u2"], "score": [0.2]}])
+    dataset, manifest = publish_step.open_predictions(path)
+    meta = publish_step.snapshot_meta(manifest, DAY)
+    assert publish_step.statistics_values(dataset, ["model_version", "snapshot_date"]) == {
+        "model_version": {"5"}, "snapshot_date": {DAY}}
+    assert [b.schema.names for b in publish_step.batches(dataset, meta)] == [
+        ["entity_id", "score", "scored_at"]] * 2  # proven: metadata columns not even read
+    table = pq.read_table(f"{path}/part-0.parquet")
+    pq.write_table(table, f"{path}/part-0.parquet", write_statistics=False)
+    dataset, _ = publish_step.open_predictions(path)
+    assert publish_step.statistics_values(dataset, ["model_version"]) is None
+    assert all("model_version" in b.schema.names for b in publish_step.batches(dataset, meta))

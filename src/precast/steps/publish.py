@@ -9,7 +9,7 @@ Library entry: :func:`run`; driver: `python jobs/publish.py --date YYYY-MM-DD`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -82,9 +82,33 @@ def snapshot_meta(manifest: dict[str, Any], run_date: date) -> SnapshotMeta:
     )
 
 
-def batches(dataset: pads.Dataset) -> Iterator[pa.RecordBatch]:
-    """Record batches of the row and metadata columns, BATCH_ROWS at most each."""
-    yield from dataset.to_batches(columns=[*ROW_COLUMNS, *META_COLUMNS], batch_size=BATCH_ROWS)
+def statistics_values(dataset: pads.Dataset, columns: Iterable[str]) -> dict[str, set[Any]] | None:
+    """The values each column holds, from the Parquet row-group statistics alone (no data is
+    read); None when a row group has no usable statistics or holds more than one value."""
+    seen: dict[str, set[Any]] = {c: set() for c in columns}
+    for fragment in dataset.get_fragments():
+        metadata = fragment.metadata
+        names = [metadata.schema.column(j).name for j in range(metadata.num_columns)]
+        for i in range(metadata.num_row_groups):
+            group = metadata.row_group(i)
+            for column, values in seen.items():
+                stats = group.column(names.index(column)).statistics if column in names else None
+                if (stats is None or not stats.has_min_max or stats.null_count != 0
+                        or stats.min != stats.max):
+                    return None
+                values.add(stats.min)
+    return seen
+
+
+def batches(dataset: pads.Dataset, meta: SnapshotMeta) -> Iterator[pa.RecordBatch]:
+    """Record batches (BATCH_ROWS at most) of the row columns, plus the metadata columns
+    unless the Parquet statistics already prove each holds only the snapshot's value (then
+    they are not read at all; otherwise the store checks them batch by batch)."""
+    expected = {"snapshot_date": meta.snapshot_date, "model_name": meta.model_name,
+                "model_version": meta.model_version, "data_version": meta.data_version}
+    proven = statistics_values(dataset, META_COLUMNS) == {k: {v} for k, v in expected.items()}
+    columns = [*ROW_COLUMNS] if proven else [*ROW_COLUMNS, *META_COLUMNS]
+    yield from dataset.to_batches(columns=columns, batch_size=BATCH_ROWS)
 
 
 def _serves(info: store.SnapshotInfo, meta: SnapshotMeta, rows: int) -> bool:
@@ -111,7 +135,7 @@ def run(cfg: Config, run_date: date) -> PublishResult:
         log.info("publish %s: snapshot %s already serves these predictions; nothing to do",
                  run_date, info.snapshot_id)  # a rerun or retry must not churn retention
     else:
-        info = store.publish(cfg.predictions_url, batches(dataset), meta,
+        info = store.publish(cfg.predictions_url, batches(dataset, meta), meta,
                              keep=cfg.stores.keep_snapshots, policy=write_policy(cfg))
     assert info.table_name is not None and info.row_count is not None
     log.info("publish %s: snapshot %s serves %s rows of model %s v%s", run_date,
