@@ -130,13 +130,17 @@ def run(cfg: Config, run_date: date) -> PublishResult:
     path = Lake(cfg.lake_root).predictions(run_date)
     dataset, manifest = open_predictions(path)
     meta = snapshot_meta(manifest, run_date)
-    info = store.current(cfg.predictions_url)
-    if info is not None and _serves(info, meta, dataset.count_rows()):
-        log.info("publish %s: snapshot %s already serves these predictions; nothing to do",
-                 run_date, info.snapshot_id)  # a rerun or retry must not churn retention
-    else:
-        info = store.publish(cfg.predictions_url, batches(dataset, meta), meta,
-                             keep=cfg.stores.keep_snapshots, policy=write_policy(cfg))
+    engine = store.make_engine(cfg.predictions_url)  # one engine for the check and the load
+    try:
+        info = store.current(engine)
+        if info is not None and _serves(info, meta, dataset.count_rows()):
+            log.info("publish %s: snapshot %s already serves these predictions; nothing to do",
+                     run_date, info.snapshot_id)  # a rerun or retry must not churn retention
+        else:
+            info = store.publish(engine, batches(dataset, meta), meta,
+                                 keep=cfg.stores.keep_snapshots, policy=write_policy(cfg))
+    finally:
+        engine.dispose()
     assert info.table_name is not None and info.row_count is not None
     log.info("publish %s: snapshot %s serves %s rows of model %s v%s", run_date,
              info.snapshot_id, info.row_count, meta.model_name, meta.model_version)
