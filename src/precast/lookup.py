@@ -44,8 +44,9 @@ __all__ = ["AsyncLookupClient", "Lookup", "LookupClient", "NoSnapshotError", "Se
 log = logging.getLogger(__name__)
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
 # Every lookup connection: one statement per round trip (autocommit), prepared on first use,
-# and read-only at the server too (a lookup can never write, whatever role it logs in as).
-_SESSION = {"autocommit": True, "prepare_threshold": 0,
+# read-only at the server too (a lookup can never write, whatever role it logs in as), and
+# named in pg_stat_activity.
+_SESSION = {"autocommit": True, "prepare_threshold": 0, "application_name": "precast-lookup",
             "options": "-c default_transaction_read_only=on"}
 
 

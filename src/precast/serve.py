@@ -38,7 +38,7 @@ from precast.config import Config, load_config
 from precast.lookup import AsyncLookupClient, Lookup, NoSnapshotError
 from precast.runtime import configure_logging
 
-__all__ = ["ApiError", "create_app", "app_from_environment", "reader_url", "run"]
+__all__ = ["ApiError", "create_app", "app_from_environment", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -140,26 +140,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def reader_url(url: str) -> str:
-    """`url` with PostgreSQL sessions opened read-only and named `precast-serve`."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() not in {"postgresql", "postgres"}:
-        return url
-    query = dict(parsed.query)
-    flag = "-cdefault_transaction_read_only=on"
-    options = str(query.get("options", ""))
-    query["options"] = f"{options} {flag}".strip() if flag not in options else options
-    query.setdefault("application_name", "precast-serve")
-    return parsed.set(query=query).render_as_string(hide_password=False)
-
-
 class LookupApi:
     """The endpoints, bound to one lookup client and the serve settings."""
 
     def __init__(self, cfg: Config) -> None:
         self.settings = cfg.serve
         self.timeout = DB_TIMEOUT_S
-        self.client = AsyncLookupClient(reader_url(cfg.serve_url),
+        self.client = AsyncLookupClient(cfg.serve_url,
                                         fallback_score=cfg.serve.fallback_score,
                                         pool_size=cfg.serve.pool_size)
 

@@ -32,8 +32,7 @@ import pytest
 import sqlalchemy as sa
 
 from precast import store
-from precast.lookup import libpq_conninfo
-from precast.serve import reader_url
+from precast.lookup import LookupClient
 from precast.store import SnapshotInfo, SnapshotMeta
 from tests.conftest import pg_database
 
@@ -478,10 +477,10 @@ def test_a_taken_port_exits_1_with_the_reason(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_reader_sessions_are_read_only() -> None:
-    with pg_database(PREFIX) as url:
-        with psycopg.connect(libpq_conninfo(reader_url(url)), autocommit=True) as conn:
-            assert conn.execute("SHOW application_name").fetchone() == ("precast-serve",)
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                conn.execute("CREATE TABLE written_by_the_api (a int)")
-    assert reader_url("sqlite:////tmp/p.db") == "sqlite:////tmp/p.db"
+def test_lookup_sessions_are_read_only() -> None:
+    """Whatever role the API logs in as, its sessions cannot write."""
+    with pg_database(PREFIX) as url, LookupClient(url) as client:
+        conn = client._connection()
+        assert conn.execute("SHOW application_name").fetchone() == ("precast-lookup",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE written_by_the_api (a int)")
