@@ -6,6 +6,7 @@ Nothing here runs in the test suite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -262,33 +264,100 @@ def predictions_lake(rows: int, seed: int = 7) -> tuple[Config, str]:
 
 @dataclass(frozen=True)
 class ChildResult:
-    """What a measured child process reported, plus its peak resident memory."""
+    """What a measured child reported; its ru_maxrss and the sampled peak of its whole tree."""
 
     data: dict[str, Any]
-    max_rss_bytes: int
+    max_rss_bytes: int  # the child's own peak (VmHWM; see peak_rss)
+    tree_peak_bytes: int  # sum of RSS over the child and all its descendants, sampled
     wall_s: float
 
 
+class Watchdog(threading.Thread):
+    """Samples a process tree's RSS; kills the tree past a memory limit or a deadline.
+
+    On a shared machine a runaway contender must not take everyone's memory: the limit is
+    what was available when the child started, less a margin (BENCH_MAX_GIB overrides).
+    """
+
+    def __init__(self, pid: int, limit_bytes: int, timeout_s: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.limit, self.deadline = pid, limit_bytes, time.monotonic() + timeout_s
+        self.peak, self.killed = 0, ""
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        """Sample every 0.2 s until stopped."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._done.wait(0.2):
+            try:
+                tree = [root, *root.children(recursive=True)]
+                total = sum(_rss(p) for p in tree)
+            except psutil.NoSuchProcess:
+                return
+            self.peak = max(self.peak, total)
+            if total > self.limit or time.monotonic() > self.deadline:
+                self.killed = (f"process tree at {total / 2**20:,.0f} MiB, limit "
+                               f"{self.limit / 2**20:,.0f} MiB" if total > self.limit
+                               else "past its time limit")
+                for proc in reversed(tree):  # descendants first, then the child itself
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+                return
+
+    def stop(self) -> None:
+        """End sampling."""
+        self._done.set()
+        self.join()
+
+
+def _rss(proc: Any) -> int:
+    import psutil
+
+    try:
+        return int(proc.memory_info().rss)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return 0
+
+
+def memory_limit() -> int:
+    """Bytes a measured process tree may use: BENCH_MAX_GIB, else available less 1.5 GiB."""
+    import psutil
+
+    if os.environ.get("BENCH_MAX_GIB"):
+        return int(float(os.environ["BENCH_MAX_GIB"]) * 2**30)
+    return max(2 << 30, psutil.virtual_memory().available - (3 << 29))
+
+
 def run_child(module: str, args: Sequence[str], timeout_s: float = 3600) -> ChildResult:
-    """Run `python -m <module> <args>`; its last stdout line is JSON; ru_maxrss from wait4."""
+    """Run `python -m <module> <args>` under a watchdog; its last stdout line is JSON."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = _communicate(proc, timeout_s)
+    watchdog = Watchdog(proc.pid, memory_limit(), timeout_s)
+    watchdog.start()
+    stdout, stderr = _communicate(proc)
     _, status, usage = os.wait4(proc.pid, 0)
+    watchdog.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
+    if watchdog.killed:
+        raise RuntimeError(f"killed by the benchmark's watchdog: {watchdog.killed}")
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} exited {proc.returncode}:\n"
                            f"{stderr.strip()[-3000:]}")
     lines = [line for line in stdout.splitlines() if line.strip()]
-    return ChildResult(json.loads(lines[-1]), int(usage.ru_maxrss) * 1024, wall)
+    data = json.loads(lines[-1])
+    own = int(data.pop("peak_rss_bytes", 0) or usage.ru_maxrss * 1024)
+    return ChildResult(data, own, max(watchdog.peak, own), wall)
 
 
-def _communicate(proc: subprocess.Popen[str], timeout_s: float) -> tuple[str, str]:
+def _communicate(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """Read both pipes to the end without reaping the child (wait4 does that)."""
-    import threading
-
     out: dict[str, str] = {}
 
     def drain(name: str, stream: Any) -> None:
@@ -299,7 +368,7 @@ def _communicate(proc: subprocess.Popen[str], timeout_s: float) -> tuple[str, st
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout_s)
+        thread.join()
     return out.get("out", ""), out.get("err", "")
 
 
@@ -309,7 +378,23 @@ def child_main(handlers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]
     logging.basicConfig(level=logging.WARNING)
     name, payload = sys.argv[1], json.loads(sys.argv[2])
     result = handlers[name](payload)
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(json.dumps({**result, "peak_rss_bytes": peak_rss()}) + "\n")
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory since exec (Linux VmHWM), or None.
+
+    Not ru_maxrss: Linux carries the forking parent's high-water mark across exec into it,
+    so a child of a big parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 # ---------------------------------------------------------------- the summary

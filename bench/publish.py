@@ -300,13 +300,14 @@ class Outcome:
     load_s: float | None
     final_s: float
     max_rss: int
+    tree_peak: int
     problems: list[str]
     runs: list[dict[str, Any]]
 
 
 def measure(contender: str, payload: dict[str, Any], want: Expected, repeats: int) -> Outcome:
     """Run one contender `repeats` times, each in a fresh database after a CHECKPOINT."""
-    runs, problems, rss = [], [], []
+    runs, problems, rss, tree = [], [], [], []
     for _ in range(repeats):
         with database(f"pub_{contender}") as url:
             checkpoint()
@@ -315,10 +316,11 @@ def measure(contender: str, payload: dict[str, Any], want: Expected, repeats: in
             problems += check_state(url, relation, child.data["table"], want)
         runs.append(child.data)
         rss.append(child.max_rss_bytes)
+        tree.append(child.tree_peak_bytes)
         log.info("%s: %s", contender, child.data)
     loads = [r["load_s"] for r in runs if "load_s" in r]
     return Outcome(median(loads) if loads else None, median([r["final_s"] for r in runs]),
-                   max(rss), sorted(set(problems)), runs)
+                   max(rss), max(tree), sorted(set(problems)), runs)
 
 
 def _json(payload: dict[str, Any]) -> str:
@@ -386,8 +388,8 @@ def size_notes(rows: int, outcomes: dict[str, Outcome | str]) -> list[str]:
                 f"{k} {secs(median([r['phases'][k] for r in outcome.runs]))}" for k in phases)
         if "partitions" in outcome.runs[0]:
             text += f", {outcome.runs[0]['partitions']} Spark partitions"
-        if name != "spark":  # the JVM is not a child of the measured process
-            text += f"; peak RSS {outcome.max_rss / 2**20:.0f} MiB"
+        text += (f"; peak RSS {outcome.max_rss / 2**20:.0f} MiB (process), "
+                 f"{outcome.tree_peak / 2**20:.0f} MiB (process tree, sampled)")
         text += f"; runs: {', '.join(secs(r['final_s']) for r in outcome.runs)}"
         notes.append(text)
     return notes
