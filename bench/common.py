@@ -222,21 +222,25 @@ def ids_of(numbers: np.ndarray) -> pa.Array:
     return pa.array(np.char.add("u", np.char.zfill(numbers.astype("U8"), 8)), pa.string())
 
 
-def prediction_rows(start: int, stop: int, seed: int) -> pa.Table:
-    """Rows [start, stop) of the predictions (PREDICTIONS_SCHEMA), deterministic in `seed`."""
+def prediction_table(ids: pa.Array, scores: np.ndarray) -> pa.Table:
+    """PREDICTIONS_SCHEMA rows for these ids and scores, with the benchmark's constants."""
     from precast.steps.score import PREDICTIONS_SCHEMA  # imports Beam: keep it out of children
 
-    rng = np.random.default_rng([seed, start])
-    n = stop - start
+    n = len(ids)
     return pa.table({
-        "entity_id": entity_ids(start, stop),
-        "score": pa.array(rng.random(n), pa.float64()),
+        "entity_id": ids, "score": pa.array(scores, pa.float64()),
         "snapshot_date": pa.repeat(pa.scalar(SNAPSHOT_DATE, pa.date32()), n),
         "model_name": pa.repeat(pa.scalar(MODEL_NAME, pa.string()), n),
         "model_version": pa.repeat(pa.scalar(MODEL_VERSION, pa.string()), n),
         "data_version": pa.repeat(pa.scalar(DATA_VERSION, pa.string()), n),
         "scored_at": pa.repeat(pa.scalar(SCORED_AT, pa.timestamp("us", tz="UTC")), n),
     }, schema=PREDICTIONS_SCHEMA)
+
+
+def prediction_rows(start: int, stop: int, seed: int) -> pa.Table:
+    """Rows [start, stop) of the predictions (PREDICTIONS_SCHEMA), deterministic in `seed`."""
+    rng = np.random.default_rng([seed, start])
+    return prediction_table(entity_ids(start, stop), rng.random(stop - start))
 
 
 def predictions_lake(rows: int, seed: int = 7) -> tuple[Config, str]:

@@ -40,6 +40,7 @@ from bench.common import (
     entity_ids,
     goal_row,
     missing_row,
+    prediction_table,
     rate,
     run_child,
     secs,
@@ -157,24 +158,9 @@ def child_baseline(payload: dict[str, Any]) -> dict[str, Any]:
                                         batch_size=BASELINE_BATCH):
             x = np.column_stack([batch.column(n).to_numpy() for n in FEATURES])
             scores = booster.inplace_predict(x).astype(np.float64)
-            writer.write_table(_prediction_table(batch.column("user_id"), scores))
+            writer.write_table(prediction_table(batch.column("user_id"), scores))
             rows += batch.num_rows
     return {"seconds": time.perf_counter() - started, "scored": rows, "path": str(out)}
-
-
-def _prediction_table(ids: pa.Array, scores: np.ndarray) -> pa.Table:
-    """PREDICTIONS_SCHEMA rows with the run's constants (built the cheap way)."""
-    from precast.steps.score import PREDICTIONS_SCHEMA
-
-    n = len(ids)
-    return pa.table({
-        "entity_id": ids, "score": pa.array(scores, pa.float64()),
-        "snapshot_date": pa.repeat(pa.scalar(SNAPSHOT_DATE, pa.date32()), n),
-        "model_name": pa.repeat(pa.scalar(MODEL_NAME, pa.string()), n),
-        "model_version": pa.repeat(pa.scalar(MODEL_VERSION, pa.string()), n),
-        "data_version": pa.repeat(pa.scalar(DATA_VERSION, pa.string()), n),
-        "scored_at": pa.repeat(pa.scalar(SCORED_AT, pa.timestamp("us", tz="UTC")), n),
-    }, schema=PREDICTIONS_SCHEMA)
 
 
 CHILDREN = {"beam": child_beam, "baseline": child_baseline}
