@@ -43,20 +43,24 @@ lint: venv
 airflow: venv
 	$(BIN)/precast airflow up
 
+# $(call apt_install,PACKAGES,WHO): install Debian packages with apt-get (sudo when not root),
+# updating the package lists once if the first try fails; one line of reason when it cannot.
+apt_install = \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "$(2) needs apt-get (Debian/Ubuntu): install $(1) yourself"; exit 1; \
+	fi; \
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q --no-install-recommends $(1) >/dev/null || \
+	{ $$sudo apt-get update -q >/dev/null && \
+	  $$sudo apt-get install -y -q --no-install-recommends $(1) >/dev/null; } || \
+	{ echo "could not install $(1) with apt-get"; exit 1; }
+
 # The Airflow UI test drives Debian's Chromium through chromedriver (no browser downloads).
 browser:
 	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
 	  echo "chromium and chromedriver are installed"; \
-	elif ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "make browser needs apt-get (Debian/Ubuntu): install chromium + chromedriver yourself"; exit 1; \
-	else \
-	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
-	  { $$sudo apt-get update -q >/dev/null && \
-	    $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } || \
-	  { echo "could not install chromium + chromium-driver with apt-get"; exit 1; }; \
-	fi
+	else $(call apt_install,chromium chromium-driver,make browser); fi
 
 # With PRECAST_TEST_REQUIRE_BROWSER=1 (CI) the browser test must run: install what it needs first.
 browser-if-required:
@@ -66,16 +70,7 @@ browser-if-required:
 bench-prereqs:
 	@if [ -f /usr/share/java/postgresql.jar ]; then \
 	  echo "the PostgreSQL JDBC driver is installed (/usr/share/java/postgresql.jar)"; \
-	elif ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "make bench-prereqs needs apt-get (Debian/Ubuntu): install libpostgresql-jdbc-java yourself"; exit 1; \
-	else \
-	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get install -y -q --no-install-recommends libpostgresql-jdbc-java >/dev/null || \
-	  { $$sudo apt-get update -q >/dev/null && \
-	    $$sudo apt-get install -y -q --no-install-recommends libpostgresql-jdbc-java >/dev/null; } || \
-	  { echo "could not install libpostgresql-jdbc-java with apt-get"; exit 1; }; \
-	fi
+	else $(call apt_install,libpostgresql-jdbc-java,make bench-prereqs); fi
 	@command -v pgbench >/dev/null 2>&1 || echo "note: pgbench is not on PATH; the lookup family reports it as missing"
 
 # Sizes: BENCH_ROWS (default 1000000; 10x for the large publish), BENCH_ARGS (e.g. --quick, lookup).
