@@ -96,6 +96,19 @@ class TrainConfig(_Section):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     nthread: int = Field(0, ge=0, description="0 = number of cores")
+    # Feature name -> +1 (score never falls as it rises) or -1 (never rises); passed to
+    # XGBoost as monotone_constraints. A name the training data lacks fails training.
+    monotone: dict[str, int] = Field(
+        default_factory=lambda: {"support_tickets_30d": 1, "sessions_7d": -1, "sessions_30d": -1}
+    )
+
+    @field_validator("monotone")
+    @classmethod
+    def _monotone_directions(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(name for name, direction in v.items() if direction not in (-1, 1))
+        if bad:
+            raise ValueError(f"monotone directions must be +1 or -1, not for {bad}")
+        return v
 
 
 class ModelConfig(_Section):
@@ -175,6 +188,9 @@ class ServeConfig(_Section):
     max_batch_ids: int = Field(1000, ge=1)
     max_body_bytes: int = Field(262_144, ge=1024)
     pool_size: int = Field(8, ge=1)
+    # Single lookups run at most this many statements at once per worker; the calls that
+    # arrive meanwhile are answered together by the next statement (fewer round trips).
+    query_concurrency: int = Field(2, ge=1)
     workers: int = Field(1, ge=1)
 
 

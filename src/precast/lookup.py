@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -91,9 +92,15 @@ def _statement(name: str) -> str:
 
 
 @cache
-def _pg_sql(name: str) -> str:
-    """`sql/<name>.sql` with `:name` binds as psycopg `%(name)s` placeholders."""
-    return _BIND.sub(r"%(\1)s", _statement(name).replace("%", "%%"))
+def _pg_sql(name: str) -> tuple[str, tuple[str, ...]]:
+    """`sql/<name>.sql` with its `:name` binds as positional `%s`, and the names in order
+    (positional parameters are the cheapest for psycopg to send)."""
+    text = _statement(name).replace("%", "%%")
+    return _BIND.sub("%s", text), tuple(_BIND.findall(text))
+
+
+def _pg_params(names: tuple[str, ...], params: dict[str, Any]) -> list[Any]:
+    return [params[name] for name in names]
 
 
 def _is_postgres(url: sa.URL) -> bool:
@@ -166,7 +173,7 @@ class LookupClient:
         self.fallback_score = fallback_score
         self._pool: Any = None
         self._engine: Engine | None = None
-        self._own = threading.local()  # the calling thread's connection: no pool hop per call
+        self._own = threading.local()  # the calling thread's connection and cursor
         if _is_postgres(self.url):
             from psycopg_pool import ConnectionPool
 
@@ -181,7 +188,8 @@ class LookupClient:
         """Run one lookup statement; a missing view becomes NoSnapshotError."""
         try:
             if self._pool is not None:
-                cursor = self._connection().execute(_pg_sql(name), params)
+                sql, names = _pg_sql(name)
+                cursor = self._cursor().execute(sql, _pg_params(names, params), prepare=True)
                 return cursor.fetchall() if many else cursor.fetchone()
             assert self._engine is not None
             with self._engine.connect() as conn:
@@ -193,19 +201,21 @@ class LookupClient:
             self._drop_broken()
             raise
 
-    def _connection(self) -> Any:
-        """This thread's connection, taken from the pool once and kept (one round trip/call)."""
-        conn = getattr(self._own, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._own.conn = self._pool.getconn()
-        return conn
+    def _cursor(self) -> Any:
+        """This thread's cursor on its own connection, taken from the pool once and kept: a
+        lookup is one round trip with no pool or cursor set-up."""
+        cursor = getattr(self._own, "cursor", None)
+        if cursor is None or cursor.closed or cursor.connection.closed:
+            self._drop_broken()
+            cursor = self._own.cursor = self._pool.getconn().cursor()
+        return cursor
 
     def _drop_broken(self) -> None:
         """Give back this thread's connection after an error (the pool checks or replaces it)."""
-        conn = getattr(self._own, "conn", None)
-        if conn is not None and self._pool is not None:
-            self._own.conn = None
-            self._pool.putconn(conn)
+        cursor = getattr(self._own, "cursor", None)
+        if cursor is not None and self._pool is not None:
+            self._own.cursor = None
+            self._pool.putconn(cursor.connection)
 
     def get_one(self, entity_id: str) -> Lookup:
         """The Lookup for one id (fallback=True when it has no prediction)."""
@@ -254,15 +264,27 @@ def _missing_view(exc: BaseException) -> bool:
 
 
 class AsyncLookupClient:
-    """The same lookups for asyncio: psycopg's async pool, or the sync client in a thread."""
+    """The same lookups for asyncio: psycopg's async pool, or the sync client in a thread.
+
+    On PostgreSQL, concurrent :meth:`get_one` calls are coalesced: at most `concurrency`
+    statements run at once, and the calls that arrive meanwhile go together in the next one
+    (lookup_predictions_postgresql.sql, so each still answers from one snapshot). A lone call
+    is sent at once; under load, many calls share a round trip and a statement.
+    """
 
     def __init__(self, url: str | sa.URL, *, fallback_score: float | None = None,
-                 pool_size: int = 8) -> None:
+                 pool_size: int = 8, concurrency: int = 2, max_coalesced: int = 256) -> None:
         self.url = sa.make_url(url)
         self.fallback_score = fallback_score
         self._pool_size = max(1, pool_size)
+        self._concurrency = max(1, min(concurrency, self._pool_size))
+        self._max_coalesced = max(1, max_coalesced)
         self._pool: Any = None
         self._sync: LookupClient | None = None
+        self._waiting: deque[tuple[str, asyncio.Future[Lookup]]] = deque()
+        self._drainers: set[asyncio.Task[None]] = set()
+        self._active = 0  # drainers that may still take waiting calls
+        self.statements = 0  # statements that answered get_one calls (calls >= statements)
 
     async def open(self) -> None:
         """Open the pool (PostgreSQL) or the thread-backed client (SQLite)."""
@@ -270,35 +292,109 @@ class AsyncLookupClient:
             from psycopg_pool import AsyncConnectionPool
 
             self._pool = AsyncConnectionPool(
-                libpq_conninfo(self.url), min_size=1, max_size=self._pool_size, open=False,
-                kwargs=_SESSION, name="precast-api")
+                libpq_conninfo(self.url), min_size=self._concurrency, max_size=self._pool_size,
+                open=False, kwargs=_SESSION, name="precast-api")
             await self._pool.open()
         else:
             self._sync = LookupClient(self.url, fallback_score=self.fallback_score)
 
     async def close(self) -> None:
-        """Release the connections."""
+        """Stop answering (callers still waiting are cancelled) and release the connections."""
+        for task in self._drainers:
+            task.cancel()
+        if self._drainers:
+            await asyncio.gather(*self._drainers, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
         if self._sync is not None:
             self._sync.close()
 
-    async def _rows(self, name: str, params: dict[str, Any], many: bool) -> Any:
+    async def _rows(self, cursor: Any, name: str, params: dict[str, Any], many: bool) -> Any:
+        """Run one lookup statement on `cursor`; a missing view becomes NoSnapshotError."""
+        sql, names = _pg_sql(name)
         try:
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute(_pg_sql(name), params)
-                return await (cursor.fetchall() if many else cursor.fetchone())
+            await cursor.execute(sql, _pg_params(names, params), prepare=True)
+            return await (cursor.fetchall() if many else cursor.fetchone())
         except Exception as exc:
             if _missing_view(exc):
                 raise _unpublished(self.url) from None
             raise
 
+    async def _pooled(self, name: str, params: dict[str, Any], many: bool) -> Any:
+        async with self._pool.connection() as conn:
+            return await self._rows(conn.cursor(), name, params, many)
+
+    async def _lookup(self, cursor: Any, ids: list[str]) -> list[Lookup]:
+        """One Lookup per id, in order, from ONE statement (one id: the indexed fast path)."""
+        if len(ids) == 1:
+            row = await self._rows(cursor, "lookup_one", {"entity_id": ids[0]}, many=False)
+            if row is not None:
+                return [_hit(row)]
+        rows = await self._rows(cursor, "lookup_predictions_postgresql", {"ids": ids}, many=True)
+        if len(rows) != len(ids):  # the view exists but serves no snapshot row
+            raise _unpublished(self.url)
+        return [_answer(row, self.fallback_score) for row in rows]
+
     async def get_one(self, entity_id: str) -> Lookup:
         """The Lookup for one id (fallback=True when it has no prediction)."""
         if self._sync is not None:
             return await asyncio.to_thread(self._sync.get_one, entity_id)
-        row = await self._rows("lookup_one", {"entity_id": str(entity_id)}, many=False)
-        return _hit(row) if row is not None else (await self.get([entity_id]))[0]
+        answer: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
+        self._waiting.append((str(entity_id), answer))
+        self._kick()
+        return await answer
+
+    def _kick(self) -> None:
+        """Start a drainer when calls wait and fewer than `concurrency` drainers run."""
+        if self._waiting and self._active < self._concurrency:
+            self._active += 1
+            task = asyncio.create_task(self._drain())
+            self._drainers.add(task)
+            task.add_done_callback(self._drainers.discard)
+
+    async def _drain(self) -> None:
+        """Answer waiting get_one calls, many per statement, until none wait.
+
+        A drainer stops counting as active in the same step in which it sees nobody waiting,
+        so a call arriving while it hands its connection back starts a new one.
+        """
+        active = True
+        try:
+            async with self._pool.connection() as conn:
+                cursor = conn.cursor()
+                while self._waiting and not conn.broken:
+                    await self._answer_batch(cursor)
+                self._active, active = self._active - 1, False
+        except BaseException as exc:  # no connection: nobody waiting can be answered now
+            while self._waiting:
+                _settle(self._waiting.popleft()[1], exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if active:
+                self._active -= 1
+            self._kick()  # a broken connection left calls waiting
+
+    async def _answer_batch(self, cursor: Any) -> None:
+        """Take up to max_coalesced waiting calls (skipping cancelled ones) and answer them."""
+        batch: list[tuple[str, asyncio.Future[Lookup]]] = []
+        while self._waiting and len(batch) < self._max_coalesced:
+            entity_id, answer = self._waiting.popleft()
+            if not answer.done():  # a caller that timed out no longer waits
+                batch.append((entity_id, answer))
+        if not batch:
+            return
+        self.statements += 1
+        try:
+            hits = await self._lookup(cursor, [entity_id for entity_id, _ in batch])
+        except BaseException as exc:
+            for _, answer in batch:
+                _settle(answer, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, answer), hit in zip(batch, hits, strict=True):
+            _settle(answer, hit)
 
     async def get(self, ids: Sequence[str]) -> list[Lookup]:
         """One Lookup per requested id, in order, all from the same snapshot."""
@@ -307,11 +403,23 @@ class AsyncLookupClient:
             return await asyncio.to_thread(self._sync.get, wanted)
         if not wanted:
             return []
-        rows = await self._rows("lookup_predictions_postgresql", {"ids": wanted}, many=True)
+        rows = await self._pooled("lookup_predictions_postgresql", {"ids": wanted}, many=True)
         return [_answer(row, self.fallback_score) for row in rows]
 
     async def current(self) -> ServedSnapshot:
         """The snapshot being served (NoSnapshotError before the first publish)."""
         if self._sync is not None:
             return await asyncio.to_thread(self._sync.current)
-        return _served(await self._rows("lookup_current", {}, many=False))
+        return _served(await self._pooled("lookup_current", {}, many=False))
+
+
+def _settle(answer: asyncio.Future[Lookup], outcome: Lookup | BaseException) -> None:
+    """Resolve a waiting call's future unless its caller gave up (cancelled)."""
+    if answer.done():
+        return
+    if isinstance(outcome, asyncio.CancelledError):
+        answer.cancel()
+    elif isinstance(outcome, BaseException):
+        answer.set_exception(outcome)
+    else:
+        answer.set_result(outcome)

@@ -148,7 +148,8 @@ class LookupApi:
         self.timeout = DB_TIMEOUT_S
         self.client = AsyncLookupClient(cfg.serve_url,
                                         fallback_score=cfg.serve.fallback_score,
-                                        pool_size=cfg.serve.pool_size)
+                                        pool_size=cfg.serve.pool_size,
+                                        concurrency=cfg.serve.query_concurrency)
 
     async def get_prediction(self, request: Request) -> Response:
         """GET /v1/predictions/{entity_id}: one prediction, or the fallback."""

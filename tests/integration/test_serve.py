@@ -480,7 +480,7 @@ def test_a_taken_port_exits_1_with_the_reason(tmp_path: Path) -> None:
 def test_lookup_sessions_are_read_only() -> None:
     """Whatever role the API logs in as, its sessions cannot write."""
     with pg_database(PREFIX) as url, LookupClient(url) as client:
-        conn = client._connection()
+        conn = client._cursor().connection
         assert conn.execute("SHOW application_name").fetchone() == ("precast-lookup",)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("CREATE TABLE written_by_the_api (a int)")

@@ -6,7 +6,9 @@ these are the PostgreSQL-only parts.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
+from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -14,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from precast import store
-from precast.lookup import LookupClient
+from precast.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.store import SnapshotMeta
 
 pytestmark = pytest.mark.postgres
@@ -148,3 +150,36 @@ def test_roles_reader_reads_writer_publishes(pg_url: str) -> None:
                 conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
                 conn.exec_driver_sql(f'DROP ROLE "{role}"')
         admin.dispose()
+
+
+def test_async_client_coalesces_concurrent_lookups(pg_url: str) -> None:
+    """Concurrent get_one calls share statements, and each still gets its own exact answer;
+    a caller that gives up while queued is skipped without disturbing the others."""
+    ids = [f"u{i:04d}" for i in range(400)]
+    scores = [i / 1000 for i in range(400)]
+    store.publish(pg_url, [_batch(ids, scores)], _meta("1"), keep=2)
+    wanted = [*reversed(ids), "nobody", ids[3], "nobody-else", ids[3]]
+
+    async def scenario() -> tuple[list[Lookup], list[Any], int]:
+        client = AsyncLookupClient(pg_url, fallback_score=0.25, concurrency=1)
+        await client.open()
+        try:
+            answers = await asyncio.gather(*(client.get_one(i) for i in wanted))
+            late = [asyncio.create_task(client.get_one(i)) for i in ids[:20]]
+            await asyncio.sleep(0)  # every late call is queued now
+            late[5].cancel()
+            settled = await asyncio.gather(*late, return_exceptions=True)
+            return answers, settled, client.statements
+        finally:
+            await client.close()
+
+    answers, settled, statements = asyncio.run(scenario())
+    known = dict(zip(ids, scores, strict=True))
+    assert [(a.entity_id, a.score, a.fallback) for a in answers] == [
+        (i, known.get(i, 0.25), i not in known) for i in wanted]
+    assert {(a.snapshot_id, a.model_version) for a in answers} == {(1, "1")}
+    assert [a.scored_at for a in answers if a.found] == [SCORED_AT] * (len(wanted) - 2)
+    assert isinstance(settled[5], asyncio.CancelledError)
+    assert [s.score for k, s in enumerate(settled) if k != 5] == [
+        known[i] for k, i in enumerate(ids[:20]) if k != 5]
+    assert statements <= 10, f"{len(wanted) + 19} calls took {statements} statements"
