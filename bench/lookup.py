@@ -5,7 +5,8 @@ A snapshot of `sizes.rows` predictions is published with precast's publish step.
 looks up uniformly random entity ids for a fixed time; every call's latency is recorded:
 
 - client: `precast.lookup.LookupClient(url).get_one(id)`;
-- http: `GET /v1/predictions/{id}` on `precast serve` (a subprocess), http.client keep-alive;
+- http: `GET /v1/predictions/{id}` on `precast serve` (a subprocess), one keep-alive
+  connection per process (a minimal client, see KeepAliveClient);
 - raw: psycopg 3, autocommit, `conn.execute(SQL, (id,), prepare=True)` on the same view;
 - pgbench: `pgbench -S` (select-only, 1M accounts at scale 10) in its own database on the
   same server, at the same client counts (also `-M prepared` at 4 clients, for reference).
@@ -87,29 +88,77 @@ def _raw_call(url: str, port: int) -> tuple[Any, Any]:
     return call, conn.close
 
 
-def _http_call(url: str, port: int) -> tuple[Any, Any]:
-    """(call, close) for the HTTP API over one keep-alive connection.
+class KeepAliveClient:
+    """A minimal HTTP/1.1 keep-alive GET client: prebuilt request bytes, Content-Length framing.
 
-    A connection the server closed while idle (keep-alive timeout, e.g. while the other
-    processes start) is reopened once, as any keep-alive client does.
+    The load generators share the server's cores, so the client must cost little: pgbench's
+    client is C, and `http.client` spends more CPU per request (header parsing into
+    email.message objects) than the API itself. This one parses only the status line and
+    Content-Length. A connection the server closed while idle is reopened once.
     """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
-    def get(entity_id: str) -> None:
-        conn.request("GET", f"/v1/predictions/{entity_id}")
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise LookupError(f"HTTP {response.status} for {entity_id}: {body[:200]!r}")
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock: socket.socket | None = None
+        self.buffer = bytearray()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer.clear()
+        return sock
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """(status, body) of GET `path`."""
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        if self.sock is None:
+            self.sock = self._connect()
+        try:
+            self.sock.sendall(request)
+            return self._response()
+        except (ConnectionError, BrokenPipeError):
+            self.close()
+            self.sock = self._connect()
+            self.sock.sendall(request)
+            return self._response()
+
+    def _response(self) -> tuple[int, bytes]:
+        assert self.sock is not None
+        buffer = self.buffer
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                head = bytes(buffer[:end]).lower()
+                at = head.find(b"\r\ncontent-length:")
+                if at < 0:
+                    raise ConnectionError(f"no Content-Length in {head[:200]!r}")
+                size = int(head[at + 17:].split(b"\r\n", 1)[0])
+                total = end + 4 + size
+                if len(buffer) >= total:
+                    status, body = int(head[9:12]), bytes(buffer[end + 4:total])
+                    del buffer[:total]
+                    return status, body
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("server closed the connection")
+            buffer += chunk
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def _http_call(url: str, port: int) -> tuple[Any, Any]:
+    """(call, close) for the HTTP API over one keep-alive connection (KeepAliveClient)."""
+    client = KeepAliveClient(port)
 
     def call(entity_id: str) -> None:
-        try:
-            get(entity_id)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            conn.close()
-            get(entity_id)
+        status, body = client.get(f"/v1/predictions/{entity_id}")
+        if status != 200:
+            raise LookupError(f"HTTP {status} for {entity_id}: {body[:200]!r}")
 
-    return call, conn.close
+    return call, client.close
 
 
 CALLS = {"client": _client_call, "raw": _raw_call, "http": _http_call}
