@@ -190,7 +190,7 @@ class ServeConfig(_Section):
     pool_size: int = Field(8, ge=1)
     # Single lookups run at most this many statements at once per worker; the calls that
     # arrive meanwhile are answered together by the next statement (fewer round trips).
-    query_concurrency: int = Field(2, ge=1)
+    query_concurrency: int = Field(1, ge=1)
     workers: int = Field(1, ge=1)
 
 

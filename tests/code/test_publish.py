@@ -112,10 +112,14 @@ def test_misses_get_the_snapshot_fallback_or_the_clients(store_url: str) -> None
 
 
 def test_lookup_before_any_publish_raises_no_snapshot(store_url: str) -> None:
-    with LookupClient(store_url) as client, pytest.raises(NoSnapshotError, match="publish"):
-        client.get(["a"])
-    assert store.current(store_url) is None
-    assert store.snapshots(store_url) == []
+    with LookupClient(store_url) as client:
+        for call in (lambda: client.get(["a"]), lambda: client.get_one("a")):
+            with pytest.raises(NoSnapshotError, match="publish"):
+                call()
+        assert store.current(store_url) is None
+        assert store.snapshots(store_url) == []
+        store.publish(store_url, [_batch(["a"], [0.5])], _meta(), keep=3)
+        assert client.get_one("a").score == 0.5  # the same client, once there is a snapshot
 
 
 def test_lookup_handles_many_ids_duplicates_and_empty_requests(store_url: str) -> None:
