@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs venv demo test lint clean airflow browser browser-if-required bench bench-prereqs
+.PHONY: help prereqs venv demo test lint clean airflow browser browser-if-required bench bench-prereqs bench-train
 
 help:
 	@echo "make demo   - generate data, run training + predict end to end, print a summary"
@@ -14,6 +14,7 @@ help:
 	@echo "make airflow - start Airflow's components on this machine (precast airflow up)"
 	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
 	@echo "make bench  - benchmarks vs baselines, same run (BENCH_ROWS=100000 or BENCH_ARGS=--quick)"
+	@echo "make bench-train - training time by rows (100k, 1M, 5M) on this machine's devices"
 	@echo "make clean  - remove .venv and .precast"
 
 prereqs:
@@ -78,6 +79,10 @@ bench-prereqs:
 bench: venv
 	@$(MAKE) --no-print-directory bench-prereqs || echo "continuing without the Spark JDBC baseline"
 	nice -n 10 $(BIN)/python -m bench $(BENCH_ARGS)
+
+# Training time vs rows on the current device(s) (CPU; CUDA too when XGBoost sees a GPU).
+bench-train: venv
+	nice -n 10 $(BIN)/python -m bench train $(BENCH_ARGS)
 
 test: lint browser-if-required
 	$(BIN)/pytest

@@ -3,6 +3,7 @@
     python -m bench                      # all families at full size (about 10+ minutes)
     python -m bench --quick              # 100k rows, 1M for the large publish, short lookups
     python -m bench publish --rows 200000
+    python -m bench train                # training time by rows and device (make bench-train)
     BENCH_ROWS=100000 make bench         # sizes from the environment (BENCH_BIG_ROWS too)
 
 Results: printed, and written to .precast/bench/results.{json,txt}.
@@ -23,17 +24,20 @@ from bench.common import Row, Sizes, machine, prepare, table_text, write_results
 
 log = logging.getLogger("bench")
 
-FAMILIES = ("publish", "score", "lookup")
+FAMILIES = ("publish", "score", "lookup")  # `all`; `train` runs only when named
+OPTIONAL = ("train",)
 QUICK = Sizes(rows=100_000, big_rows=1_000_000, repeats=1, lookup_seconds=3.0,
               pgbench_seconds=3)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("families", nargs="*", metavar="{publish,score,lookup,all}",
-                        help="which benchmarks (default all)")
+    parser.add_argument("families", nargs="*", metavar="{publish,score,lookup,train,all}",
+                        help="which benchmarks (default all: publish, score, lookup)")
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
-    parser.add_argument("--rows", type=int, help="rows for publish/score/lookup (BENCH_ROWS)")
+    parser.add_argument("--rows", type=int,
+                        help="rows for publish/score/lookup/train (BENCH_ROWS; train "
+                             "defaults to 100k, 1M and 5M)")
     parser.add_argument("--big-rows", type=int,
                         help="rows of the large publish (BENCH_BIG_ROWS; default 10x rows)")
     parser.add_argument("--repeats", type=int, help="repeats of the fast publish contenders")
@@ -72,6 +76,10 @@ def _family(name: str) -> Callable[[Sizes], tuple[list[Row], list[str]]]:
         from bench import score
 
         return score.run
+    if name == "train":
+        from bench import train
+
+        return train.run
     from bench import lookup
 
     return lookup.run
@@ -81,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen families one after another; print and save one summary table."""
     parser = _parser()
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.families) - {*FAMILIES, "all"})
+    unknown = sorted(set(args.families) - {*FAMILIES, *OPTIONAL, "all"})
     if unknown:  # not argparse choices: Python 3.11 rejects an empty list against them
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from "
-                     f"{', '.join(FAMILIES)}, all")
+                     f"{', '.join((*FAMILIES, *OPTIONAL))}, all")
     prepare()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")

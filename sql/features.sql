@@ -34,7 +34,11 @@ agg AS (
            count_if(event_type = 'play' AND in_short) AS plays_7d,
            count_if(event_type = 'play') AS plays_30d,
            count_if(event_type = 'purchase') AS purchases_30d,
-           coalesce(sum(CASE WHEN event_type = 'purchase' THEN amount END), 0D) AS spend_30d,
+           -- summed as DECIMAL: a sum of doubles depends on the order Spark adds them in
+           -- (partitioning), so training and scoring could differ in the last bit
+           CAST(coalesce(sum(CASE WHEN event_type = 'purchase'
+                                  THEN CAST(amount AS DECIMAL(20, 6)) END), 0) AS DOUBLE)
+               AS spend_30d,
            count_if(event_type = 'support_ticket') AS support_tickets_30d,
            count_if(event_type = 'plan_change') AS plan_changes_30d,
            count(DISTINCT CASE WHEN in_short THEN dt END) AS active_days_7d,

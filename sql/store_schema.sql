@@ -43,3 +43,21 @@ CREATE TABLE IF NOT EXISTS prediction_activations (
     action TEXT NOT NULL CHECK (action IN ('publish', 'rollback')),
     reason TEXT NOT NULL
 );
+-- champion_history: which model version was the champion (served by the next predictions)
+-- from valid_from until valid_to (NULL: still is), who decided ('gate', or a person's name)
+-- and how: decision 'gate' (promoted by the champion gate), 'override' (a person forced a
+-- challenger in), 'rollback' (a person went back to an earlier version), 'pin' / 'unpin' (a
+-- person froze the champion against the gate, or released it; the version stays). evidence
+-- links the gate's report or whatever the person cited. "What was the champion at time T"
+-- is champion_at.sql.
+CREATE TABLE IF NOT EXISTS champion_history (
+    history_id {{serial_key}},
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    valid_from TIMESTAMP WITH TIME ZONE NOT NULL,
+    valid_to TIMESTAMP WITH TIME ZONE,
+    decided_by TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('gate', 'override', 'rollback', 'pin', 'unpin')),
+    reason TEXT NOT NULL,
+    evidence TEXT
+);

@@ -87,6 +87,14 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty prediction store: a SQLite file, or a PostgreSQL database."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
+
+
 # For tests that start a Spark JVM per step (Airflow tasks, spark-submit) on tiny data: a
 # client JIT and a serial GC cut each JVM's CPU by about a third on 2 cores (not a
 # production setting: it slows big jobs).

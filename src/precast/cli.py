@@ -7,6 +7,9 @@
     precast serve           # the lookup HTTP API (serve.host / serve.port)
     precast snapshots       # retained and past prediction snapshots
     precast rollback --to snapshot:12|model:4 --reason "..."
+    precast promote --force --reason "..." [--version 7]    # or --pin / --unpin (audited)
+    precast champions           # champion history: who made which version champion, why
+    precast retrain --like 4    # retrain a version from its records; exit 0 when identical
     precast store setup --reader precast_reader --writer precast_writer   # PostgreSQL roles
     precast status
     precast demo            # what `make demo` runs
@@ -95,6 +98,30 @@ def _parser() -> argparse.ArgumentParser:
                                "champion alias moves too)")
     rollback.add_argument("--reason", required=True, help="why (recorded)")
     rollback.add_argument("--by", default=None, help="who (recorded; default: your user name)")
+
+    promote = sub.add_parser("promote", parents=[common],
+                             help="override the champion gate (recorded with who and why)")
+    action = promote.add_mutually_exclusive_group(required=True)
+    action.add_argument("--force", dest="action", action="store_const", const="force",
+                        help="make --version (default: the challenger) the champion")
+    action.add_argument("--pin", dest="action", action="store_const", const="pin",
+                        help="freeze the champion: the gate rejects every challenger")
+    action.add_argument("--unpin", dest="action", action="store_const", const="unpin",
+                        help="release a pinned champion")
+    promote.add_argument("--version", default=None, help="the model version (--force)")
+    promote.add_argument("--reason", required=True, help="why (recorded)")
+    promote.add_argument("--by", default=None, help="who (recorded; default: your user name)")
+
+    sub.add_parser("champions", parents=[common],
+                   help="champion history: which version, from when, decided by whom, why")
+
+    retrain = sub.add_parser("retrain", parents=[common],
+                             help="retrain a registered version from its recorded inputs and "
+                                  "check the model bytes match (registers nothing)")
+    retrain.add_argument("--like", required=True, metavar="MODEL_VERSION",
+                         help="the registered version of model.name to reproduce")
+    retrain.add_argument("--out", type=Path, default=None,
+                         help="keep the retrained model here (default: a temporary folder)")
 
     store_cmd = sub.add_parser("store", parents=[common],
                                help="prediction store administration (PostgreSQL roles)")
@@ -194,6 +221,48 @@ def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(cfg: Config, args: argparse.Namespace) -> int:
+    import getpass
+
+    from precast.steps import promote
+
+    result = promote.run(cfg, args.action, version=args.version, reason=args.reason,
+                         by=args.by or getpass.getuser())
+    was = f" (champion was v{result.previous_champion})" if result.previous_champion else ""
+    print(f"{result.action}: {result.model_name} v{result.model_version}{was}, recorded as "
+          f"decided by {result.decided_by}: {result.reason}")
+    return 0
+
+
+def cmd_champions(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import champions, console
+
+    console.print_champions(champions.history(cfg.predictions_url, cfg.model.name))
+    return 0
+
+
+def cmd_retrain(cfg: Config, args: argparse.Namespace) -> int:
+    from precast.steps import retrain
+
+    r = retrain.run(cfg, args.like, out=args.out)
+    print(f"retrained {r.model_name} v{r.model_version} (run date {r.run_date}, data version "
+          f"{r.data_version}, device {r.device}, code {r.code_version}, recorded "
+          f"{r.recorded_code_version})")
+    print(f"model sha256 recorded {r.recorded_sha256 or '-'}, retrained {r.retrained_sha256}; "
+          f"max score difference {r.max_score_diff:.3g}" + (f"; kept in {r.model_dir}"
+                                                          if r.model_dir else ""))
+    if r.reproduced:
+        print("reproduced: " + ("the model bytes are identical" if r.bytes_identical else
+                                f"ROC AUC within {retrain.GPU_AUC_TOLERANCE} on {r.device}"))
+        return 0
+    print(f"precast: retrain: v{r.model_version} NOT reproduced: the model bytes differ"
+          f" (ROC AUC difference {r.auc_diff:.3g}); "
+          + ("the code version differs from the recorded one"
+             if r.code_version != r.recorded_code_version
+             else "same code version: look for nondeterminism"), file=sys.stderr)
+    return 1
+
+
 def cmd_store(cfg: Config, args: argparse.Namespace) -> int:
     from precast import store
 
@@ -226,7 +295,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
             "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow,
             "serve": cmd_serve, "snapshots": cmd_snapshots, "rollback": cmd_rollback,
-            "store": cmd_store}
+            "store": cmd_store, "retrain": cmd_retrain, "promote": cmd_promote,
+            "champions": cmd_champions}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -116,14 +116,39 @@ class ModelConfig(_Section):
 
     name: str = "precast_churn"
     experiment: str = "precast"
+    # The model card's prose (every registered version gets a card; see precast.model_card).
+    intended_use: str = (
+        "Ranks active subscribers by their probability of cancelling within the label "
+        "horizon, so retention teams can prioritise outreach. Scores are refreshed in batch "
+        "and served from the prediction table; they are not meant for pricing, credit or "
+        "any decision about an individual without human review.")
+    known_limits: tuple[str, ...] = (
+        "Trained on recent behaviour only: a change in the product or in how events are "
+        "logged can shift scores until the next retraining (see monitoring).",
+        "Slices with fewer rows than gate.min_slice_rows are not evaluated separately.",
+        "Entities with no events in the long window are not scored (they get the fallback).",
+    )
+
+
+def _tenure_buckets() -> dict[str, tuple[float, ...]]:
+    return {"tenure_days": (30.0, 90.0, 180.0)}
 
 
 class GateConfig(_Section):
-    """Champion policy: promote if not worse than tolerance and above floors."""
+    """Champion policy: floors, calibration, and not worse than the champion overall and on
+    every slice with enough rows."""
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     tolerance: float = Field(0.01, ge=0)
     floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    # |mean prediction - observed label rate| on the test set must stay within this (None: off)
+    max_mean_score_gap: float | None = Field(0.05, ge=0)
+    # Slice columns of the test set; numeric ones are bucketed by slice_bins (left-closed).
+    slices: tuple[str, ...] = ("country", "plan", "device", "tenure_days")
+    slice_bins: dict[str, tuple[float, ...]] = Field(default_factory=_tenure_buckets)
+    min_slice_rows: int = Field(200, ge=1)
+    require_slices: bool = True  # every compared slice must be not worse than slice_tolerance
+    slice_tolerance: float = Field(0.05, ge=0)  # slices are smaller, so noisier, than the whole
 
     @field_validator("floors")
     @classmethod
@@ -131,6 +156,14 @@ class GateConfig(_Section):
         unknown = set(v) - {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"}
         if unknown:
             raise ValueError(f"unknown metrics in floors: {sorted(unknown)}")
+        return v
+
+    @field_validator("slice_bins")
+    @classmethod
+    def _increasing_bins(cls, v: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for column, edges in v.items():
+            if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+                raise ValueError(f"slice_bins.{column} must be increasing, got {list(edges)}")
         return v
 
 

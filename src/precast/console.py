@@ -82,6 +82,17 @@ def print_rollback(result: Any) -> None:
           f"{moved}; was snapshot {result.previous_snapshot_id}")
 
 
+def print_champions(periods: Any) -> None:
+    """champion_history, newest first, one line per period."""
+    if not periods:
+        print("no champion recorded yet")
+    for p in periods:
+        until = f"{p.valid_to:%Y-%m-%d %H:%M}" if p.valid_to else "now"
+        evidence = f"  [{p.evidence}]" if p.evidence else ""
+        print(f"v{p.model_version:<5} {p.valid_from:%Y-%m-%d %H:%M} .. {until:<16} "
+              f"{p.decision:<8} by {p.decided_by}: {p.reason}{evidence}")
+
+
 def print_status(cfg: Config) -> None:
     from precast import pipeline, registry, store
 

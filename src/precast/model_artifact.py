@@ -6,6 +6,7 @@ do not match the spec, so features can never be silently misaligned.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,6 +91,16 @@ def save(directory: Path, booster: xgb.Booster, spec: FeatureSpec) -> Path:
     booster.save_model(str(directory / BOOSTER_FILE))
     (directory / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
     return directory
+
+
+def model_bytes(booster: xgb.Booster) -> bytes:
+    """The booster exactly as :func:`save` (and the MLflow flavor) writes it: UBJSON."""
+    return bytes(booster.save_raw(raw_format="ubj"))
+
+
+def sha256(booster: xgb.Booster) -> str:
+    """Fingerprint of :func:`model_bytes` (recorded on each version, compared by retrain)."""
+    return hashlib.sha256(model_bytes(booster)).hexdigest()
 
 
 def load(directory: Path) -> tuple[xgb.Booster, FeatureSpec]:

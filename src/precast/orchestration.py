@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,12 +73,29 @@ ROLLBACK_TARGET_PARAM = Param(
     "", type="string", minLength=3, title="Roll back to",
     description="snapshot:<snapshot id> serves that retained snapshot again; model:<version> "
                 "serves that model version's newest retained snapshot and makes it the "
-                "champion. `precast snapshots` lists what is retained.",
+                "champion (model:previous: the champion before the current one). "
+                "`precast snapshots` lists what is retained.",
 )
 ROLLBACK_REASON_PARAM = Param(
     "", type="string", minLength=3, title="Reason",
     description="Why (recorded with your user name in prediction_snapshots and "
                 "prediction_activations).",
+)
+
+
+PROMOTE_ACTION_PARAM = Param(
+    "force", type="string", enum=["force", "pin", "unpin"], title="Action",
+    description="force: make the version below (empty: the current challenger) the champion "
+                "despite the gate; pin: freeze the current champion (the gate rejects every "
+                "challenger); unpin: release it.",
+)
+PROMOTE_VERSION_PARAM = Param(
+    None, type=["null", "string"], title="Model version",
+    description="For force: the registered version to promote. Empty: the challenger.",
+)
+PROMOTE_REASON_PARAM = Param(
+    "", type="string", minLength=3, title="Reason",
+    description="Why (recorded with your user name in champion_history).",
 )
 
 
@@ -318,28 +336,55 @@ def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
     return _run
 
 
-def rollback_task() -> Any:
-    """The `precast_rollback` task: serve the Param `target`, recording who and why."""
+def _manual_task(task_id: str, doc: str, dag_id: str,
+                 work: Callable[[Config, dict[str, Any], str], Any]) -> Any:
+    """A task of a manual DAG: `work(cfg, params, who)` as the triggering user; a refusal
+    (a ValueError such as RollbackTargetError or PromoteError) fails it at once, with the
+    reason."""
 
-    @task(task_id="rollback", retries=0,
-          doc_md="Runs `precast rollback --to TARGET --reason REASON` as the triggering user.")
+    @task(task_id=task_id, retries=0, doc_md=doc)
     def _run(**context: Any) -> dict[str, Any]:
         from dataclasses import asdict
 
         from precast.runtime import prepare_environment
-        from precast.steps import rollback
 
         prepare_environment()
-        params = context.get("params") or {}
         dag_run = context.get("dag_run")
-        by = getattr(dag_run, "triggering_user_name", None) or "airflow"
+        user = getattr(dag_run, "triggering_user_name", None) or "airflow"
         try:
-            result = rollback.run(_config(airflow_overrides()), str(params.get("target", "")),
-                                  by=f"{by} (precast_rollback)",
-                                  reason=str(params.get("reason", "")))
-        except (rollback.RollbackTargetError, ValueError) as exc:
-            log.error("rollback failed: %s", exc)
-            raise AirflowFailException(f"rollback failed: {exc}") from exc
+            result = work(_config(airflow_overrides()), context.get("params") or {},
+                          f"{user} ({dag_id})")
+        except ValueError as exc:
+            log.error("%s failed: %s", task_id, exc)
+            raise AirflowFailException(f"{task_id} failed: {exc}") from exc
         return asdict(result)
 
     return _run
+
+
+def rollback_task() -> Any:
+    """The `precast_rollback` task: serve the Param `target`, recording who and why."""
+
+    def work(cfg: Config, params: dict[str, Any], who: str) -> Any:
+        from precast.steps import rollback
+
+        return rollback.run(cfg, str(params.get("target", "")), by=who,
+                            reason=str(params.get("reason", "")))
+
+    return _manual_task("rollback", "Runs `precast rollback --to TARGET --reason REASON` as the "
+                        "triggering user.", "precast_rollback", work)
+
+
+def promote_task() -> Any:
+    """The `precast_promote` task: the Param `action` on the champion, recording who and why."""
+
+    def work(cfg: Config, params: dict[str, Any], who: str) -> Any:
+        from precast.steps import promote
+
+        version = params.get("version")
+        return promote.run(cfg, str(params.get("action", "")), by=who,
+                           reason=str(params.get("reason", "")),
+                           version=str(version) if version not in (None, "") else None)
+
+    return _manual_task("promote", "Runs `precast promote --ACTION [--version V] --reason "
+                        "REASON` as the triggering user.", "precast_promote", work)

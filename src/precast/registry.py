@@ -59,6 +59,21 @@ def by_alias(cfg: Config, alias: str) -> ModelRef | None:
         mv = mlflow_client.get_model_version_by_alias(cfg.model.name, alias)
     except MlflowException:
         return None
+    return _ref(mv)
+
+
+def version(cfg: Config, number: str) -> ModelRef | None:
+    """Version `number` of the configured model, or None when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(cfg).get_model_version(cfg.model.name, str(number))
+    except MlflowException:
+        return None
+    return _ref(mv)
+
+
+def _ref(mv: Any) -> ModelRef:
     return ModelRef(mv.name, str(mv.version), mv.run_id or "", dict(mv.tags))
 
 
@@ -81,6 +96,18 @@ def tag_version(cfg: Config, version: str, tags: dict[str, str]) -> None:
     mlflow_client = client(cfg)
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(cfg.model.name, version, key, value)
+
+
+def log_artifacts(cfg: Config, run_id: str, folder: str, texts: dict[str, str],
+                  files: list[Path]) -> str:
+    """Texts (name -> content) and files into run `run_id`'s artifacts under `folder`; the
+    folder's artifact URI."""
+    mlflow_client = client(cfg)
+    for name, text in texts.items():
+        mlflow_client.log_text(run_id, text, f"{folder}/{name}")
+    for path in files:
+        mlflow_client.log_artifact(run_id, str(path), folder)
+    return f"{mlflow_client.get_run(run_id).info.artifact_uri}/{folder}"
 
 
 def local_model(cfg: Config, ref: ModelRef) -> Path:

@@ -34,15 +34,7 @@ from precast.store import (
 DAY = date(2026, 3, 1)
 SCORED_AT = datetime(2026, 3, 1, 6, 30, 15, 123456, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
-CONTROL = {"prediction_snapshots", "prediction_activations"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty prediction store: a SQLite file, or a PostgreSQL database."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
+CONTROL = {"prediction_snapshots", "prediction_activations", "champion_history"}
 
 
 def _batch(ids: list[str], scores: list[float], **extra: list[object]) -> pa.RecordBatch:

@@ -46,6 +46,10 @@ def test_dags_import_without_errors(dagbag) -> None:
     assert type(rollback.timetable).__name__ == "NullTimetable"  # manual only
     assert set(rollback.params) == {"target", "reason"}
     assert [t.task_id for t in rollback.tasks] == ["rollback"]
+    promote = dagbag.dags["precast_promote"]
+    assert type(promote.timetable).__name__ == "NullTimetable"  # manual only
+    assert set(promote.params) == {"action", "version", "reason"}
+    assert [t.task_id for t in promote.tasks] == ["promote"]
 
 
 def test_dag_files_import_nothing_heavy() -> None:
@@ -113,3 +117,25 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
     run = rollback.test(run_conf={"target": "model:404", "reason": "no such version"})
     assert run.state == "failed"
     assert store.current(world.cfg.predictions_url).snapshot_id == first.snapshot_id
+    _promote_through_the_dag(dagbag, world, champion.version, str(v2))
+
+
+def _promote_through_the_dag(dagbag, world, v1: str, v2: str) -> None:
+    """precast_promote pins the champion, then forces v2 in, as the triggering user; every
+    change is in champion_history; an unknown version fails the task."""
+    from precast import champions, registry
+
+    promote = dagbag.dags["precast_promote"]
+    run = promote.test(run_conf={"action": "pin", "reason": "quarter-end freeze"})
+    assert run.state == "success"
+    pinned = champions.current(world.cfg.predictions_url, world.cfg.model.name)
+    assert pinned is not None and pinned.pinned and pinned.model_version == v1
+    assert pinned.decided_by.endswith("(precast_promote)")
+    run = promote.test(run_conf={"action": "force", "version": "404", "reason": "typo"})
+    assert run.state == "failed"
+    run = promote.test(run_conf={"action": "force", "version": v2, "reason": "reviewed"})
+    assert run.state == "success"
+    assert registry.by_alias(world.cfg, registry.CHAMPION).version == v2
+    history = champions.history(world.cfg.predictions_url, world.cfg.model.name)
+    assert [(p.model_version, p.decision) for p in history] == [
+        (v2, "override"), (v1, "pin"), (v1, "rollback"), (v1, "gate")]

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from precast import champions, pipeline, registry, store
 from precast import lake as lk
-from precast import pipeline, registry, store
 from precast.lookup import LookupClient
 from precast.steps.gate import ChallengerRejectedError
 from precast.steps.validate import ValidationFailed
@@ -32,6 +32,7 @@ def test_first_run_promotes_and_publishes(world: World) -> None:
     assert champion is not None and champion.version == "1"
     assert champion.tags["data_version"] and champion.tags["code_version"]
     assert champion.tags["gate.decision"] == "promoted"
+    _evidence_is_recorded(world, champion)
     train = _records(world, "train")["result"]
     assert train["metrics"]["roc_auc"] > 0.65, train["metrics"]
     current = store.current(world.cfg.predictions_url)
@@ -42,6 +43,24 @@ def test_first_run_promotes_and_publishes(world: World) -> None:
     assert [r.found for r in rows] == [True, True, True, False]
     assert [r.score for r in rows[:3]] == pytest.approx(preds["score"].head(3).tolist())
     assert {r.model_version for r in rows[:3]} == {"1"}
+
+
+def _evidence_is_recorded(world: World, champion: registry.ModelRef) -> None:
+    """The gate's report and the model card are MLflow artifacts; the promotion is in
+    champion_history with the report as its evidence."""
+    import mlflow
+
+    report = mlflow.artifacts.load_text(champion.tags["gate.report"])
+    assert report.startswith("<!doctype html>") and report.count("<svg") >= 4
+    assert f"challenger v{champion.version}" in report and "PROMOTED" in report
+    card = mlflow.artifacts.load_text(champion.tags["model_card"])
+    assert card.startswith(f"# Model card: {world.cfg.model.name} v{champion.version}")
+    assert "**promoted**" in card and "## Metrics by slice" in card and "| country=" in card
+    assert champion.tags["data_version"] in card
+    (period,) = champions.history(world.cfg.predictions_url, world.cfg.model.name)
+    assert (period.model_version, period.decision, period.decided_by) == (
+        champion.version, "gate", "gate")
+    assert period.evidence == champion.tags["gate.report"]
 
 
 def test_every_planted_bad_line_is_accounted_for(world: World) -> None:
@@ -85,6 +104,9 @@ def test_gate_rejects_a_worse_challenger(world: World) -> None:
     assert store.current(world.cfg.predictions_url) == served
     rejected = registry.by_alias(world.cfg, registry.CHALLENGER)
     assert rejected is not None and rejected.tags["gate.decision"] == "rejected"
+    assert "floor roc_auc" in rejected.tags["gate.rules_failed"]
+    assert champions.current(world.cfg.predictions_url, world.cfg.model.name).model_version \
+        == champion.version
     pipeline.run_step(world.cfg, "features", world.run_date)  # restore for other tests
 
 

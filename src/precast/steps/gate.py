@@ -1,30 +1,40 @@
 """Champion gate: challenger vs champion on the same test set; promote or reject loudly.
 
 Run: `precast run gate --date 2026-03-01` (or `python jobs/gate.py --date ...`).
-The challenger is promoted (alias `champion`) only if it passes the absolute floors
-and is not worse than the champion by more than the tolerance. With no champion yet,
-floors alone decide. The decision and both sets of metrics are recorded as tags on
-the challenger's model version.
+Both models score the challenger's test set. The challenger is promoted (alias `champion`)
+only if it passes every rule: the absolute floors, the calibration bound (mean prediction
+near the observed label rate), not worse than the champion by more than the tolerance
+overall, and, with `gate.require_slices`, on every slice (`gate.slices`) with at least
+`gate.min_slice_rows` rows. With no champion yet, floors and calibration alone decide.
+The decision (every rule with its numbers) is recorded on the challenger's model version,
+and an HTML evidence report (precast.gate_report) is written to the lake and logged to
+MLflow, whatever the outcome.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from precast import champions, model_card, registry
 from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
-from precast import registry
 from precast.config import Config, GateConfig
 from precast.steps.features import LABEL
 from precast.steps.train import load_dataset
 
 log = logging.getLogger(__name__)
+
+OVERALL = "overall"
+DECISION_FILE = "gate_decision.json"
 
 
 class ChallengerRejectedError(RuntimeError):
@@ -32,12 +42,78 @@ class ChallengerRejectedError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One check of the policy with its numbers: `value` had to meet `bound`."""
+
+    name: str  # e.g. "floor roc_auc", "not worse on roc_auc"
+    scope: str  # "overall" or a slice such as "country=DE"
+    metric: str
+    value: float  # the challenger's
+    bound: float  # what it had to reach (a floor, or the champion's value less tolerance)
+    passed: bool
+    champion: float | None = None  # the champion's value, for comparisons
+    note: str = ""  # a rule that is not a number (a pin) says what it is here
+
+    def evidence(self) -> str:
+        """`challenger 0.8123 vs champion 0.8200 (bound 0.8100)` or `challenger ... vs 0.6`."""
+        if self.note:
+            return self.note
+        if self.champion is None:
+            return f"challenger {self.value:.4f} vs {self.bound:g}"
+        return (f"challenger {self.value:.4f} vs champion {self.champion:.4f} "
+                f"(bound {self.bound:.4f})")
+
+    def describe(self) -> str:
+        scope = "" if self.scope == OVERALL else f" [{self.scope}]"
+        return f"{self.name}{scope}: {self.evidence()}"
+
+
+@dataclass(frozen=True)
 class Decision:
     promote: bool
-    rules: tuple[tuple[str, bool, str], ...]  # (rule, passed, evidence)
+    rules: tuple[Rule, ...]
 
     def failed(self) -> list[str]:
-        return [f"{rule}: {evidence}" for rule, ok, evidence in self.rules if not ok]
+        return [rule.describe() for rule in self.rules if not rule.passed]
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One slice of the test set: both models' metrics, or why it was not compared."""
+
+    column: str
+    value: str
+    rows: int
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    skipped: str = ""  # the reason it was not compared ("" = compared)
+
+    @property
+    def scope(self) -> str:
+        return f"{self.column}={self.value}"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model version's predictions on the test set."""
+
+    version: str
+    scores: np.ndarray
+    metrics: dict[str, float]
+    importance: dict[str, float]  # gain per feature
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything the gate decided on: the test set, both models' scores, the slices."""
+
+    test_date: date
+    test_data_version: str
+    labels: np.ndarray
+    challenger: Scored
+    champion: Scored | None
+    slices: tuple[SliceResult, ...]
 
 
 @dataclass(frozen=True)
@@ -48,63 +124,223 @@ class GateResult:
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     decision: Decision
+    report_path: str = ""
+
+
+# ---------------------------------------------------------------- slices
+
+
+def slice_values(test: pd.DataFrame, column: str, bins: tuple[float, ...] | None) -> pd.Series:
+    """Each row's slice label for `column`: the value, or its bucket ("[30, 90)") when binned."""
+    if column not in test.columns:
+        raise KeyError(f"gate.slices names {column!r}, which the test set does not have "
+                       f"(columns: {', '.join(sorted(test.columns))})")
+    values = test[column]
+    if not bins:
+        return values.astype("string").fillna("(missing)")
+    edges = [-np.inf, *bins, np.inf]
+    cut = pd.cut(values.astype("float64"), edges, right=False, labels=bucket_names(bins))
+    return cut.astype("string").fillna("(missing)")
+
+
+def bucket_names(bins: tuple[float, ...]) -> list[str]:
+    """The bucket labels of `bins`, in order: "< 30", "[30, 90)", ..., ">= 180"."""
+    edges = [-np.inf, *bins, np.inf]
+    return [_bucket(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+
+
+def _bucket(lo: float, hi: float) -> str:
+    if np.isinf(lo):
+        return f"< {hi:g}"
+    return f">= {lo:g}" if np.isinf(hi) else f"[{lo:g}, {hi:g})"
+
+
+def evaluate_slices(policy: GateConfig, test: pd.DataFrame, labels: np.ndarray,
+                    challenger: np.ndarray, champion: np.ndarray | None) -> list[SliceResult]:
+    """Metrics of both models on every slice; slices too small or one-class are skipped."""
+    out = []
+    for column in policy.slices:
+        bins = policy.slice_bins.get(column)
+        groups = slice_values(test, column, bins)
+        present = set(groups.unique())
+        order = bucket_names(bins) + ["(missing)"] if bins else sorted(present)
+        for value in [v for v in order if v in present]:
+            mask = (groups == value).to_numpy(dtype=bool)
+            rows, y = int(mask.sum()), labels[mask]
+            chal = mx.classification_metrics(y, challenger[mask])
+            champ = None if champion is None else mx.classification_metrics(y, champion[mask])
+            skipped = ""
+            if rows < policy.min_slice_rows:
+                skipped = f"{rows} rows < gate.min_slice_rows {policy.min_slice_rows}"
+            elif len(np.unique(y)) < 2:
+                skipped = "one class only"
+            out.append(SliceResult(column, str(value), rows, chal, champ, skipped))
+    return out
+
+
+# ---------------------------------------------------------------- the decision
 
 
 def decide(policy: GateConfig, challenger: dict[str, float],
-           champion: dict[str, float] | None, tolerance: float | None = None) -> Decision:
-    """Apply floors, then (when there is a champion) the tolerance on the gate metric."""
+           champion: dict[str, float] | None, tolerance: float | None = None,
+           slices: list[SliceResult] | tuple[SliceResult, ...] = (),
+           pin: champions.ChampionPeriod | None = None) -> Decision:
+    """Every rule of the policy, in a fixed order: a pin, floors, calibration, overall, slices.
+
+    `pin`: the champion's pinned period, when a person pinned it (nothing can replace it).
+    """
     tol = policy.tolerance if tolerance is None else tolerance
-    rules = []
-    for metric, bound in sorted(policy.floors.items()):
-        ok = mx.meets_floor(metric, challenger[metric], bound)
-        rules.append((f"floor {metric}", ok, f"challenger {challenger[metric]:.4f} vs {bound}"))
+    rules = [] if pin is None else [Rule(
+        "champion not pinned", OVERALL, "pinned", 1.0, 0.0, False,
+        note=f"v{pin.model_version} pinned by {pin.decided_by} at "
+             f"{pin.valid_from:%Y-%m-%d %H:%M} UTC: {pin.reason} (precast promote --unpin)")]
+    rules += [Rule(f"floor {metric}", OVERALL, metric, challenger[metric], bound,
+                  mx.meets_floor(metric, challenger[metric], bound))
+             for metric, bound in sorted(policy.floors.items())]
+    if policy.max_mean_score_gap is not None:
+        gap = abs(challenger["mean_score"] - challenger["label_rate"])
+        rules.append(Rule("mean score within gap of label rate", OVERALL,
+                          "mean_score_gap", gap, policy.max_mean_score_gap,
+                          gap <= policy.max_mean_score_gap))
     if champion is not None:
-        m = policy.metric
-        ok = mx.not_worse(m, challenger[m], champion[m], tol)
-        rules.append((f"not worse on {m} (tolerance {tol})", ok,
-                      f"challenger {challenger[m]:.4f} vs champion {champion[m]:.4f}"))
-    return Decision(all(ok for _, ok, _ in rules), tuple(rules))
+        rules.append(_not_worse(policy.metric, OVERALL, challenger, champion, tol))
+        if policy.require_slices:
+            rules += [_not_worse(policy.metric, s.scope, s.challenger, s.champion,
+                                 policy.slice_tolerance)
+                      for s in slices if not s.skipped and s.champion is not None]
+    return Decision(all(rule.passed for rule in rules), tuple(rules))
 
 
-def score_version(cfg: Config, ref: registry.ModelRef, test: pd.DataFrame) -> dict[str, float]:
-    """Metrics of a registered version on the test set, with its own feature spec."""
+def _not_worse(metric: str, scope: str, challenger: dict[str, float],
+               champion: dict[str, float], tolerance: float) -> Rule:
+    higher = mx.HIGHER_IS_BETTER[metric]
+    bound = champion[metric] - tolerance if higher else champion[metric] + tolerance
+    return Rule(f"not worse on {metric} (tolerance {tolerance:g})", scope, metric,
+                challenger[metric], bound,
+                mx.not_worse(metric, challenger[metric], champion[metric], tolerance),
+                champion[metric])
+
+
+# ---------------------------------------------------------------- scoring and recording
+
+
+def score_version(cfg: Config, ref: registry.ModelRef, test: pd.DataFrame) -> Scored:
+    """A registered version's scores and metrics on the test set, with its own feature spec."""
     booster, spec = ma.load(registry.local_model(cfg, ref))
-    return mx.classification_metrics(test[LABEL].to_numpy(), ma.predict(booster, test, spec))
+    scores = ma.predict(booster, test, spec)
+    gains = booster.get_score(importance_type="gain")  # one number per feature for trees
+    importance = {k: float(np.sum(v)) for k, v in gains.items()}
+    return Scored(ref.version, scores, mx.classification_metrics(test[LABEL].to_numpy(), scores),
+                  importance, {**ref.tags, "run_id": ref.run_id})
 
 
-def _record(cfg: Config, version: str, decision: Decision, chal: dict[str, float],
-            champ: dict[str, float] | None, champ_version: str | None) -> None:
-    registry.tag_version(cfg, version, {
-        "gate.decision": "promoted" if decision.promote else "rejected",
-        "gate.rules": json.dumps([list(r) for r in decision.rules]),
-        "gate.challenger_metrics": json.dumps(chal),
-        "gate.champion_metrics": json.dumps(champ),
-        "gate.champion_version": str(champ_version),
+def evaluate(cfg: Config, challenger: registry.ModelRef, champion: registry.ModelRef | None,
+             run_date: date) -> Evaluation:
+    """Both models on the challenger's test set, overall and per slice."""
+    test_date = date.fromisoformat(challenger.tags.get("run_date", run_date.isoformat()))
+    test, manifest = load_dataset(lk.Lake(cfg.lake_root).dataset("test", test_date))
+    labels = test[LABEL].to_numpy(dtype="float64")
+    chal = score_version(cfg, challenger, test)
+    champ = score_version(cfg, champion, test) if champion else None
+    slices = evaluate_slices(cfg.gate, test, labels, chal.scores,
+                             None if champ is None else champ.scores)
+    return Evaluation(test_date, str(manifest.get("data_version", "")), labels, chal, champ,
+                      tuple(slices))
+
+
+def decision_record(ev: Evaluation, decision: Decision, policy: GateConfig,
+                    tolerance: float) -> dict[str, Any]:
+    """The decision as JSON: rules, metrics, slices, versions (an MLflow artifact)."""
+    return {
+        "decision": "promoted" if decision.promote else "rejected",
+        "challenger_version": ev.challenger.version,
+        "champion_version": ev.champion.version if ev.champion else None,
+        "test_date": ev.test_date.isoformat(), "test_data_version": ev.test_data_version,
+        "policy": {**policy.model_dump(mode="json"), "tolerance": tolerance},
+        "rules": [asdict(rule) for rule in decision.rules],
+        "challenger_metrics": ev.challenger.metrics,
+        "champion_metrics": ev.champion.metrics if ev.champion else None,
+        "slices": [{**asdict(s), "scope": s.scope} for s in ev.slices],
+    }
+
+
+def _record(cfg: Config, ev: Evaluation, decision: Decision, report: Path,
+            record: dict[str, Any]) -> str:
+    """The full record and the report on the challenger's training run (MLflow artifacts),
+    a summary as tags on its model version; the report's artifact URI."""
+    folder = registry.log_artifacts(cfg, ev.challenger.tags["run_id"], "gate",
+                                    {DECISION_FILE: json.dumps(record, indent=2)}, [report])
+    uri = f"{folder}/{report.name}"
+    registry.tag_version(cfg, ev.challenger.version, {
+        "gate.decision": record["decision"],
+        "gate.rules_failed": json.dumps(decision.failed())[:4000],
+        "gate.rules": f"{sum(r.passed for r in decision.rules)} of {len(decision.rules)} passed",
+        "gate.challenger_metrics": json.dumps(ev.challenger.metrics),
+        "gate.champion_metrics": json.dumps(ev.champion.metrics if ev.champion else None),
+        "gate.champion_version": str(ev.champion.version if ev.champion else None),
+        "gate.report": uri,
     })
+    return uri
+
+
+def _card_facts(cfg: Config, ev: Evaluation, decision: Decision,
+                report_uri: str) -> model_card.CardFacts:
+    """The challenger's model card, complete: slices and the gate's decision included."""
+    chal = ev.challenger
+    params = model_card.run_params(cfg, chal.tags["run_id"])
+    run_date = chal.tags.get("run_date")
+    manifest = None if not run_date else lk.read_json(lk.manifest_path(
+        lk.Lake(cfg.lake_root).dataset("train", date.fromisoformat(run_date))))
+    return model_card.CardFacts(
+        chal.version, chal.tags["run_id"], chal.tags, chal.tags.get("features", "").split(","),
+        params, chal.metrics, manifest or {}, model_card.monotone_of(params), ev.slices,
+        decision, report_uri)
+
+
+def _pin(cfg: Config, champion: registry.ModelRef | None,
+         challenger: registry.ModelRef) -> champions.ChampionPeriod | None:
+    """The champion's pin, when a person pinned it and the challenger is another version."""
+    if champion is None or champion.version == challenger.version:
+        return None
+    now = champions.current(cfg.predictions_url, cfg.model.name)
+    return now if now is not None and now.pinned and now.model_version == champion.version \
+        else None
 
 
 def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResult:
-    """Score both models on the challenger's test set, decide, record, promote or raise."""
+    """Score both models on the challenger's test set, decide, report, promote or raise."""
+    from precast import gate_report
+
     challenger = registry.by_alias(cfg, registry.CHALLENGER)
     if challenger is None:
         raise LookupError(f"no {registry.CHALLENGER!r} version of {cfg.model.name}; train first")
-    test_date = date.fromisoformat(challenger.tags.get("run_date", run_date.isoformat()))
-    test, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("test", test_date))
     champion = registry.by_alias(cfg, registry.CHAMPION)
-    champ_version = champion.version if champion else None
-    chal = score_version(cfg, challenger, test)
-    champ = score_version(cfg, champion, test) if champion else None
-    decision = decide(cfg.gate, chal, champ, tolerance)
-    _record(cfg, challenger.version, decision, chal, champ, champ_version)
+    ev = evaluate(cfg, challenger, champion, run_date)
+    tol = cfg.gate.tolerance if tolerance is None else tolerance
+    decision = decide(cfg.gate, ev.challenger.metrics,
+                      ev.champion.metrics if ev.champion else None, tol, ev.slices,
+                      _pin(cfg, champion, challenger))
+    record = decision_record(ev, decision, cfg.gate, tol)
+    report = gate_report.write(cfg, run_date, ev, decision, record)
+    uri = _record(cfg, ev, decision, report, record)
+    log.info("gate evidence report: %s (MLflow artifact %s)", report, uri)
+    model_card.log(cfg, _card_facts(cfg, ev, decision, uri))
+    champ_version = ev.champion.version if ev.champion else None
     result = GateResult(decision.promote, challenger.version, champ_version,
-                        chal, champ, decision)
+                        ev.challenger.metrics, ev.champion.metrics if ev.champion else None,
+                        decision, str(report))
     if not decision.promote:
         kept = f"v{champ_version}" if champ_version else "(none)"
-        log.error("ALERT gate rejected %s v%s; champion %s stays: %s", cfg.model.name,
-                  challenger.version, kept, "; ".join(decision.failed()))
+        log.error("ALERT gate rejected %s v%s; champion %s stays: %s (evidence: %s)",
+                  cfg.model.name, challenger.version, kept, "; ".join(decision.failed()), report)
         raise ChallengerRejectedError(f"challenger v{challenger.version} rejected, champion "
                                       f"{kept} stays: " + "; ".join(decision.failed()))
     if champion is None or champion.version != challenger.version:
         registry.set_alias(cfg, registry.CHAMPION, challenger.version)
-    log.info("gate promoted %s v%s", cfg.model.name, challenger.version)
+        champions.record(cfg.predictions_url, cfg.model.name, challenger.version,
+                         decided_by="gate", decision="gate", evidence=uri,
+                         reason=f"passed all {len(decision.rules)} rules"
+                                + (f" against v{champ_version}" if champ_version else ""))
+    log.info("gate promoted %s v%s (%d rules passed)", cfg.model.name, challenger.version,
+             len(decision.rules))
     return result

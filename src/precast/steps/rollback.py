@@ -2,11 +2,14 @@
 
     precast rollback --to snapshot:12 --reason "bad features in snapshot 13"
     precast rollback --to model:4 --reason "v5 over-predicts churn for tv users"
+    precast rollback --to model:previous --reason "..."   # the champion before this one
 
 `snapshot:N` repoints `predictions_current` at retained snapshot N. `model:V` repoints it at
 the newest retained snapshot scored by model version V and moves the registry's `champion`
-alias to V, so the next scheduled predict keeps serving V. Who and why are recorded on the
-snapshot and in the `prediction_activations` history. Manual-only DAG: `precast_rollback`.
+alias to V, so the next scheduled predict keeps serving V (`model:previous`: the champion
+before the current one, from `champion_history`). Who and why are recorded on the snapshot,
+in the `prediction_activations` history and, when the champion moves, in
+`champion_history`. Manual-only DAG: `precast_rollback`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from precast import registry, store
+from precast import champions, registry, store
 from precast.config import Config
 from precast.steps.publish import write_policy
 
@@ -66,11 +69,22 @@ def choose_snapshot(infos: list[store.SnapshotInfo], kind: str, value: str,
     return max(chosen, key=lambda i: i.snapshot_id)
 
 
+def _previous_champion(cfg: Config) -> str:
+    """The champion before the current one, from champion_history (`model:previous`)."""
+    version = champions.previous_version(cfg.predictions_url, cfg.model.name)
+    if version is None:
+        raise RollbackTargetError(f"model:previous: champion_history of {cfg.model.name} "
+                                  "records no earlier champion")
+    return version
+
+
 def run(cfg: Config, target: str, *, by: str, reason: str) -> RollbackResult:
     """Serve the target's snapshot; for `model:V` also make V the champion."""
     if not reason.strip():
         raise RollbackTargetError("a rollback needs a reason (it is recorded)")
     kind, value = parse_target(target)
+    if (kind, value) == ("model", "previous"):
+        value = _previous_champion(cfg)
     infos = store.snapshots(cfg.predictions_url)
     chosen = choose_snapshot(infos, kind, value, cfg.model.name)
     previous = next((i.snapshot_id for i in infos if i.current), None)
@@ -87,6 +101,9 @@ def run(cfg: Config, target: str, *, by: str, reason: str) -> RollbackResult:
         raise
     if moved:
         registry.tag_version(cfg, value, {"champion_set_by": by, "champion_reason": reason})
+        champions.record(cfg.predictions_url, cfg.model.name, value, decided_by=by,
+                         decision="rollback", reason=reason,
+                         evidence=f"serving snapshot {info.snapshot_id}")
     log.warning("rollback by %s: serving snapshot %s (%s v%s), was %s; reason: %s", by,
                 info.snapshot_id, info.model_name, info.model_version, previous, reason)
     return RollbackResult(info.snapshot_id, info.model_name, info.model_version, previous,

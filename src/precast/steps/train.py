@@ -2,8 +2,11 @@
 
 Run: `precast run train --date 2026-03-01` (or `python jobs/train.py --date ...`).
 Reads the train/test datasets written by the features step; early-stops on a
-validation split of whole entities; logs everything to MLflow; registers the model
-and gives it the `challenger` alias.
+validation split of whole entities; keeps the score monotone in the features that
+`train.monotone` names; logs everything to MLflow, including what retraining needs
+(the train and features config sections, seed, data and code versions, the model's
+sha256: `precast retrain --like VERSION`); registers the model and gives it the
+`challenger` alias.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
 from precast import registry
-from precast.config import Config, TrainConfig
+from precast.config import Config, ConfigError, TrainConfig
 from precast.runtime import code_version
 from precast.steps.features import KEY_COLUMNS, LABEL
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     import xgboost as xgb
 
 log = logging.getLogger(__name__)
+
+TRAINING_CONFIG = "training_config.json"  # run artifact: what retrain needs besides the data
 
 
 class DeviceError(RuntimeError):
@@ -85,6 +90,20 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int
     return df[~mask], df[mask]
 
 
+def monotone_constraints(spec: ma.FeatureSpec, tc: TrainConfig) -> dict[str, int]:
+    """`train.monotone` checked against the model's features: a config error names any
+    feature the training data lacks (or a categorical one, which has no order)."""
+    unknown = sorted(set(tc.monotone) - set(spec.names))
+    if unknown:
+        raise ConfigError(f"config error at train.monotone: unknown features {unknown}; "
+                          f"the model's features are {', '.join(spec.names)}")
+    unordered = sorted(set(tc.monotone) & set(spec.categorical))
+    if unordered:
+        raise ConfigError(f"config error at train.monotone: {unordered} are categorical "
+                          "and cannot be monotone")
+    return dict(tc.monotone)
+
+
 def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: TrainConfig,
         device: str) -> xgb.Booster:
     """Train with early stopping on `valid`; deterministic for fixed data, params, seed."""
@@ -92,6 +111,9 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: Trai
 
     params: dict[str, Any] = {**tc.params, "seed": tc.seed, "device": device,
                               "nthread": tc.nthread or os.cpu_count() or 1}
+    monotone = monotone_constraints(spec, tc)
+    if monotone:  # by feature name: XGBoost maps names to the DMatrix's columns
+        params["monotone_constraints"] = monotone
     dtrain = xgb.DMatrix(ma.to_frame(train, spec), label=train[LABEL], enable_categorical=True)
     dvalid = xgb.DMatrix(ma.to_frame(valid, spec), label=valid[LABEL], enable_categorical=True)
     booster = xgb.train(params, dtrain, num_boost_round=tc.num_boost_round,
@@ -101,6 +123,24 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: Trai
     if device.startswith("cuda") and not used.startswith("cuda"):
         raise DeviceError(f"device {device!r} requested but XGBoost trained on {used!r}")
     return booster
+
+
+def train_model(cfg: Config, train_df: pd.DataFrame
+                ) -> tuple[xgb.Booster, ma.FeatureSpec, str]:
+    """Booster, feature spec and device for a training dataset: the whole deterministic
+    training path that `run` takes and `precast retrain --like` replays."""
+    spec = feature_spec(train_df, cfg.features.categorical)
+    device = choose_device(cfg.train.device)
+    log.info("training on %d rows, %d features, device=%s", len(train_df), len(spec.names),
+             device)
+    fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed)
+    return fit(fit_df, valid_df, spec, cfg.train, device), spec, device
+
+
+def training_inputs(cfg: Config) -> dict[str, Any]:
+    """The config sections training reads, as recorded on every run (TRAINING_CONFIG)."""
+    return {"train": cfg.train.model_dump(mode="json"),
+            "features": cfg.features.model_dump(mode="json")}
 
 
 def load_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -122,10 +162,12 @@ def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dic
     with mlflow.start_run(run_name=f"train-{facts['run_date']}") as run:
         mlflow.log_params({**cfg.train.params, "num_boost_round": cfg.train.num_boost_round,
                            "early_stopping_rounds": cfg.train.early_stopping_rounds,
-                           "seed": cfg.train.seed, "best_iteration": booster.best_iteration})
+                           "seed": cfg.train.seed, "best_iteration": booster.best_iteration,
+                           "monotone": json.dumps(cfg.train.monotone, sort_keys=True)})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
         mlflow.set_tags({k: str(v) for k, v in facts.items()})
         mlflow.log_dict(spec.to_dict(), "features.json")
+        mlflow.log_dict(training_inputs(cfg), TRAINING_CONFIG)
         info = mlflow.xgboost.log_model(booster, name="model",
                                         registered_model_name=cfg.model.name,
                                         metadata={registry.SPEC_KEY: spec.to_dict()})
@@ -140,12 +182,7 @@ def run(cfg: Config, run_date: date) -> TrainResult:
     lake = lk.Lake(cfg.lake_root)
     train_df, train_manifest = load_dataset(lake.dataset("train", run_date))
     test_df, test_manifest = load_dataset(lake.dataset("test", run_date))
-    spec = feature_spec(train_df, cfg.features.categorical)
-    device = choose_device(cfg.train.device)
-    log.info("training on %s (%d rows, %d features), device=%s", run_date, len(train_df),
-             len(spec.names), device)
-    fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed)
-    booster = fit(fit_df, valid_df, spec, cfg.train, device)
+    booster, spec, device = train_model(cfg, train_df)
     test_metrics = mx.classification_metrics(test_df[LABEL].to_numpy(),
                                              ma.predict(booster, test_df, spec))
     import xgboost
@@ -154,7 +191,8 @@ def run(cfg: Config, run_date: date) -> TrainResult:
              "test_data_version": test_manifest["data_version"], "code_version": code_version(),
              "device": device, "xgboost_version": xgboost.__version__, "seed": cfg.train.seed,
              "train_rows": len(train_df), "features": ",".join(spec.names),
-             "train_label_rate": float(train_df[LABEL].mean())}
+             "train_label_rate": float(train_df[LABEL].mean()),
+             "model_sha256": ma.sha256(booster)}
     run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
     log.info("registered %s v%s (run %s): test %s", cfg.model.name, version, run_id,
              {k: round(v, 4) for k, v in test_metrics.items()})

@@ -1,0 +1,281 @@
+"""The champion gate's evidence report: one self-contained HTML file per gate run.
+
+Pictures first: ROC and precision-recall curves of both models overlaid, a reliability
+(calibration) plot, the gate metric per slice with the tolerance band, and the top feature
+importances of each model; then the decision table (every rule with its numbers), the data
+and code versions, and the slice table. Charts are inline SVG (matplotlib), styles inline:
+the file opens offline in any browser, attached to MLflow or mailed as is.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from precast import metrics as mx
+from precast.config import Config
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from precast.steps.gate import Decision, Evaluation, Scored
+
+CHALLENGER_COLOR, CHAMPION_COLOR = "#d95f02", "#1b9e77"
+CURVE_POINTS = 400  # curves are thinned to this many points (the file stays small)
+TOP_FEATURES = 15
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; }
+.verdict { display: inline-block; padding: .3em .8em; border-radius: 4px; color: #fff;
+           font-weight: 600; }
+.promoted { background: #1a7f37; } .rejected { background: #c62828; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { margin: 0; }
+figcaption { color: #555; font-size: .9em; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ddd;
+        padding: .25em .6em; text-align: left; } th { background: #f4f4f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.fail td { background: #fdecea; } tr.pass td.ok { color: #1a7f37; font-weight: 600; }
+tr.fail td.ok { color: #c62828; font-weight: 600; } .muted { color: #777; }
+"""
+
+
+def report_path(cfg: Config, run_date: date, challenger: str, champion: str | None) -> Path:
+    """Where a gate run's report goes: <home>/reports/gate/<run date>/..."""
+    against = f"-vs-v{champion}" if champion else "-first"
+    folder = cfg.home / "reports" / "gate" / run_date.isoformat()
+    return folder / f"gate-v{challenger}{against}.html"
+
+
+def write(cfg: Config, run_date: date, ev: Evaluation, decision: Decision,
+          record: dict[str, Any]) -> Path:
+    """Render the report for one gate run; its path."""
+    path = report_path(cfg, run_date, ev.challenger.version,
+                       ev.champion.version if ev.champion else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(cfg, ev, decision, record), encoding="utf-8")
+    return path
+
+
+def render(cfg: Config, ev: Evaluation, decision: Decision, record: dict[str, Any]) -> str:
+    """The whole HTML document."""
+    verdict = record["decision"]
+    champ = f"v{ev.champion.version}" if ev.champion else "no champion yet"
+    title = f"{cfg.model.name}: challenger v{ev.challenger.version} vs {champ}"
+    metric = cfg.gate.metric
+    figures = [
+        ("ROC curve", _curves(ev, "roc")),
+        ("Precision-recall curve", _curves(ev, "pr")),
+        ("Reliability: mean score vs observed churn rate per score bin", _calibration(ev)),
+        (f"{metric} per slice (bars); shaded: the champion's value less the slice tolerance "
+         f"{cfg.gate.slice_tolerance:g}", _slices(ev, metric, cfg.gate.slice_tolerance)),
+        (f"Top {TOP_FEATURES} features by gain", _importances(ev)),
+    ]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p><span class="verdict {verdict}">{verdict.upper()}</span> '
+        f"{len(decision.rules) - len(decision.failed())} of {len(decision.rules)} rules passed"
+        f" &middot; gate metric {_e(metric)} &middot; test set of {ev.test_date} "
+        f"({len(ev.labels):,} rows, churn rate {ev.labels.mean():.3f}) &middot; written "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
+        '<div class="grid">',
+        *(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
+          for caption, svg in figures if svg),
+        "</div>",
+        "<h2>Decision</h2>", _rules_table(decision),
+        "<h2>Metrics on the whole test set</h2>", _metrics_table(ev),
+        "<h2>Versions</h2>", _versions_table(ev),
+        "<h2>Slices</h2>", _slices_table(ev, metric),
+    ]
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+
+
+# ---------------------------------------------------------------- charts
+
+
+def _models(ev: Evaluation) -> list[tuple[str, Scored, str]]:
+    out = [(f"challenger v{ev.challenger.version}", ev.challenger, CHALLENGER_COLOR)]
+    if ev.champion is not None:
+        out.append((f"champion v{ev.champion.version}", ev.champion, CHAMPION_COLOR))
+    return out
+
+
+def _figure(width: float = 5.4, height: float = 4.2) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=96)
+    return fig, fig.add_subplot()
+
+
+def _svg(fig: Figure) -> str:
+    """The figure as an inline <svg> element (no XML prologue, no external references)."""
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) <= CURVE_POINTS:
+        return x, y
+    keep = np.unique(np.linspace(0, len(x) - 1, CURVE_POINTS).astype(int))
+    return x[keep], y[keep]
+
+
+def _curves(ev: Evaluation, kind: str) -> str:
+    from sklearn import metrics as skm
+
+    if len(np.unique(ev.labels)) < 2:
+        return ""
+    fig, ax = _figure()
+    for label, scored, color in _models(ev):
+        if kind == "roc":
+            x, y, _ = skm.roc_curve(ev.labels, scored.scores)
+            value = f"AUC {scored.metrics['roc_auc']:.3f}"
+        else:
+            y, x, _ = skm.precision_recall_curve(ev.labels, scored.scores)
+            value = f"AP {scored.metrics['pr_auc']:.3f}"
+        ax.plot(*_thin(x, y), color=color, label=f"{label} ({value})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate")
+    else:
+        ax.axhline(ev.labels.mean(), color="#999", linestyle=":", linewidth=1)
+        ax.set(xlabel="recall", ylabel="precision")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right" if kind == "roc" else "upper right", fontsize=8)
+    return _svg(fig)
+
+
+def _calibration(ev: Evaluation, bins: int = 10) -> str:
+    fig, ax = _figure()
+    ax.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1, label="perfect")
+    edges = np.linspace(0, 1, bins + 1)
+    for label, scored, color in _models(ev):
+        index = np.clip(np.digitize(scored.scores, edges[1:-1]), 0, bins - 1)
+        filled = [b for b in range(bins) if (index == b).any()]
+        mean_score = [scored.scores[index == b].mean() for b in filled]
+        observed = [ev.labels[index == b].mean() for b in filled]
+        ece = scored.metrics["calibration_error"]
+        ax.plot(mean_score, observed, marker="o", color=color,
+                label=f"{label} (ECE {ece:.3f})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in bin", ylabel="observed churn rate")
+    ax.legend(loc="upper left", fontsize=8)
+    return _svg(fig)
+
+
+def _slices(ev: Evaluation, metric: str, tolerance: float) -> str:
+    compared = [s for s in ev.slices if not s.skipped]
+    if not compared:
+        return ""
+    fig, ax = _figure(7.2, max(2.5, 0.32 * len(compared) + 1.2))
+    rows = np.arange(len(compared))
+    height = 0.38 if ev.champion is not None else 0.6
+    chal = [s.challenger[metric] for s in compared]
+    ax.barh(rows - (height / 2 if ev.champion else 0), chal, height, color=CHALLENGER_COLOR,
+            label=f"challenger v{ev.challenger.version}")
+    if ev.champion is not None:
+        champ = [s.champion[metric] if s.champion else np.nan for s in compared]
+        ax.barh(rows + height / 2, champ, height, color=CHAMPION_COLOR,
+                label=f"champion v{ev.champion.version}")
+        sign = -1 if mx.HIGHER_IS_BETTER[metric] else 1
+        for row, value in zip(rows, champ, strict=True):
+            ax.fill_betweenx([row - 0.45, row + 0.45], value, value + sign * tolerance,
+                             color="#888", alpha=0.35, linewidth=0)
+    ax.set_yticks(rows, [s.scope for s in compared], fontsize=8)
+    ax.invert_yaxis()
+    finite = [v for v in chal if np.isfinite(v)]
+    low = min(finite, default=0.0)
+    bounded = metric in ("roc_auc", "pr_auc")  # at most 1
+    ax.set_xlim(max(0.0, low - 0.1) if mx.HIGHER_IS_BETTER[metric] else 0.0,
+                1.0 if bounded else None)
+    ax.set_xlabel(metric)
+    ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig)
+
+
+def _importances(ev: Evaluation) -> str:
+    models = _models(ev)
+    fig = _figure(4.2 * len(models), 4.6)[0]
+    fig.clear()
+    for position, (label, scored, color) in enumerate(models, start=1):
+        ax = fig.add_subplot(1, len(models), position)
+        top = sorted(scored.importance.items(), key=lambda kv: kv[1], reverse=True)
+        top = top[:TOP_FEATURES]
+        ax.barh([name for name, _ in top], [value for _, value in top], color=color)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set(title=label, xlabel="gain")
+    return _svg(fig)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return '<td class="num muted">–</td>'
+    return f'<td class="num">{value:.4f}</td>'
+
+
+def _rules_table(decision: Decision) -> str:
+    rows = ["<table><tr><th>rule</th><th>scope</th><th>challenger</th><th>champion</th>"
+            "<th>bound</th><th>result</th></tr>"]
+    for rule in decision.rules:
+        state = "pass" if rule.passed else "fail"
+        rows.append(f'<tr class="{state}"><td>{_e(rule.name)}</td><td>{_e(rule.scope)}</td>'
+                    f"{_num(rule.value)}{_num(rule.champion)}{_num(rule.bound)}"
+                    f'<td class="ok">{state.upper()}</td></tr>')
+    return "".join(rows) + "</table>"
+
+
+def _metrics_table(ev: Evaluation) -> str:
+    models = _models(ev)
+    head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in models)
+    rows = [f"<table><tr><th>metric</th>{head}</tr>"]
+    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error",
+                   "mean_score", "label_rate"):
+        cells = "".join(_num(scored.metrics.get(metric)) for _, scored, _ in models)
+        rows.append(f"<tr><td>{metric}</td>{cells}</tr>")
+    return "".join(rows) + "</table>"
+
+
+def _versions_table(ev: Evaluation) -> str:
+    models = _models(ev)
+    head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in models)
+    rows = [f"<table><tr><th></th>{head}</tr>"]
+    facts = [("training run date", "run_date"), ("training data version", "data_version"),
+             ("its test data version", "test_data_version"), ("code version", "code_version"),
+             ("MLflow run", "run_id"), ("device", "device"), ("seed", "seed")]
+    for title, key in facts:
+        cells = "".join(f"<td>{_e(scored.tags.get(key, '–'))}</td>" for _, scored, _ in models)
+        rows.append(f"<tr><td>{title}</td>{cells}</tr>")
+    rows.append(f"<tr><td>gate test set</td><td colspan={len(models)}>{ev.test_date}, data "
+                f"version {_e(ev.test_data_version)}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def _slices_table(ev: Evaluation, metric: str) -> str:
+    champion = ev.champion is not None
+    rows = ["<table><tr><th>slice</th><th>rows</th><th>churn rate</th>"
+            f"<th>challenger {metric}</th>" + (f"<th>champion {metric}</th>" if champion else "")
+            + "<th>compared</th></tr>"]
+    for s in ev.slices:
+        champ = _num(s.champion[metric]) if champion and s.champion else ""
+        rows.append(f"<tr><td>{_e(s.scope)}</td><td class=num>{s.rows:,}</td>"
+                    f"{_num(s.challenger['label_rate'])}{_num(s.challenger[metric])}{champ}"
+                    f"<td>{_e(s.skipped or 'yes')}</td></tr>")
+    return "".join(rows) + "</table>"

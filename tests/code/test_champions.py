@@ -1,0 +1,153 @@
+"""Champion history and the audited overrides (`precast promote`), with a real MLflow registry.
+
+History on both backends (SQLite and PostgreSQL); the overrides on SQLite with MLflow's
+SQLite registry, through the library and the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from precast import champions, registry
+from precast.cli import main
+from precast.config import Config
+from precast.steps import gate, promote
+from precast.steps.promote import PromoteError
+
+T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+
+
+def test_history_says_which_version_was_champion_at_any_time(store_url: str) -> None:
+    steps = [("1", "gate", "gate", "passed all 5 rules", "mlflow://report-1"),
+             ("2", "gate", "gate", "passed all 9 rules against v1", "mlflow://report-2"),
+             ("2", "ana", "pin", "holiday freeze", None),
+             ("1", "bo", "rollback", "v2 over-predicts for tv users", "serving snapshot 3")]
+    for hours, (version, by, decision, reason, evidence) in enumerate(steps):
+        champions.record(store_url, "churn", version, decided_by=by, decision=decision,
+                         reason=reason, evidence=evidence, at=T0 + timedelta(hours=hours))
+    champions.record(store_url, "other", "9", decided_by="gate", decision="gate",
+                     reason="another model", at=T0)
+
+    assert champions.champion_at(store_url, "churn", T0 - timedelta(seconds=1)) is None
+    seen = [champions.champion_at(store_url, "churn", T0 + timedelta(hours=h, minutes=30))
+            for h in range(4)]
+    assert [(p.model_version, p.decision, p.decided_by) for p in seen if p] == [
+        ("1", "gate", "gate"), ("2", "gate", "gate"), ("2", "pin", "ana"), ("1", "rollback", "bo")]
+    assert seen[1] is not None and seen[1].evidence == "mlflow://report-2"
+    assert seen[1].valid_to == T0 + timedelta(hours=2)
+    at_switch = champions.champion_at(store_url, "churn", T0 + timedelta(hours=1))
+    assert at_switch is not None and at_switch.reason == "passed all 9 rules against v1"
+
+    periods = champions.history(store_url, "churn")
+    assert [p.valid_from for p in periods] == [T0 + timedelta(hours=h) for h in (3, 2, 1, 0)]
+    assert [p.valid_to for p in periods][1:] == [T0 + timedelta(hours=h) for h in (3, 2, 1)]
+    assert champions.current(store_url, "churn") == periods[0]
+    assert periods[0].valid_to is None and not periods[0].pinned and periods[1].pinned
+    assert champions.previous_version(store_url, "churn") == "2"
+    assert champions.previous_version(store_url, "other") is None
+
+
+def test_a_change_without_a_reason_is_refused_and_not_recorded(store_url: str) -> None:
+    with pytest.raises(ValueError, match="needs a reason"):
+        champions.record(store_url, "churn", "1", decided_by="ana", decision="override",
+                         reason="  ")
+    assert champions.history(store_url, "churn") == []
+
+
+# ---------------------------------------------------------------- overrides on a registry
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """A home with model versions 1 (champion) and 2 (challenger) registered in MLflow."""
+    import mlflow
+    import mlflow.xgboost
+    import xgboost as xgb
+
+    monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(home=tmp_path / "home")
+    registry.client(cfg)
+    rng = np.random.default_rng(0)
+    matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
+    for _ in range(2):
+        with mlflow.start_run():
+            mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
+                                     registered_model_name=cfg.model.name)
+    registry.set_alias(cfg, registry.CHAMPION, "1")
+    registry.set_alias(cfg, registry.CHALLENGER, "2")
+    return cfg
+
+
+def _champion(cfg: Config) -> str:
+    ref = registry.by_alias(cfg, registry.CHAMPION)
+    assert ref is not None
+    return ref.version
+
+
+def test_force_promotes_the_challenger_with_who_and_why(cfg: Config) -> None:
+    with pytest.raises(PromoteError, match="needs a reason"):
+        promote.run(cfg, "force", by="ana", reason="")
+    with pytest.raises(PromoteError, match="no version '7'"):
+        promote.run(cfg, "force", by="ana", reason="try", version="7")
+    assert _champion(cfg) == "1" and champions.history(cfg.predictions_url, cfg.model.name) == []
+
+    result = promote.run(cfg, "force", by="ana", reason="slice drop is a labelling artefact")
+    assert (result.model_version, result.previous_champion) == ("2", "1")
+    assert _champion(cfg) == "2"
+    (period,) = champions.history(cfg.predictions_url, cfg.model.name)
+    assert (period.model_version, period.decision, period.decided_by, period.reason) == (
+        "2", "override", "ana", "slice drop is a labelling artefact")
+    ref = registry.version(cfg, "2")
+    assert ref is not None and ref.tags["gate.override"] == "forced"
+    assert ref.tags["champion_set_by"] == "ana"
+
+
+def test_a_pinned_champion_stops_the_gate_until_unpinned(cfg: Config) -> None:
+    challenger = registry.by_alias(cfg, registry.CHALLENGER)
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    assert challenger is not None and champion is not None
+    with pytest.raises(PromoteError, match="is not pinned"):
+        promote.run(cfg, "unpin", by="bo", reason="nothing to release")
+    with pytest.raises(PromoteError, match="applies to the champion \\(v1\\), not v2"):
+        promote.run(cfg, "pin", by="bo", reason="freeze", version="2")
+    promote.run(cfg, "pin", by="bo", reason="holiday freeze")
+    with pytest.raises(PromoteError, match="already pinned \\(by bo: holiday freeze\\)"):
+        promote.run(cfg, "pin", by="cy", reason="again")
+
+    pin = gate._pin(cfg, champion, challenger)
+    assert pin is not None and pin.decided_by == "bo"
+    metrics = {"roc_auc": 0.9, "mean_score": 0.3, "label_rate": 0.3}
+    decision = gate.decide(cfg.gate, metrics, {**metrics, "roc_auc": 0.8}, pin=pin)
+    assert not decision.promote
+    (failed,) = decision.failed()
+    assert failed.startswith("champion not pinned: v1 pinned by bo at ")
+    assert failed.endswith(": holiday freeze (precast promote --unpin)")
+    assert gate._pin(cfg, champion, champion) is None  # re-running the gate on v1 is fine
+
+    promote.run(cfg, "unpin", by="bo", reason="freeze over")
+    assert gate._pin(cfg, champion, challenger) is None
+    assert [p.decision for p in champions.history(cfg.predictions_url, cfg.model.name)] == [
+        "unpin", "pin"]
+    assert _champion(cfg) == "1"
+
+
+def test_cli_promote_and_champions(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["promote", "--force"])  # --reason is required
+    assert usage.value.code == 2
+    capsys.readouterr()
+    assert main(["promote", "--force", "--version", "404", "--reason", "x"]) == 3
+    assert capsys.readouterr().err.strip() == (
+        f"precast: promote failed: PromoteError: {cfg.model.name} has no version '404'")
+    assert main(["promote", "--force", "--reason", "reviewed the report", "--by", "ana"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"force: {cfg.model.name} v2 (champion was v1), recorded as decided by ana: "
+        "reviewed the report")
+    assert main(["champions"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("v2 ") and line.endswith("override by ana: reviewed the report")

@@ -1,0 +1,144 @@
+"""The champion gate's policy and evidence report, on generated scores (no training needed).
+
+The whole gate (registry, MLflow artifacts, promotion) runs in tests/integration.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precast import gate_report
+from precast import metrics as mx
+from precast.config import Config, GateConfig
+from precast.steps import gate
+from precast.steps.gate import Evaluation, Scored
+
+
+def _test_set(rows: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    test = pd.DataFrame({
+        "country": rng.choice(["DE", "FR", "US", "LU"], rows, p=[0.4, 0.3, 0.28, 0.02]),
+        "plan": rng.choice(["free", "pro"], rows),
+        "tenure_days": rng.integers(0, 400, rows).astype("int64"),
+    })
+    return test, (rng.random(rows) < 0.3).astype("float64")
+
+
+def _scores(labels: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(size=len(labels))
+    return 1 / (1 + np.exp(-(signal * (labels - 0.5) * 2 + noise - 0.9)))
+
+
+def test_slice_values_bucket_numbers_and_keep_categories() -> None:
+    test = pd.DataFrame({"tenure_days": [0, 29, 30, 89, 90, 500, None],
+                         "plan": ["free", "pro", None, "pro", "free", "free", "pro"]})
+    buckets = gate.slice_values(test, "tenure_days", (30.0, 90.0))
+    assert buckets.tolist() == ["< 30", "< 30", "[30, 90)", "[30, 90)", ">= 90", ">= 90",
+                                "(missing)"]
+    assert gate.slice_values(test, "plan", None).tolist()[:3] == ["free", "pro", "(missing)"]
+    with pytest.raises(KeyError, match="gate.slices names 'region'.*columns: plan, tenure"):
+        gate.slice_values(test, "region", None)
+
+
+def test_small_and_one_class_slices_are_listed_but_not_compared() -> None:
+    test, labels = _test_set()
+    labels[(test["country"] == "FR").to_numpy()] = 0.0
+    policy = GateConfig(slices=("country",), min_slice_rows=100)
+    slices = gate.evaluate_slices(policy, test, labels, _scores(labels, 1.0, 1),
+                                  _scores(labels, 1.0, 2))
+    by_scope = {s.scope: s for s in slices}
+    assert sorted(by_scope) == ["country=DE", "country=FR", "country=LU", "country=US"]
+    assert by_scope["country=FR"].skipped == "one class only"
+    assert re.fullmatch(r"\d+ rows < gate.min_slice_rows 100", by_scope["country=LU"].skipped)
+    assert by_scope["country=DE"].skipped == ""
+    assert sum(s.rows for s in slices) == len(test)
+
+
+def test_decision_lists_every_rule_with_its_numbers() -> None:
+    test, labels = _test_set()
+    champion = _scores(labels, 1.2, 1)
+    challenger = champion.copy()
+    us = (test["country"] == "US").to_numpy()
+    challenger[us] = np.random.default_rng(5).random(int(us.sum()))  # useless on one slice
+    policy = GateConfig(slices=("country",), min_slice_rows=100,
+                        floors={"roc_auc": 0.6, "calibration_error": 0.5},
+                        max_mean_score_gap=0.5, tolerance=0.2, slice_tolerance=0.05)
+    chal_m, champ_m = (mx.classification_metrics(labels, s) for s in (challenger, champion))
+    slices = gate.evaluate_slices(policy, test, labels, challenger, champion)
+    decision = gate.decide(policy, chal_m, champ_m, slices=slices)
+
+    names = [(r.name, r.scope) for r in decision.rules]
+    assert names[:4] == [("floor calibration_error", "overall"), ("floor roc_auc", "overall"),
+                         ("mean score within gap of label rate", "overall"),
+                         ("not worse on roc_auc (tolerance 0.2)", "overall")]
+    compared = [s.scope for s in slices if not s.skipped]
+    assert names[4:] == [("not worse on roc_auc (tolerance 0.05)", s) for s in compared]
+    assert not decision.promote
+    assert [r.scope for r in decision.rules if not r.passed] == ["country=US"]
+    (failure,) = decision.failed()
+    us_rule = next(r for r in decision.rules if r.scope == "country=US")
+    assert us_rule.champion is not None
+    assert us_rule.bound == pytest.approx(us_rule.champion - 0.05)
+    assert failure == (f"not worse on roc_auc (tolerance 0.05) [country=US]: challenger "
+                       f"{us_rule.value:.4f} vs champion {us_rule.champion:.4f} "
+                       f"(bound {us_rule.bound:.4f})")
+
+    lenient = policy.model_copy(update={"require_slices": False})
+    assert gate.decide(lenient, chal_m, champ_m, slices=slices).promote
+
+
+def test_floors_and_calibration_decide_alone_without_a_champion() -> None:
+    _, labels = _test_set()
+    overconfident = np.clip(_scores(labels, 1.2, 1) + 0.3, 0, 1)
+    policy = GateConfig(max_mean_score_gap=0.05)
+    decision = gate.decide(policy, mx.classification_metrics(labels, overconfident), None)
+    assert [(r.name, r.passed) for r in decision.rules] == [
+        ("floor roc_auc", True), ("mean score within gap of label rate", False)]
+
+
+def _evaluation(with_champion: bool) -> tuple[Evaluation, gate.Decision, GateConfig]:
+    test, labels = _test_set()
+    policy = GateConfig(slices=("country", "plan", "tenure_days"), min_slice_rows=100)
+    chal_scores, champ_scores = _scores(labels, 1.3, 1), _scores(labels, 1.0, 2)
+    names = ["sessions_7d", "support_tickets_30d", "tenure_days"]
+    chal = Scored("7", chal_scores, mx.classification_metrics(labels, chal_scores),
+                  dict(zip(names, [3.0, 2.0, 1.0], strict=True)),
+                  {"data_version": "train-abc", "run_id": "r7", "code_version": "c1"})
+    champ = Scored("6", champ_scores, mx.classification_metrics(labels, champ_scores),
+                   dict(zip(names, [1.0, 2.5, 0.5], strict=True)), {"data_version": "train-xyz"})
+    slices = gate.evaluate_slices(policy, test, labels, chal_scores,
+                                  champ_scores if with_champion else None)
+    ev = Evaluation(date(2026, 3, 1), "test-123", labels, chal,
+                    champ if with_champion else None, tuple(slices))
+    decision = gate.decide(policy, chal.metrics, champ.metrics if with_champion else None,
+                           slices=slices)
+    return ev, decision, policy
+
+
+@pytest.mark.parametrize("with_champion", [True, False], ids=["vs-champion", "first-model"])
+def test_report_is_one_offline_html_file_with_pictures_and_the_decision(
+        with_champion: bool, tmp_path: Path) -> None:
+    ev, decision, policy = _evaluation(with_champion)
+    cfg = Config(home=tmp_path, gate=policy)
+    record = gate.decision_record(ev, decision, policy, policy.tolerance)
+    path = gate_report.write(cfg, date(2026, 3, 2), ev, decision, record)
+    assert path == tmp_path / "reports" / "gate" / "2026-03-02" / (
+        "gate-v7-vs-v6.html" if with_champion else "gate-v7-first.html")
+    page = path.read_text()
+    assert page.count("<svg") == 5  # ROC, PR, reliability, slices, importances
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)  # nothing fetched
+    assert "<script" not in page
+    rule_rows = re.findall(r'<tr class="(pass|fail)">', page)
+    assert rule_rows == ["pass" if r.passed else "fail" for r in decision.rules]
+    assert f"{len(decision.rules) - len(decision.failed())} of {len(decision.rules)} rules" in page
+    assert "train-abc" in page and "test-123" in page
+    assert ("train-xyz" in page) == with_champion
+    for s in ev.slices:
+        assert f"<td>{html.escape(s.scope)}</td><td class=num>{s.rows:,}</td>" in page
