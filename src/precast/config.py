@@ -95,6 +95,9 @@ class TrainConfig(_Section):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # xgboost: in this process. spark: xgboost.spark on engines.spark.master (precast.spark_train)
+    engine: Literal["xgboost", "spark"] = "xgboost"
+    spark_workers: int = Field(0, ge=0, description="0 = Spark's default parallelism")
     nthread: int = Field(0, ge=0, description="0 = number of cores")
     # Feature name -> +1 (score never falls as it rises) or -1 (never rises); passed to
     # XGBoost as monotone_constraints. A name the training data lacks fails training.

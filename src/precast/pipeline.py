@@ -29,7 +29,7 @@ CHAINS = {"training": TRAINING, "predict": PREDICT}
 NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
                  "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError",
                  "PredictionsInputError", "EmptyPredictionsError", "DuplicateEntityError",
-                 "RollbackTargetError", "PromoteError")
+                 "RollbackTargetError", "PromoteError", "RetrainInputsError")
 
 
 def _extract(cfg: Config, day: date, **_: Any) -> Any:

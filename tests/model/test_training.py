@@ -41,6 +41,15 @@ def test_validation_loss_is_lowest_near_the_best_round(trained: Trained) -> None
     assert at_best < first
 
 
+def test_the_registered_model_stops_at_its_best_round(trained: Trained) -> None:
+    """Early stopping trains past the best round; the served model must not use those trees."""
+    best = trained.result.best_iteration
+    assert trained.booster.num_boosted_rounds() == best + 1
+    assert trained.booster.best_iteration == best
+    cfg = trained.world.cfg.train
+    assert best + 1 < cfg.num_boost_round  # early stopping did stop this run
+
+
 def test_model_can_overfit_a_tiny_batch(trained: Trained) -> None:
     rows = trained.train_rows
     tiny = pd.concat([rows[rows[LABEL] == 1].head(16), rows[rows[LABEL] == 0].head(16)])

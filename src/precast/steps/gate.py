@@ -334,7 +334,8 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
         log.error("ALERT gate rejected %s v%s; champion %s stays: %s (evidence: %s)",
                   cfg.model.name, challenger.version, kept, "; ".join(decision.failed()), report)
         raise ChallengerRejectedError(f"challenger v{challenger.version} rejected, champion "
-                                      f"{kept} stays: " + "; ".join(decision.failed()))
+                                      f"{kept} stays: " + "; ".join(decision.failed())
+                                      + f" (evidence: {uri})")
     if champion is None or champion.version != challenger.version:
         registry.set_alias(cfg, registry.CHAMPION, challenger.version)
         champions.record(cfg.predictions_url, cfg.model.name, challenger.version,

@@ -105,7 +105,8 @@ def run(cfg: Config, version: str, out: Path | None = None) -> RetrainResult:
     """Retrain `version` like it was trained and compare the model bytes (nothing registered)."""
     ref, inputs = recorded_inputs(cfg, version)
     train_df = training_data(cfg, ref)
-    booster, spec, device = train.train_model(replay_config(cfg, ref, inputs), train_df)
+    path = lk.Lake(cfg.lake_root).dataset("train", date.fromisoformat(ref.tags["run_date"]))
+    booster, spec, device = train.train_model(replay_config(cfg, ref, inputs), train_df, path)
     registered_dir = registry.local_model(cfg, ref)
     registered, registered_spec = ma.load(registered_dir)
     with tempfile.TemporaryDirectory(prefix="precast-retrain-") as tmp:

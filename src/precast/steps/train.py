@@ -26,7 +26,7 @@ import pandas as pd
 from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
-from precast import registry
+from precast import model_card, registry
 from precast.config import Config, ConfigError, TrainConfig
 from precast.runtime import code_version
 from precast.steps.features import KEY_COLUMNS, LABEL
@@ -119,20 +119,47 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: Trai
     booster = xgb.train(params, dtrain, num_boost_round=tc.num_boost_round,
                         evals=[(dvalid, "valid")], early_stopping_rounds=tc.early_stopping_rounds,
                         verbose_eval=False)
+    check_device(booster, device)
+    return best_rounds(booster)
+
+
+def check_device(booster: xgb.Booster, device: str) -> None:
+    """DeviceError when a GPU was asked for but XGBoost trained elsewhere (it only warns)."""
     used = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
     if device.startswith("cuda") and not used.startswith("cuda"):
         raise DeviceError(f"device {device!r} requested but XGBoost trained on {used!r}")
-    return booster
 
 
-def train_model(cfg: Config, train_df: pd.DataFrame
+def best_rounds(booster: xgb.Booster) -> xgb.Booster:
+    """The booster cut to its best iteration: early stopping trains `early_stopping_rounds`
+    past the best one, and every prediction (gate, scoring) would otherwise use them."""
+    best = int(booster.best_iteration)
+    kept = booster[: best + 1]
+    kept.set_attr(best_iteration=str(best))
+    return kept
+
+
+def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = None
                 ) -> tuple[xgb.Booster, ma.FeatureSpec, str]:
     """Booster, feature spec and device for a training dataset: the whole deterministic
-    training path that `run` takes and `precast retrain --like` replays."""
+    training path that `run` takes and `precast retrain --like` replays.
+
+    With `train.engine: spark` the dataset at `dataset_path` is trained on by xgboost.spark
+    on the configured Spark master (precast.spark_train); the artifact is the same.
+    """
     spec = feature_spec(train_df, cfg.features.categorical)
     device = choose_device(cfg.train.device)
-    log.info("training on %d rows, %d features, device=%s", len(train_df), len(spec.names),
-             device)
+    log.info("training on %d rows, %d features, device=%s, engine=%s", len(train_df),
+             len(spec.names), device, cfg.train.engine)
+    if cfg.train.engine == "spark":
+        from precast import spark_train
+
+        if dataset_path is None:
+            raise ValueError("train.engine spark trains from the lake: give the dataset path")
+        monotone_constraints(spec, cfg.train)  # the same config checks as in-process
+        booster = spark_train.fit(cfg, dataset_path, spec, device)
+        check_device(booster, device)
+        return best_rounds(booster), spec, device
     fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed)
     return fit(fit_df, valid_df, spec, cfg.train, device), spec, device
 
@@ -180,9 +207,10 @@ def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dic
 def run(cfg: Config, run_date: date) -> TrainResult:
     """Train, evaluate on the test snapshot, track and register the challenger."""
     lake = lk.Lake(cfg.lake_root)
-    train_df, train_manifest = load_dataset(lake.dataset("train", run_date))
+    train_path = lake.dataset("train", run_date)
+    train_df, train_manifest = load_dataset(train_path)
     test_df, test_manifest = load_dataset(lake.dataset("test", run_date))
-    booster, spec, device = train_model(cfg, train_df)
+    booster, spec, device = train_model(cfg, train_df, train_path)
     test_metrics = mx.classification_metrics(test_df[LABEL].to_numpy(),
                                              ma.predict(booster, test_df, spec))
     import xgboost
@@ -191,9 +219,12 @@ def run(cfg: Config, run_date: date) -> TrainResult:
              "test_data_version": test_manifest["data_version"], "code_version": code_version(),
              "device": device, "xgboost_version": xgboost.__version__, "seed": cfg.train.seed,
              "train_rows": len(train_df), "features": ",".join(spec.names),
-             "train_label_rate": float(train_df[LABEL].mean()),
+             "train_label_rate": float(train_df[LABEL].mean()), "engine": cfg.train.engine,
              "model_sha256": ma.sha256(booster)}
     run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
+    model_card.log(cfg, model_card.CardFacts(  # the gate completes it (slices, decision)
+        version, run_id, {k: str(v) for k, v in facts.items()}, spec.names,
+        model_card.run_params(cfg, run_id), test_metrics, train_manifest, cfg.train.monotone))
     log.info("registered %s v%s (run %s): test %s", cfg.model.name, version, run_id,
              {k: round(v, 4) for k, v in test_metrics.items()})
     return TrainResult(run_id, cfg.model.name, version, device, int(booster.best_iteration),
