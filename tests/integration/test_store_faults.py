@@ -86,21 +86,7 @@ def _meta(k: int) -> SnapshotMeta:
 # ---------------------------------------------------------------- stores and what they hold
 
 
-@pytest.fixture
-def pg_store() -> Iterator[str]:
-    """A fresh PostgreSQL database (prefix precast_fault_test), dropped afterwards."""
-    from tests.conftest import pg_database
-
-    with pg_database("precast_fault_test") as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty prediction store: a SQLite file, or a PostgreSQL database."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_store"))
-    return f"sqlite:///{tmp_path / 'predictions.db'}"
+# store_url (SQLite and PostgreSQL) and pg_url come from tests/conftest.py.
 
 
 def _is_pg(url: str) -> bool:
@@ -375,20 +361,20 @@ def _swap_waiting(url: str) -> list[int]:
 
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
-def test_publisher_killed_while_its_swap_waits_changes_nothing(pg_store: str) -> None:
+def test_publisher_killed_while_its_swap_waits_changes_nothing(pg_url: str) -> None:
     n = 5_000
-    first = store.publish(pg_store, _batches(1, n), _meta(1), keep=3)
-    reader = _long_reader(pg_store)
+    first = store.publish(pg_url, _batches(1, n), _meta(1), keep=3)
+    reader = _long_reader(pg_url)
     try:
         policy = WritePolicy(lock_timeout_ms=1000, attempts=100)
         publisher = SPAWN.Process(target=_publish_whole, daemon=True,
-                                  args=(pg_store, n, policy))
+                                  args=(pg_url, n, policy))
         publisher.start()
         try:
             waiting: list[int] = []
 
             def queued() -> bool:
-                waiting[:] = _swap_waiting(pg_store)
+                waiting[:] = _swap_waiting(pg_url)
                 return bool(waiting)
 
             _wait("the swap to queue behind the reader", queued, timeout=60)
@@ -397,16 +383,16 @@ def test_publisher_killed_while_its_swap_waits_changes_nothing(pg_store: str) ->
             _kill(publisher)
         # the orphaned backend gives up at its lock timeout, though the reader still holds on
         _wait("the server to drop the killed publisher's session",
-              _backend_gone(pg_store, backend), timeout=15)
+              _backend_gone(pg_url, backend), timeout=15)
         assert reader.execute("SELECT count(*) FROM predictions_current").fetchone() == (
             _count(1, n),)
     finally:
         reader.close()
-    _assert_serves(pg_store, first.snapshot_id, 1, n)
-    assert _snapshot_tables(pg_store) == {"predictions_1"}
-    assert _statuses(pg_store) == [(1, "1", "published")]
-    again = store.publish(pg_store, _batches(3, n), _meta(3), keep=3)
-    _assert_serves(pg_store, again.snapshot_id, 3, n)
+    _assert_serves(pg_url, first.snapshot_id, 1, n)
+    assert _snapshot_tables(pg_url) == {"predictions_1"}
+    assert _statuses(pg_url) == [(1, "1", "published")]
+    again = store.publish(pg_url, _batches(3, n), _meta(3), keep=3)
+    _assert_serves(pg_url, again.snapshot_id, 3, n)
 
 
 def _publish_whole(url: str, n: int, policy: WritePolicy) -> None:
@@ -435,20 +421,20 @@ def _lookups_while(url: str, ids: list[str], running: threading.Event,
 
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
-def test_swap_blocked_by_a_long_reader_fails_cleanly_while_lookups_answer(pg_store: str) -> None:
+def test_swap_blocked_by_a_long_reader_fails_cleanly_while_lookups_answer(pg_url: str) -> None:
     n = 5_000
-    first = store.publish(pg_store, _batches(1, n), _meta(1), keep=3)
+    first = store.publish(pg_url, _batches(1, n), _meta(1), keep=3)
     ids = [_entity(i) for i in range(0, n, 100)] + ABSENT
-    reader = _long_reader(pg_store)
+    reader = _long_reader(pg_url)
     running = threading.Event()
     answered: list[tuple[float, list[Lookup]]] = []
     running.set()
-    lookups = _lookups_while(pg_store, ids, running, answered)
+    lookups = _lookups_while(pg_url, ids, running, answered)
     try:
         _wait("a first lookup", lambda: bool(answered))
         started = len(answered)
         with pytest.raises(SwapBlockedError) as blocked:
-            store.publish(pg_store, _batches(2, n), _meta(2), keep=3,
+            store.publish(pg_url, _batches(2, n), _meta(2), keep=3,
                           policy=WritePolicy(lock_timeout_ms=100, attempts=3))
         during = len(answered) - started
         running.clear()
@@ -462,9 +448,9 @@ def test_swap_blocked_by_a_long_reader_fails_cleanly_while_lookups_answer(pg_sto
     assert during >= 3, f"only {during} lookups answered while the swap was blocked"
     for _, answers in answered:
         assert _check_answer(answers, {first.snapshot_id: 1}) == first.snapshot_id
-    _assert_serves(pg_store, first.snapshot_id, 1, n)
-    assert _snapshot_tables(pg_store) == {"predictions_1"}
-    failed = store.snapshots(pg_store)[-1]
+    _assert_serves(pg_url, first.snapshot_id, 1, n)
+    assert _snapshot_tables(pg_url) == {"predictions_1"}
+    failed = store.snapshots(pg_url)[-1]
     assert (failed.model_version, failed.status, failed.table_name) == ("2", "failed", None)
     assert failed.note is not None and failed.note.startswith("SwapBlockedError: ")
     assert f"pid {holder} " in failed.note
@@ -473,15 +459,15 @@ def test_swap_blocked_by_a_long_reader_fails_cleanly_while_lookups_answer(pg_sto
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
 def test_swap_retries_until_the_long_reader_leaves(
-    pg_store: str, caplog: pytest.LogCaptureFixture
+    pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     n = 5_000
-    store.publish(pg_store, _batches(1, n), _meta(1), keep=3)
-    reader = _long_reader(pg_store)
+    store.publish(pg_url, _batches(1, n), _meta(1), keep=3)
+    reader = _long_reader(pg_url)
     released: list[float] = []
 
     def release_once_the_swap_waits() -> None:
-        _wait("the swap to queue behind the reader", lambda: bool(_swap_waiting(pg_store)))
+        _wait("the swap to queue behind the reader", lambda: bool(_swap_waiting(pg_url)))
         time.sleep(0.25)
         reader.rollback()
         released.append(time.monotonic())
@@ -490,7 +476,7 @@ def test_swap_retries_until_the_long_reader_leaves(
     releaser.start()
     try:
         with caplog.at_level(logging.WARNING, logger="precast.store"):
-            info = store.publish(pg_store, _batches(2, n), _meta(2), keep=3,
+            info = store.publish(pg_url, _batches(2, n), _meta(2), keep=3,
                                  policy=WritePolicy(lock_timeout_ms=100, attempts=10))
         releaser.join(timeout=10)
     finally:
@@ -499,8 +485,8 @@ def test_swap_retries_until_the_long_reader_leaves(
     retries = [r.getMessage() for r in caplog.records if "blocked by readers" in r.getMessage()]
     assert retries and "(attempt 1/10)" in retries[0], retries
     assert info.current and info.status == "published"
-    _assert_serves(pg_store, info.snapshot_id, 2, n)
-    assert _statuses(pg_store) == [(1, "1", "published"), (2, "2", "published")]
+    _assert_serves(pg_url, info.snapshot_id, 2, n)
+    assert _statuses(pg_url) == [(1, "1", "published"), (2, "2", "published")]
 
 
 _FAULT_TRIGGER = {
