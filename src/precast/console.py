@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 _KEYS = {  # the few facts worth a line, per step
     "extract": ("days", "read", "kept", "quarantined", "duplicates"),
     "train": ("model_version", "device", "best_iteration", "data_version", "metrics"),
-    "gate": ("promoted", "challenger_version", "champion_version", "decision"),
+    "gate": ("promoted", "challenger_version", "champion_version", "report_path"),
     "score": ("rows_in", "scored", "errors", "runner"),
     "publish": ("snapshot_id", "rows", "model_version", "table"),
 }
