@@ -61,3 +61,35 @@ CREATE TABLE IF NOT EXISTS champion_history (
     reason TEXT NOT NULL,
     evidence TEXT
 );
+-- model_metrics: every monitoring figure, one row each, windowed by snapshot (never
+-- cumulative). kind 'performance': realised metrics of the predictions of snapshot_date
+-- once its labels are complete; 'estimate': expected metrics from the scores alone while
+-- labels are pending; 'drift': a feature's (or the score's) drift from the training
+-- reference (metric psi, statistic, p_value, missing_rate, oov_rate). slice '' = all rows.
+CREATE TABLE IF NOT EXISTS model_metrics (
+    metric_id {{serial_key}},
+    snapshot_date DATE NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('performance', 'estimate', 'drift')),
+    feature TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    slice TEXT NOT NULL,
+    value DOUBLE PRECISION,
+    rows_used BIGINT,
+    computed_at TIMESTAMP WITH TIME ZONE NOT NULL
+);
+-- alerts: raised once per (snapshot_date, rule, subject): a rerun of the same monitor day
+-- does not alert twice. rule names what was breached, subject what it was breached on.
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id {{serial_key}},
+    raised_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    snapshot_date DATE NOT NULL,
+    rule TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    severity TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+    message TEXT NOT NULL,
+    value DOUBLE PRECISION,
+    threshold DOUBLE PRECISION,
+    UNIQUE (snapshot_date, rule, subject)
+);

@@ -230,6 +230,20 @@ class ServeConfig(_Section):
     workers: int = Field(1, ge=1)
 
 
+class MonitorConfig(_Section):
+    """`precast run monitor`: drift and live-performance thresholds, alert targets."""
+
+    psi_max: float = Field(0.2, gt=0)  # population stability index, per feature and score
+    p_value_min: float | None = Field(None, gt=0, lt=1)  # tests are stored; alert only if set
+    missing_rate_increase_max: float = Field(0.05, ge=0)
+    oov_rate_max: float = Field(0.05, ge=0)  # unseen categories among present values
+    min_roc_auc: float = Field(0.6, ge=0, le=1)  # live ROC AUC of a labelled snapshot
+    max_bias: float = Field(0.05, ge=0)  # |mean score - observed churn rate|
+    min_slice_rows: int = Field(200, ge=1)  # per-slice live metrics below this are skipped
+    reference_rows: int = Field(200_000, ge=1000)  # training rows sampled as drift reference
+    webhook_url: str = ""  # each new alert is POSTed here as JSON (may use ${VAR})
+
+
 class DemoConfig(_Section):
     """Defaults for `precast demo-data` and `make demo`."""
 
@@ -268,6 +282,7 @@ class Config(_Section):
     demo: DemoConfig = DemoConfig()
     airflow: AirflowConfig = AirflowConfig()
     serve: ServeConfig = ServeConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @property
     def lake_root(self) -> str:

@@ -48,3 +48,22 @@ def not_worse(metric: str, challenger: float, champion: float, tolerance: float)
 def meets_floor(metric: str, value: float, bound: float) -> bool:
     """Absolute bound in the metric's good direction (a floor or a ceiling)."""
     return value >= bound if HIGHER_IS_BETTER[metric] else value <= bound
+
+
+def expected_roc_auc(p: np.ndarray) -> float:
+    """The ROC AUC to expect when the scores are calibrated probabilities (labels pending).
+
+    Each pair (i, j) counts as positive-above-negative with probability p_i (1 - p_j); ties
+    count half, and a row is never paired with itself. NaN when no pair can be formed.
+    """
+    p = np.asarray(p, dtype="float64")
+    if len(p) < 2:
+        return float("nan")
+    scores, group = np.unique(p, return_inverse=True)
+    pos = np.bincount(group, weights=p, minlength=len(scores))
+    neg = np.bincount(group, weights=1 - p, minlength=len(scores))
+    below = np.cumsum(neg) - neg  # expected negatives strictly below each score
+    self_pairs = float(np.sum(p * (1 - p)))
+    numerator = float(np.sum(pos * (below + 0.5 * neg))) - 0.5 * self_pairs
+    denominator = float(pos.sum() * neg.sum()) - self_pairs
+    return numerator / denominator if denominator > 0 else float("nan")

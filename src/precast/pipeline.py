@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 TRAINING = ("extract", "validate_events", "features", "validate_features", "train", "gate")
 PREDICT = ("inference_features", "validate_inference", "score", "validate_predictions",
            "publish")
-STEPS = tuple(dict.fromkeys(TRAINING + PREDICT))
-CHAINS = {"training": TRAINING, "predict": PREDICT}
+MONITOR = ("monitor",)
+STEPS = tuple(dict.fromkeys(TRAINING + PREDICT + MONITOR))
+CHAINS = {"training": TRAINING, "predict": PREDICT, "monitor": MONITOR}
 # Failures that retrying cannot fix, by class name (the CLI exits 3 on them, Airflow fails
 # the task at once); names, so that checking one never imports the steps.
 NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
@@ -80,6 +81,11 @@ def _publish(cfg: Config, day: date, **_: Any) -> Any:
     return publish.run(cfg, day)
 
 
+def _monitor(cfg: Config, day: date, **_: Any) -> Any:
+    from precast.steps import monitor
+    return monitor.run(cfg, day)
+
+
 RUNNERS: dict[str, Callable[..., Any]] = {
     "extract": _extract,
     "validate_events": _validate("events"),
@@ -92,6 +98,7 @@ RUNNERS: dict[str, Callable[..., Any]] = {
     "score": _score,
     "validate_predictions": _validate("predictions"),
     "publish": _publish,
+    "monitor": _monitor,
 }
 
 

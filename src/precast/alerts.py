@@ -1,0 +1,139 @@
+"""Monitoring records in the prediction store: `model_metrics` rows and deduplicated alerts.
+
+Every alert is raised once per (snapshot date, rule, subject) — the `alerts` table's unique
+key — and each new one is a structured log line (`ALERT {json}`), a row in `alerts`, and a
+POST of the same JSON to `monitor.webhook_url` when one is configured. A webhook that
+fails is logged; the alert stays recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from precast import store
+from precast.config import Config
+from precast.resources import statements
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One monitoring figure (see model_metrics in sql/store_schema.sql)."""
+
+    feature: str  # a feature name, or "score"
+    metric: str
+    value: float | None
+    slice: str = ""  # "" = all rows; else e.g. "country=DE"
+    rows_used: int | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A breached rule on one subject (a feature, the score, a slice) of one snapshot."""
+
+    snapshot_date: date
+    rule: str
+    subject: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    severity: Literal["warning", "critical"] = "warning"
+
+
+def _statement(name: str) -> sa.TextClause:
+    (stmt,) = statements(name)
+    return sa.text(stmt)
+
+
+def _value(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN is stored as NULL
+
+
+def write_metrics(cfg: Config, snapshot: date, model_version: str, kind: str,
+                  rows: Sequence[MetricRow]) -> int:
+    """Replace the (snapshot, model version, kind) rows of model_metrics with `rows`."""
+    now = datetime.now(UTC).isoformat(sep=" ")
+    key = {"snapshot_date": snapshot.isoformat(), "model_name": cfg.model.name,
+           "model_version": model_version, "kind": kind}
+    engine = store.make_engine(cfg.predictions_url)
+    try:
+        store.ensure_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(_statement("model_metrics_delete"), key)
+            if rows:
+                conn.execute(_statement("model_metrics_insert"), [
+                    {**key, "feature": r.feature, "metric": r.metric, "slice": r.slice,
+                     "value": _value(r.value), "rows_used": r.rows_used, "computed_at": now}
+                    for r in rows])
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
+    """Record `alerts`; the ones not raised before (those are logged and sent)."""
+    now = datetime.now(UTC)
+    new: list[Alert] = []
+    engine = store.make_engine(cfg.predictions_url)
+    try:
+        store.ensure_schema(engine)
+        with engine.begin() as conn:
+            for alert in alerts:
+                params = {**asdict(alert), "snapshot_date": alert.snapshot_date.isoformat(),
+                          "raised_at": now.isoformat(sep=" "), "value": _value(alert.value),
+                          "threshold": _value(alert.threshold)}
+                if conn.execute(_statement("alert_insert"), params).rowcount:
+                    new.append(alert)
+    finally:
+        engine.dispose()
+    for alert in new:
+        payload = _payload(cfg, alert, now)
+        log.warning("ALERT %s", json.dumps(payload, sort_keys=True))
+        if cfg.monitor.webhook_url:
+            _post(cfg.monitor.webhook_url, payload)
+    return new
+
+
+def _payload(cfg: Config, alert: Alert, raised_at: datetime) -> dict[str, Any]:
+    return {"source": "precast", "model_name": cfg.model.name, **asdict(alert),
+            "snapshot_date": alert.snapshot_date.isoformat(),
+            "raised_at": raised_at.isoformat()}
+
+
+def _post(url: str, payload: dict[str, Any]) -> None:
+    """POST one alert as JSON; a failure is logged (the alert is already recorded)."""
+    request = urllib.request.Request(
+        os.path.expandvars(url), data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "precast-monitor"})
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
+            response.read()
+    except OSError as exc:  # URLError and HTTPError are OSErrors
+        log.error("alert webhook failed (the alert is recorded in the alerts table): %s", exc)
+
+
+def alerts_of(cfg: Config, snapshot: date | None = None) -> list[dict[str, Any]]:
+    """Recorded alerts, oldest first (all, or those of one snapshot date)."""
+    engine = store.make_engine(cfg.predictions_url)
+    try:
+        store.ensure_schema(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(_statement("alerts_list")).mappings().all()
+    finally:
+        engine.dispose()
+    out = [dict(r) for r in rows]
+    if snapshot is not None:
+        out = [r for r in out if str(r["snapshot_date"])[:10] == snapshot.isoformat()]
+    return out

@@ -1,0 +1,196 @@
+"""Monitor: drift, estimated and realised performance of the champion; alerts.
+
+Run: `precast run monitor --date D` (after the day's training and predict chains).
+
+- **Drift** (no labels needed): every model feature and the score of the inference
+  snapshot D against the champion's training reference (a sample of its train dataset,
+  scored by the champion): PSI, KS or chi-square, missing and out-of-vocabulary rates
+  (precast.drift), stored on every run, breaches alerted.
+- **Estimate**: the ROC AUC to expect on D's predictions if the scores are calibrated
+  (metrics.expected_roc_auc), stored while D's labels are pending.
+- **Realised performance**: snapshot S = D − label horizon now has complete labels; they are
+  the test dataset of D (sql/labels.sql over the newer logs). S's published predictions
+  (kept in the lake as Parquet, retired or not) joined to them give live ROC AUC, log loss,
+  calibration error and bias (mean score − observed rate), overall and per slice, stored
+  beside S's estimate so the estimate's error shows over time. Breaches are alerted.
+
+Rows go to `model_metrics`, alerts to `alerts` (precast.alerts); both are keyed by snapshot,
+so rerunning a day replaces its metrics and raises no alert twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from precast import drift, registry
+from precast import lake as lk
+from precast import metrics as mx
+from precast import model_artifact as ma
+from precast.alerts import Alert, MetricRow, raise_alerts, write_metrics
+from precast.config import Config
+from precast.steps.features import LABEL
+from precast.steps.gate import slice_values
+from precast.steps.train import load_dataset
+
+log = logging.getLogger(__name__)
+
+SCORE = "score"
+LIVE_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "mean_score",
+                "label_rate")
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    run_date: date
+    model_version: str
+    features_checked: int
+    drift_breaches: tuple[str, ...]
+    estimated_roc_auc: float
+    labelled_snapshot: date | None  # the snapshot whose realised metrics were computed
+    live: dict[str, float] | None  # its overall realised metrics (None: not available yet)
+    alerts_raised: int
+
+
+def _drift_rows(report: list[drift.FeatureDrift]) -> list[MetricRow]:
+    rows = []
+    for d in report:
+        values = {"psi": d.psi, "statistic": d.statistic, "p_value": d.p_value,
+                  "missing_rate": d.missing_rate_cur, "missing_rate_reference": d.missing_rate_ref,
+                  "oov_rate": d.oov_rate}
+        rows += [MetricRow(d.feature, name, value, rows_used=d.rows_cur)
+                 for name, value in values.items() if value is not None]
+    return rows
+
+
+def _reference(cfg: Config, champion: registry.ModelRef, booster: Any,
+               spec: ma.FeatureSpec) -> pd.DataFrame:
+    """A seeded sample of the champion's training rows, with the champion's scores."""
+    lake = lk.Lake(cfg.lake_root)
+    trained = date.fromisoformat(champion.tags["run_date"])
+    ref, _ = load_dataset(lake.dataset("train", trained))
+    if len(ref) > cfg.monitor.reference_rows:
+        ref = ref.sample(cfg.monitor.reference_rows, random_state=0)
+    return ref.assign(**{SCORE: ma.predict(booster, ref, spec)})
+
+
+def _current(cfg: Config, run_date: date, booster: Any, spec: ma.FeatureSpec) -> pd.DataFrame:
+    """The inference rows of `run_date` with the champion's scores."""
+    cur, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("inference", run_date))
+    return cur.assign(**{SCORE: ma.predict(booster, cur, spec)})
+
+
+def check_drift(cfg: Config, reference: pd.DataFrame, current: pd.DataFrame,
+                spec: ma.FeatureSpec, run_date: date) -> tuple[list[MetricRow], list[Alert]]:
+    """Drift rows for every feature and the score, and an alert per breach."""
+    report = drift.drift_report(reference, current, [*spec.names, SCORE],
+                                categorical=dict(spec.categorical))
+    m = cfg.monitor
+    limits = drift.Thresholds(psi_max=m.psi_max, p_value_min=m.p_value_min or 0.0,
+                              missing_rate_increase_max=m.missing_rate_increase_max,
+                              oov_rate_max=m.oov_rate_max)
+    alerts = [Alert(run_date, f"drift_{b.rule}", b.feature,
+                    f"{b.feature}: {b.rule} {b.value:.4g} beyond {b.threshold:g} "
+                    f"(inference {run_date} vs training reference)", b.value, b.threshold)
+              for b in drift.breaches(report, limits)]
+    return _drift_rows(report), alerts
+
+
+def realised(cfg: Config, run_date: date) -> tuple[date, str, pd.DataFrame] | None:
+    """(S, the model version that scored S, S's predictions joined to their labels), or
+    None while S = run_date − horizon has no published predictions or no labels yet."""
+    lake = lk.Lake(cfg.lake_root)
+    snapshot = run_date - timedelta(days=cfg.features.label_horizon_days)
+    predictions_path = lake.predictions(snapshot)
+    labels_path = lake.dataset("test", run_date)  # features + labels of S (see features)
+    if not (lk.exists(lk.manifest_path(predictions_path))
+            and lk.exists(lk.manifest_path(labels_path))):
+        log.info("no realised metrics yet for %s (predictions or labels missing)", snapshot)
+        return None
+    predictions = pd.read_parquet(predictions_path, columns=["entity_id", "score",
+                                                             "model_version"])
+    labelled, _ = load_dataset(labels_path)
+    labelled = labelled[labelled["snapshot_date"].astype(str).str[:10] == snapshot.isoformat()]
+    key = cfg.events.entity_key
+    joined = labelled.merge(predictions, left_on=labelled[key].astype(str),
+                            right_on="entity_id", how="inner")
+    versions = sorted(predictions["model_version"].astype(str).unique())
+    return snapshot, ",".join(versions), joined
+
+
+def live_metrics(cfg: Config, joined: pd.DataFrame) -> list[MetricRow]:
+    """Realised metrics overall and per gate slice with enough rows."""
+    y, p = joined[LABEL].to_numpy("float64"), joined[SCORE].to_numpy("float64")
+    rows = _metric_rows(y, p, "")
+    for column in cfg.gate.slices:
+        if column not in joined.columns:
+            continue
+        groups = slice_values(joined, column, cfg.gate.slice_bins.get(column))
+        for value in sorted(groups.unique()):
+            mask = (groups == value).to_numpy(dtype=bool)
+            if mask.sum() >= cfg.monitor.min_slice_rows:
+                rows += _metric_rows(y[mask], p[mask], f"{column}={value}")
+    return rows
+
+
+def _metric_rows(y: np.ndarray, p: np.ndarray, scope: str) -> list[MetricRow]:
+    values = mx.classification_metrics(y, p)
+    rows = [MetricRow(SCORE, name, values[name], scope, len(y)) for name in LIVE_METRICS]
+    return rows + [MetricRow(SCORE, "bias", values["mean_score"] - values["label_rate"], scope,
+                             len(y))]
+
+
+def performance_alerts(cfg: Config, snapshot: date, rows: list[MetricRow]) -> list[Alert]:
+    """Live ROC AUC under monitor.min_roc_auc, |bias| over monitor.max_bias (overall)."""
+    overall = {r.metric: r.value for r in rows if r.slice == ""}
+    out = []
+    auc, bias = overall.get("roc_auc"), overall.get("bias")
+    if auc is not None and auc == auc and auc < cfg.monitor.min_roc_auc:
+        out.append(Alert(snapshot, "live_roc_auc_below_min", SCORE,
+                         f"live ROC AUC {auc:.4f} of snapshot {snapshot} is under "
+                         f"{cfg.monitor.min_roc_auc:g}", auc, cfg.monitor.min_roc_auc,
+                         "critical"))
+    if bias is not None and abs(bias) > cfg.monitor.max_bias:
+        out.append(Alert(snapshot, "prediction_bias", SCORE,
+                         f"mean score minus observed churn rate is {bias:+.4f} for snapshot "
+                         f"{snapshot} (limit {cfg.monitor.max_bias:g})", bias,
+                         cfg.monitor.max_bias))
+    return out
+
+
+def run(cfg: Config, run_date: date) -> MonitorResult:
+    """Drift and estimate for `run_date`, realised metrics for its labelled snapshot."""
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    if champion is None:
+        raise LookupError(f"no champion for {cfg.model.name}: nothing to monitor yet")
+    booster, spec = ma.load(registry.local_model(cfg, champion))
+    current = _current(cfg, run_date, booster, spec)
+    drift_rows, alerts = check_drift(cfg, _reference(cfg, champion, booster, spec), current,
+                                     spec, run_date)
+    estimate = mx.expected_roc_auc(current[SCORE].to_numpy())
+    write_metrics(cfg, run_date, champion.version, "drift", drift_rows)
+    write_metrics(cfg, run_date, champion.version, "estimate", [
+        MetricRow(SCORE, "roc_auc", estimate, rows_used=len(current)),
+        MetricRow(SCORE, "mean_score", float(current[SCORE].mean()), rows_used=len(current))])
+    live, labelled = None, realised(cfg, run_date)
+    if labelled is not None:
+        snapshot, version, joined = labelled
+        rows = live_metrics(cfg, joined)
+        write_metrics(cfg, snapshot, version, "performance", rows)
+        alerts += performance_alerts(cfg, snapshot, rows)
+        live = {r.metric: float(r.value) for r in rows
+                if r.slice == "" and r.value is not None}
+    new = raise_alerts(cfg, alerts)
+    result = MonitorResult(run_date, champion.version, len(spec.names) + 1,
+                           tuple(sorted({a.subject for a in alerts
+                                         if a.rule.startswith("drift_")})),
+                           estimate, labelled[0] if labelled else None, live, len(new))
+    log.info("monitor %s: %d features checked, drift on %s, estimated AUC %.4f, live %s, "
+             "%d new alert(s)", run_date, result.features_checked,
+             list(result.drift_breaches) or "none", estimate, live, len(new))
+    return result

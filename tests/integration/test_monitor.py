@@ -1,0 +1,101 @@
+"""The monitor step on the session's world: drift, estimate, realised metrics, alerts.
+
+The world has trained and published for RUN_DATE; here the predict chain's score step also
+runs for S = RUN_DATE − label horizon (whose labels are complete by RUN_DATE), without
+publishing, so the served snapshot stays as other tests expect.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from precast import alerts, pipeline, registry, store
+from precast import lake as lk
+from precast import metrics as mx
+from precast.steps import monitor
+from precast.steps.train import load_dataset
+from tests.conftest import World
+from tests.integration.test_end_to_end import replace_dataset
+
+
+def _metrics(world: World, kind: str) -> pd.DataFrame:
+    engine = store.make_engine(world.cfg.predictions_url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text("SELECT * FROM model_metrics WHERE kind = :kind"), conn,
+                               params={"kind": kind})
+    finally:
+        engine.dispose()
+
+
+def test_monitor_stores_drift_estimate_and_realised_metrics(world: World) -> None:
+    cfg, day = world.cfg, world.run_date
+    labelled = day - timedelta(days=cfg.features.label_horizon_days)
+    for step in ("inference_features", "score"):
+        pipeline.run_step(cfg, step, labelled)
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    assert champion is not None
+
+    result = monitor.run(cfg, day)
+    assert result.labelled_snapshot == labelled and result.live is not None
+
+    drift_rows = _metrics(world, "drift")
+    features = set(champion.tags["features"].split(","))
+    assert set(drift_rows["feature"]) == features | {"score"}  # every feature, every run
+    psi = drift_rows[drift_rows["metric"] == "psi"]
+    assert len(psi) == len(features) + 1 and psi["value"].notna().all()
+    oov = set(drift_rows.loc[drift_rows["metric"] == "oov_rate", "feature"])
+    assert oov == {"plan", "device", "country"}
+
+    estimate = _metrics(world, "estimate")
+    assert set(estimate["metric"]) == {"roc_auc", "mean_score"}
+    assert 0.5 < float(estimate.loc[estimate["metric"] == "roc_auc", "value"].iloc[0]) < 1
+
+    # The realised metrics are the predictions of S joined to S's labels (an oracle here).
+    performance = _metrics(world, "performance")
+    overall = performance[performance["slice"] == ""].set_index("metric")["value"]
+    predictions = pd.read_parquet(lk.Lake(cfg.lake_root).predictions(labelled))
+    labels, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("test", day))
+    joined = labels.merge(predictions, left_on="user_id", right_on="entity_id")
+    expected = mx.classification_metrics(joined["label"].to_numpy(), joined["score"].to_numpy())
+    assert len(joined) > 200
+    assert overall["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-12)
+    assert overall["bias"] == pytest.approx(expected["mean_score"] - expected["label_rate"])
+    assert set(performance["snapshot_date"].astype(str).str[:10]) == {labelled.isoformat()}
+    slices = set(performance["slice"]) - {""}
+    assert slices and all("=" in s for s in slices)
+
+    # A rerun replaces its rows and raises nothing twice.
+    before = alerts.alerts_of(cfg)
+    again = monitor.run(cfg, day)
+    assert again.alerts_raised == 0
+    assert alerts.alerts_of(cfg) == before
+    assert len(_metrics(world, "drift")) == len(drift_rows)
+
+
+def test_unseen_categories_and_missing_values_raise_deduplicated_alerts(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    cfg, day = world.cfg, world.run_date
+    path = lk.Lake(cfg.lake_root).dataset("inference", day)
+    original, _ = load_dataset(path)
+    tampered = original.copy()
+    every_third = tampered.index % 3 == 0
+    tampered.loc[every_third, "plan"] = "enterprise"  # a plan the model never saw
+    tampered.loc[every_third, "sessions_30d"] = None
+    replace_dataset(path, tampered)
+    try:
+        with caplog.at_level("WARNING", logger="precast.alerts"):
+            result = monitor.run(cfg, day)
+    finally:
+        replace_dataset(path, original)
+    raised = {(a["rule"], a["subject"]) for a in alerts.alerts_of(cfg, day)}
+    assert {("drift_oov_rate_max", "plan"),
+            ("drift_missing_rate_increase_max", "sessions_30d")} <= raised
+    assert {"plan", "sessions_30d"} <= set(result.drift_breaches)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT ")]
+    assert any('"rule": "drift_oov_rate_max"' in line and '"subject": "plan"' in line
+               for line in logged)
