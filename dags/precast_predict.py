@@ -9,7 +9,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
 
-from precast.orchestration import CHAMPION_ASSET, PREDICTIONS_ASSET, SNAPSHOT_PARAM, step_task
+from precast.orchestration import (
+    CHAMPION_ASSET,
+    PREDICTIONS_ASSET,
+    SNAPSHOT_PARAM,
+    alert_on_failure,
+    step_task,
+)
 
 
 @dag(
@@ -21,6 +27,7 @@ from precast.orchestration import CHAMPION_ASSET, PREDICTIONS_ASSET, SNAPSHOT_PA
     catchup=False,
     max_active_runs=1,
     params={"snapshot_date": SNAPSHOT_PARAM},
+    on_failure_callback=alert_on_failure,
     tags=["precast"],
     doc_md=__doc__,
 )

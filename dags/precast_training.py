@@ -1,33 +1,39 @@
 """precast_training: extract → validate events → features → validate features → train → gate.
 
-Daily and manual. A promoted challenger emits the champion asset, which schedules
-precast_predict. With `data_only` the run stops after validate_features (train and gate
-are skipped): for backfills over past dates. Wiring only: the work lives in
-precast.orchestration and precast.steps.
+Daily, manual, and whenever precast_monitor asks for a retraining (the precast_retrain
+asset: monitoring alerted in k of the last n windows). A promoted challenger emits the
+champion asset, which schedules precast_predict. With `data_only` the run stops after
+validate_features (train and gate are skipped): for backfills over past dates. A failed run
+is an alert. Wiring only: the work lives in precast.orchestration and precast.steps.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import chain, dag
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
 
 from precast.orchestration import (
     CHAMPION_ASSET,
     DATA_ONLY_PARAM,
+    RETRAIN_ASSET,
     SNAPSHOT_PARAM,
     TOLERANCE_PARAM,
+    alert_on_failure,
     step_task,
 )
 
 
 @dag(
     dag_id="precast_training",
-    schedule="@daily",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("@daily", timezone="UTC"), assets=RETRAIN_ASSET
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     params={"snapshot_date": SNAPSHOT_PARAM, "tolerance": TOLERANCE_PARAM,
             "data_only": DATA_ONLY_PARAM},
+    on_failure_callback=alert_on_failure,
     tags=["precast"],
     doc_md=__doc__,
 )

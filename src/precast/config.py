@@ -242,6 +242,11 @@ class MonitorConfig(_Section):
     min_slice_rows: int = Field(200, ge=1)  # per-slice live metrics below this are skipped
     reference_rows: int = Field(200_000, ge=1000)  # training rows sampled as drift reference
     webhook_url: str = ""  # each new alert is POSTed here as JSON (may use ${VAR})
+    # Retrain when monitoring alerted in at least retrain_k of the last retrain_n monitored
+    # windows, the latest included, and the champion is older than retrain_cooldown_days.
+    retrain_k: int = Field(2, ge=1)
+    retrain_n: int = Field(3, ge=1)
+    retrain_cooldown_days: int = Field(7, ge=0)
 
 
 class DemoConfig(_Section):

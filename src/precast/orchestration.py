@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CHAMPION_ASSET = Asset(name="precast_champion", uri="file:///precast/champion")
 PREDICTIONS_ASSET = Asset(name="precast_predictions", uri="file:///precast/predictions")
+# Emitted by precast_monitor when the retrain rule holds; precast_training is scheduled on it.
+RETRAIN_ASSET = Asset(name="precast_retrain", uri="file:///precast/retrain")
 # Airflow connection / variable id -> the config field it overrides.
 CONNECTIONS = {"precast_predictions": "stores.predictions_url",
                "precast_mlflow": "stores.mlflow_tracking_uri",
@@ -332,6 +334,55 @@ def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
           doc_md=f"Runs `precast run {step}` for the run's date.")
     def _run(**context: Any) -> dict[str, Any]:
         return _execute(step, context)
+
+    return _run
+
+
+def alert_on_failure(context: Any) -> None:
+    """DAG `on_failure_callback`: a failed run becomes an alert (log line, `alerts` row,
+    webhook), once per day and DAG. Never raises: a broken alert must not hide the failure."""
+    try:
+        from precast.alerts import Alert, raise_alerts
+        from precast.runtime import prepare_environment
+
+        prepare_environment()
+        dag_run = context.get("dag_run")
+        dag_id = str(getattr(dag_run, "dag_id", None) or "unknown DAG")
+        try:
+            day = run_date(context)
+        except (KeyError, ValueError, TypeError):
+            day = date.today()
+        reason = str(context.get("reason") or context.get("exception") or "failed")
+        raise_alerts(_config(airflow_overrides()), [Alert(
+            day, "dag_run_failed", dag_id,
+            f"{dag_id} run {getattr(dag_run, 'run_id', '?')} failed: {reason}"[:1000],
+            severity="critical")])
+    except Exception:  # noqa: BLE001 - logged; the run's own failure stays visible
+        log.exception("could not record the failed run as an alert")
+
+
+def retrain_rule_task() -> Any:
+    """precast_monitor's last task: emits RETRAIN_ASSET (with the date) when the retrain
+    rule holds, and is skipped (no event) with the reason when it does not."""
+
+    @task(task_id="retrain_rule", retries=0, outlets=[RETRAIN_ASSET],
+          doc_md="Emits the precast_retrain asset when monitoring alerted in k of the last n "
+                 "windows (monitor.retrain_*), outside the cool-down; else skipped.")
+    def _run(**context: Any) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from precast.runtime import prepare_environment
+        from precast.steps import monitor
+
+        prepare_environment()
+        day = run_date(context)
+        decision = monitor.retrain_decision(_config(airflow_overrides()), day)
+        log.info("%s", decision.reason)
+        if not decision.retrain:
+            raise AirflowSkipException(decision.reason)
+        context["outlet_events"][RETRAIN_ASSET].extra = {"snapshot_date": day.isoformat(),
+                                                         "reason": decision.reason}
+        return {"run_date": day.isoformat(), **asdict(decision)}
 
     return _run
 

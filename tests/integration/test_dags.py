@@ -46,6 +46,14 @@ def test_dags_import_without_errors(dagbag) -> None:
     assert type(rollback.timetable).__name__ == "NullTimetable"  # manual only
     assert set(rollback.params) == {"target", "reason"}
     assert [t.task_id for t in rollback.tasks] == ["rollback"]
+    assert type(training.timetable).__name__ == "AssetOrTimeSchedule"  # daily or on request
+    assert "precast_retrain" in str(training.timetable.asset_condition)
+    monitor = dagbag.dags["precast_monitor"]
+    assert [t.task_id for t in monitor.topological_sort()] == ["monitor", "retrain_rule"]
+    assert [a.name for a in monitor.task_dict["retrain_rule"].outlets] == ["precast_retrain"]
+    assert "precast_predictions" in str(monitor.timetable.asset_condition)
+    for dag in (training, predict, monitor):
+        assert dag.on_failure_callback, f"{dag.dag_id} raises no alert when a run fails"
     promote = dagbag.dags["precast_promote"]
     assert type(promote.timetable).__name__ == "NullTimetable"  # manual only
     assert set(promote.params) == {"action", "version", "reason"}
@@ -117,7 +125,20 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
     run = rollback.test(run_conf={"target": "model:404", "reason": "no such version"})
     assert run.state == "failed"
     assert store.current(world.cfg.predictions_url).snapshot_id == first.snapshot_id
+    _a_failed_run_is_an_alert(world, run)
     _promote_through_the_dag(dagbag, world, champion.version, str(v2))
+
+
+def _a_failed_run_is_an_alert(world, run) -> None:
+    """The DAGs' on_failure_callback records a failed run once as an alert."""
+    from precast import alerts
+    from precast.orchestration import alert_on_failure
+
+    for _ in range(2):
+        alert_on_failure({"dag_run": run, "reason": "task_failure"})
+    (alert,) = [a for a in alerts.alerts_of(world.cfg) if a["rule"] == "dag_run_failed"]
+    assert alert["subject"] == "precast_rollback" and alert["severity"] == "critical"
+    assert alert["message"].startswith(f"precast_rollback run {run.run_id} failed: task_failure")
 
 
 def _promote_through_the_dag(dagbag, world, v1: str, v2: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import champions, pipeline, registry, store
+from precast import alerts, champions, pipeline, registry, store
 from precast import lake as lk
 from precast.lookup import LookupClient
 from precast.steps.gate import ChallengerRejectedError
@@ -107,6 +107,10 @@ def test_gate_rejects_a_worse_challenger(world: World) -> None:
     assert "floor roc_auc" in rejected.tags["gate.rules_failed"]
     assert champions.current(world.cfg.predictions_url, world.cfg.model.name).model_version \
         == champion.version
+    (alert,) = [a for a in alerts.alerts_of(world.cfg, world.run_date)
+                if a["rule"] == "challenger_rejected"]
+    assert alert["subject"] == f"v{rejected.version}" and alert["severity"] == "critical"
+    assert "floor roc_auc" in alert["message"] and "(evidence: " in alert["message"]
     pipeline.run_step(world.cfg, "features", world.run_date)  # restore for other tests
 
 
@@ -125,6 +129,8 @@ def test_failing_features_suite_stops_before_training(world: World) -> None:
     assert len(after) == len(versions_before)
     assert store.current(world.cfg.predictions_url) == served
     assert _records(world, "validate_features")["status"] == "failed"
+    assert [(a["rule"], a["subject"]) for a in alerts.alerts_of(world.cfg, world.run_date)
+            if a["rule"] == "validation_failed"] == [("validation_failed", "features")]
     pipeline.run_step(world.cfg, "features", world.run_date)
 
 

@@ -27,6 +27,7 @@ from precast import champions, model_card, registry
 from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
+from precast.alerts import Alert, raise_alerts
 from precast.config import Config, GateConfig
 from precast.steps.features import LABEL
 from precast.steps.train import load_dataset
@@ -331,8 +332,10 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
                         decision, str(report))
     if not decision.promote:
         kept = f"v{champ_version}" if champ_version else "(none)"
-        log.error("ALERT gate rejected %s v%s; champion %s stays: %s (evidence: %s)",
-                  cfg.model.name, challenger.version, kept, "; ".join(decision.failed()), report)
+        raise_alerts(cfg, [Alert(run_date, "challenger_rejected", f"v{challenger.version}",
+                                 f"challenger v{challenger.version} rejected, champion {kept} "
+                                 f"stays: {'; '.join(decision.failed())[:1500]} (evidence: "
+                                 f"{uri})", severity="critical")])
         raise ChallengerRejectedError(f"challenger v{challenger.version} rejected, champion "
                                       f"{kept} stays: " + "; ".join(decision.failed())
                                       + f" (evidence: {uri})")

@@ -27,13 +27,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
-from precast import drift, registry
+from precast import champions, drift, registry, store
 from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
 from precast.alerts import Alert, MetricRow, raise_alerts, write_metrics
 from precast.config import Config
+from precast.resources import statements
 from precast.steps.features import LABEL
 from precast.steps.gate import slice_values
 from precast.steps.train import load_dataset
@@ -161,6 +163,48 @@ def performance_alerts(cfg: Config, snapshot: date, rows: list[MetricRow]) -> li
                          f"{snapshot} (limit {cfg.monitor.max_bias:g})", bias,
                          cfg.monitor.max_bias))
     return out
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether monitoring asks for a retraining on `run_date`, and why (or why not)."""
+
+    retrain: bool
+    reason: str
+    violated: tuple[date, ...]  # alerted windows among the last n
+    windows: tuple[date, ...]  # the last n monitored windows, newest first
+
+
+def _dates(conn: Any, name: str, params: dict[str, Any]) -> list[date]:
+    (stmt,) = statements(name)
+    return [date.fromisoformat(str(row[0])[:10]) for row in conn.execute(sa.text(stmt), params)]
+
+
+def retrain_decision(cfg: Config, run_date: date) -> RetrainDecision:
+    """The retrain rule: alerts in >= k of the last n monitored windows, the latest among
+    them, and no champion change within the cool-down (one drift, one retraining)."""
+    m = cfg.monitor
+    engine = store.make_engine(cfg.predictions_url)
+    try:
+        store.ensure_schema(engine)
+        with engine.connect() as conn:
+            until = {"until": run_date.isoformat(), "model_name": cfg.model.name}
+            windows = tuple(_dates(conn, "monitor_windows", until)[: m.retrain_n])
+            bad = set(_dates(conn, "monitor_violations", until))
+    finally:
+        engine.dispose()
+    violated = tuple(d for d in windows if d in bad)
+    rule = f"{len(violated)} of the last {len(windows)} windows alerted (rule: {m.retrain_k} " \
+           f"of {m.retrain_n}, the latest included)"
+    if not windows or windows[0] != run_date or run_date not in bad \
+            or len(violated) < m.retrain_k:
+        return RetrainDecision(False, f"no retraining: {rule}", violated, windows)
+    now = champions.current(cfg.predictions_url, cfg.model.name)
+    if now is not None and (run_date - now.valid_from.date()).days < m.retrain_cooldown_days:
+        return RetrainDecision(False, f"no retraining: {rule}, but the champion changed on "
+                               f"{now.valid_from.date()}, within the "
+                               f"{m.retrain_cooldown_days}-day cool-down", violated, windows)
+    return RetrainDecision(True, f"retrain: {rule}", violated, windows)
 
 
 def run(cfg: Config, run_date: date) -> MonitorResult:

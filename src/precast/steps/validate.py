@@ -475,6 +475,10 @@ def run(cfg: Config, dataset: str, run_date: date, spark: SparkSession | None = 
         if not result.success:
             errors.append(failure_message(result, path))
     if errors:
+        from precast.alerts import Alert, raise_alerts
+
+        raise_alerts(cfg, [Alert(run_date, "validation_failed", dataset,
+                                 errors[0].splitlines()[0][:500], severity="critical")])
         raise ValidationFailed("\n".join(errors))
     if len(results) == 1:
         return results[0]
