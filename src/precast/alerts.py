@@ -137,3 +137,20 @@ def alerts_of(cfg: Config, snapshot: date | None = None) -> list[dict[str, Any]]
     if snapshot is not None:
         out = [r for r in out if str(r["snapshot_date"])[:10] == snapshot.isoformat()]
     return out
+
+
+def trend(cfg: Config, kind: str, metric: str, feature: str = "score",
+          slice_: str = "") -> list[tuple[date, str, float | None]]:
+    """(snapshot date, model version, value) of one metric over time, oldest first
+    (sql/model_metrics_trend.sql)."""
+    engine = store.make_engine(cfg.predictions_url)
+    try:
+        store.ensure_schema(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(_statement("model_metrics_trend"), {
+                "model_name": cfg.model.name, "kind": kind, "feature": feature,
+                "metric": metric, "slice": slice_}).all()
+    finally:
+        engine.dispose()
+    return [(date.fromisoformat(str(r[0])[:10]), str(r[1]), None if r[2] is None else float(r[2]))
+            for r in rows]

@@ -18,6 +18,8 @@ _KEYS = {  # the few facts worth a line, per step
     "gate": ("promoted", "challenger_version", "champion_version", "report_path"),
     "score": ("rows_in", "scored", "errors", "runner"),
     "publish": ("snapshot_id", "rows", "model_version", "table"),
+    "monitor": ("model_version", "drift_breaches", "estimated_roc_auc", "labelled_snapshot",
+                "alerts_raised", "report_path"),
 }
 
 

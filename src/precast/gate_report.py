@@ -9,8 +9,6 @@ the file opens offline in any browser, attached to MLflow or mailed as is.
 
 from __future__ import annotations
 
-import html
-import io
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,31 +17,19 @@ import numpy as np
 
 from precast import metrics as mx
 from precast.config import Config
+from precast.html_report import esc as _e
+from precast.html_report import figure as _figure
+from precast.html_report import num as _num
+from precast.html_report import page
+from precast.html_report import svg as _svg
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
     from precast.steps.gate import Decision, Evaluation, Scored
 
 CHALLENGER_COLOR, CHAMPION_COLOR = "#d95f02", "#1b9e77"
 CURVE_POINTS = 400  # curves are thinned to this many points (the file stays small)
 TOP_FEATURES = 15
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px;
-       color: #222; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; }
-.verdict { display: inline-block; padding: .3em .8em; border-radius: 4px; color: #fff;
-           font-weight: 600; }
-.promoted { background: #1a7f37; } .rejected { background: #c62828; }
-.grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { margin: 0; }
-figcaption { color: #555; font-size: .9em; }
-table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ddd;
-        padding: .25em .6em; text-align: left; } th { background: #f4f4f4; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.fail td { background: #fdecea; } tr.pass td.ok { color: #1a7f37; font-weight: 600; }
-tr.fail td.ok { color: #c62828; font-weight: 600; } .muted { color: #777; }
-"""
+
 
 
 def report_path(cfg: Config, run_date: date, challenger: str, champion: str | None) -> Path:
@@ -93,9 +79,7 @@ def render(cfg: Config, ev: Evaluation, decision: Decision, record: dict[str, An
         "<h2>Versions</h2>", _versions_table(ev),
         "<h2>Slices</h2>", _slices_table(ev, metric),
     ]
-    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
+    return page(title, body)
 
 
 # ---------------------------------------------------------------- charts
@@ -106,22 +90,6 @@ def _models(ev: Evaluation) -> list[tuple[str, Scored, str]]:
     if ev.champion is not None:
         out.append((f"champion v{ev.champion.version}", ev.champion, CHAMPION_COLOR))
     return out
-
-
-def _figure(width: float = 5.4, height: float = 4.2) -> tuple[Figure, Axes]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=96)
-    return fig, fig.add_subplot()
-
-
-def _svg(fig: Figure) -> str:
-    """The figure as an inline <svg> element (no XML prologue, no external references)."""
-    fig.tight_layout()
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]
 
 
 def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,16 +187,6 @@ def _importances(ev: Evaluation) -> str:
 
 
 # ---------------------------------------------------------------- tables
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _num(value: float | None) -> str:
-    if value is None or not np.isfinite(value):
-        return '<td class="num muted">–</td>'
-    return f'<td class="num">{value:.4f}</td>'
 
 
 def _rules_table(decision: Decision) -> str:

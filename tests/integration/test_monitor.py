@@ -7,7 +7,9 @@ publishing, so the served snapshot stays as other tests expect.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -68,6 +70,12 @@ def test_monitor_stores_drift_estimate_and_realised_metrics(world: World) -> Non
     assert set(performance["snapshot_date"].astype(str).str[:10]) == {labelled.isoformat()}
     slices = set(performance["slice"]) - {""}
     assert slices and all("=" in s for s in slices)
+
+    page = Path(result.report_path).read_text()
+    assert page.count("<svg") == 3  # trend, PSI bars, score distributions
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page) and "<script" not in page
+    for feature in features | {"score"}:
+        assert f"<tr><td>{feature}</td>" in page
 
     # A rerun replaces its rows and raises nothing twice.
     before = alerts.alerts_of(cfg)

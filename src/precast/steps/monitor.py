@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from precast import champions, drift, registry, store
+from precast import champions, drift, monitor_report, registry, store
 from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
@@ -57,6 +57,7 @@ class MonitorResult:
     labelled_snapshot: date | None  # the snapshot whose realised metrics were computed
     live: dict[str, float] | None  # its overall realised metrics (None: not available yet)
     alerts_raised: int
+    report_path: str
 
 
 def _drift_rows(report: list[drift.FeatureDrift]) -> list[MetricRow]:
@@ -87,11 +88,9 @@ def _current(cfg: Config, run_date: date, booster: Any, spec: ma.FeatureSpec) ->
     return cur.assign(**{SCORE: ma.predict(booster, cur, spec)})
 
 
-def check_drift(cfg: Config, reference: pd.DataFrame, current: pd.DataFrame,
-                spec: ma.FeatureSpec, run_date: date) -> tuple[list[MetricRow], list[Alert]]:
+def check_drift(cfg: Config, report: list[drift.FeatureDrift],
+                run_date: date) -> tuple[list[MetricRow], list[Alert]]:
     """Drift rows for every feature and the score, and an alert per breach."""
-    report = drift.drift_report(reference, current, [*spec.names, SCORE],
-                                categorical=dict(spec.categorical))
     m = cfg.monitor
     limits = drift.Thresholds(psi_max=m.psi_max, p_value_min=m.p_value_min or 0.0,
                               missing_rate_increase_max=m.missing_rate_increase_max,
@@ -214,8 +213,10 @@ def run(cfg: Config, run_date: date) -> MonitorResult:
         raise LookupError(f"no champion for {cfg.model.name}: nothing to monitor yet")
     booster, spec = ma.load(registry.local_model(cfg, champion))
     current = _current(cfg, run_date, booster, spec)
-    drift_rows, alerts = check_drift(cfg, _reference(cfg, champion, booster, spec), current,
-                                     spec, run_date)
+    reference = _reference(cfg, champion, booster, spec)
+    report = drift.drift_report(reference, current, [*spec.names, SCORE],
+                                categorical=dict(spec.categorical))
+    drift_rows, alerts = check_drift(cfg, report, run_date)
     estimate = mx.expected_roc_auc(current[SCORE].to_numpy())
     write_metrics(cfg, run_date, champion.version, "drift", drift_rows)
     write_metrics(cfg, run_date, champion.version, "estimate", [
@@ -230,11 +231,15 @@ def run(cfg: Config, run_date: date) -> MonitorResult:
         live = {r.metric: float(r.value) for r in rows
                 if r.slice == "" and r.value is not None}
     new = raise_alerts(cfg, alerts)
+    page = monitor_report.write(cfg, run_date, champion.version,
+                                reference[SCORE].to_numpy(), current[SCORE].to_numpy(), report,
+                                alerts)
     result = MonitorResult(run_date, champion.version, len(spec.names) + 1,
                            tuple(sorted({a.subject for a in alerts
                                          if a.rule.startswith("drift_")})),
-                           estimate, labelled[0] if labelled else None, live, len(new))
+                           estimate, labelled[0] if labelled else None, live, len(new),
+                           str(page))
     log.info("monitor %s: %d features checked, drift on %s, estimated AUC %.4f, live %s, "
-             "%d new alert(s)", run_date, result.features_checked,
-             list(result.drift_breaches) or "none", estimate, live, len(new))
+             "%d new alert(s); report %s", run_date, result.features_checked,
+             list(result.drift_breaches) or "none", estimate, live, len(new), page)
     return result
