@@ -11,10 +11,10 @@ precast.steps.monitor.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import chain, dag
 
 from precast.orchestration import (
+    DAG_DEFAULTS,
     PREDICTIONS_ASSET,
     SNAPSHOT_PARAM,
     alert_on_failure,
@@ -26,13 +26,10 @@ from precast.orchestration import (
 @dag(
     dag_id="precast_monitor",
     schedule=PREDICTIONS_ASSET,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     params={"snapshot_date": SNAPSHOT_PARAM},
     on_failure_callback=alert_on_failure,
-    tags=["precast"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def precast_monitor() -> None:
     chain(step_task("monitor", retries=1)(), retrain_rule_task()())

@@ -6,11 +6,11 @@ the predictions asset. Wiring only: the work lives in precast.orchestration and 
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
 
 from precast.orchestration import (
     CHAMPION_ASSET,
+    DAG_DEFAULTS,
     PREDICTIONS_ASSET,
     SNAPSHOT_PARAM,
     alert_on_failure,
@@ -23,13 +23,10 @@ from precast.orchestration import (
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"), assets=CHAMPION_ASSET
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     params={"snapshot_date": SNAPSHOT_PARAM},
     on_failure_callback=alert_on_failure,
-    tags=["precast"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def precast_predict() -> None:
     chain(

@@ -8,10 +8,10 @@ go into `champion_history`. Wiring only: the work lives in precast.steps.promote
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 
 from precast.orchestration import (
+    DAG_DEFAULTS,
     PROMOTE_ACTION_PARAM,
     PROMOTE_REASON_PARAM,
     PROMOTE_VERSION_PARAM,
@@ -22,13 +22,10 @@ from precast.orchestration import (
 @dag(
     dag_id="precast_promote",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     params={"action": PROMOTE_ACTION_PARAM, "version": PROMOTE_VERSION_PARAM,
             "reason": PROMOTE_REASON_PARAM},
-    tags=["precast"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def precast_promote() -> None:
     promote_task()()

@@ -8,21 +8,22 @@ precast.steps.rollback.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 
-from precast.orchestration import ROLLBACK_REASON_PARAM, ROLLBACK_TARGET_PARAM, rollback_task
+from precast.orchestration import (
+    DAG_DEFAULTS,
+    ROLLBACK_REASON_PARAM,
+    ROLLBACK_TARGET_PARAM,
+    rollback_task,
+)
 
 
 @dag(
     dag_id="precast_rollback",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     params={"target": ROLLBACK_TARGET_PARAM, "reason": ROLLBACK_REASON_PARAM},
-    tags=["precast"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def precast_rollback() -> None:
     rollback_task()()

@@ -9,11 +9,11 @@ is an alert. Wiring only: the work lives in precast.orchestration and precast.st
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
 
 from precast.orchestration import (
     CHAMPION_ASSET,
+    DAG_DEFAULTS,
     DATA_ONLY_PARAM,
     RETRAIN_ASSET,
     SNAPSHOT_PARAM,
@@ -28,14 +28,11 @@ from precast.orchestration import (
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("@daily", timezone="UTC"), assets=RETRAIN_ASSET
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     params={"snapshot_date": SNAPSHOT_PARAM, "tolerance": TOLERANCE_PARAM,
             "data_only": DATA_ONLY_PARAM},
     on_failure_callback=alert_on_failure,
-    tags=["precast"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def precast_training() -> None:
     chain(

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 CHAMPION_ASSET = Asset(name="precast_champion", uri="file:///precast/champion")
 PREDICTIONS_ASSET = Asset(name="precast_predictions", uri="file:///precast/predictions")
+# What every precast DAG shares (schedule, Params and callbacks are each DAG's own).
+DAG_DEFAULTS: dict[str, Any] = {
+    "start_date": datetime(2026, 1, 1, tzinfo=UTC), "catchup": False, "max_active_runs": 1,
+    "tags": ["precast"]}
 # Emitted by precast_monitor when the retrain rule holds; precast_training is scheduled on it.
 RETRAIN_ASSET = Asset(name="precast_retrain", uri="file:///precast/retrain")
 # Airflow connection / variable id -> the config field it overrides.
