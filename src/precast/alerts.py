@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from precast import store
 from precast.config import Config
-from precast.resources import statements
+from precast.resources import statement
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class Alert:
 
 
 def _statement(name: str) -> sa.TextClause:
-    (stmt,) = statements(name)
-    return sa.text(stmt)
+    return sa.text(statement(name))
 
 
 def _value(value: float | None) -> float | None:

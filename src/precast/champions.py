@@ -19,7 +19,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from precast import store
-from precast.resources import statements
+from precast.resources import statement
 
 Decision = Literal["gate", "override", "rollback", "pin", "unpin"]
 
@@ -44,8 +44,7 @@ class ChampionPeriod:
 
 
 def _statement(name: str) -> sa.TextClause:
-    (stmt,) = statements(name)
-    return sa.text(stmt)
+    return sa.text(statement(name))
 
 
 def _period(row: Any) -> ChampionPeriod:

@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from precast.resources import statements
+from precast.resources import statement as _statement
 from precast.store import (
     CURRENT_VIEW,
     SNAPSHOTS_TABLE,
@@ -85,11 +85,6 @@ class ServedSnapshot:
     published_at: datetime
     activated_at: datetime | None
     activated_by: str | None
-
-
-def _statement(name: str) -> str:
-    (stmt,) = statements(name)
-    return stmt
 
 
 @cache

@@ -43,3 +43,11 @@ def statements(name: str) -> list[str]:
         line for line in sql(name).splitlines() if not line.lstrip().startswith("--")
     )
     return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def statement(name: str) -> str:
+    """The single statement of `sql/<name>.sql` (ValueError when it holds several)."""
+    found = statements(name)
+    if len(found) != 1:
+        raise ValueError(f"sql/{name}.sql holds {len(found)} statements; expected one")
+    return found[0]

@@ -35,7 +35,7 @@ from precast import metrics as mx
 from precast import model_artifact as ma
 from precast.alerts import Alert, MetricRow, raise_alerts, write_metrics
 from precast.config import Config
-from precast.resources import statements
+from precast.resources import statement
 from precast.steps.features import LABEL
 from precast.steps.gate import slice_values
 from precast.steps.train import load_dataset
@@ -175,8 +175,8 @@ class RetrainDecision:
 
 
 def _dates(conn: Any, name: str, params: dict[str, Any]) -> list[date]:
-    (stmt,) = statements(name)
-    return [date.fromisoformat(str(row[0])[:10]) for row in conn.execute(sa.text(stmt), params)]
+    rows = conn.execute(sa.text(statement(name)), params)
+    return [date.fromisoformat(str(row[0])[:10]) for row in rows]
 
 
 def retrain_decision(cfg: Config, run_date: date) -> RetrainDecision:
