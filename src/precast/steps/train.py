@@ -179,6 +179,14 @@ def load_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df.reset_index(drop=True), manifest
 
 
+def logged_params(cfg: Config, booster: xgb.Booster) -> dict[str, Any]:
+    """The parameters every training run logs (and its model card lists)."""
+    return {**cfg.train.params, "num_boost_round": cfg.train.num_boost_round,
+            "early_stopping_rounds": cfg.train.early_stopping_rounds, "seed": cfg.train.seed,
+            "best_iteration": booster.best_iteration,
+            "monotone": json.dumps(cfg.train.monotone, sort_keys=True)}
+
+
 def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dict[str, Any],
              test_metrics: dict[str, float]) -> tuple[str, str]:
     """One MLflow run with params, metrics, tags, feature list and the registered model."""
@@ -187,10 +195,7 @@ def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dic
 
     registry.client(cfg)
     with mlflow.start_run(run_name=f"train-{facts['run_date']}") as run:
-        mlflow.log_params({**cfg.train.params, "num_boost_round": cfg.train.num_boost_round,
-                           "early_stopping_rounds": cfg.train.early_stopping_rounds,
-                           "seed": cfg.train.seed, "best_iteration": booster.best_iteration,
-                           "monotone": json.dumps(cfg.train.monotone, sort_keys=True)})
+        mlflow.log_params(logged_params(cfg, booster))
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
         mlflow.set_tags({k: str(v) for k, v in facts.items()})
         mlflow.log_dict(spec.to_dict(), "features.json")
@@ -224,7 +229,7 @@ def run(cfg: Config, run_date: date) -> TrainResult:
     run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
     model_card.log(cfg, model_card.CardFacts(  # the gate completes it (slices, decision)
         version, run_id, {k: str(v) for k, v in facts.items()}, spec.names,
-        model_card.run_params(cfg, run_id), test_metrics, train_manifest, cfg.train.monotone))
+        logged_params(cfg, booster), test_metrics, train_manifest, cfg.train.monotone))
     log.info("registered %s v%s (run %s): test %s", cfg.model.name, version, run_id,
              {k: round(v, 4) for k, v in test_metrics.items()})
     return TrainResult(run_id, cfg.model.name, version, device, int(booster.best_iteration),
