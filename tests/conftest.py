@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,43 @@ def spark():
     )
     yield session
     session.stop()
+
+
+@dataclass
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and the Airflow connection that reaches it."""
+
+    conn_id: str
+    messages: list[Any]  # email.message.Message, in arrival order
+
+
+@pytest.fixture
+def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
+    import email
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox("precast_test_smtp", [])
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            box.messages.append(email.message_from_bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{box.conn_id.upper()}", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"from_email": "precast@example.com", "disable_tls": True,
+                  "disable_ssl": True, "retry_limit": 0, "timeout": 10}}))
+    try:
+        yield box
+    finally:
+        controller.stop()
 
 
 @pytest.fixture
@@ -130,7 +168,8 @@ def make_world(root: Path, overrides: dict[str, Any] | None = None) -> World:
     cfg = load_config(path, environ={})
     d = cfg.demo
     demo_data.generate(cfg.lake_root, users=d.users, days=d.days, seed=d.seed,
-                       start_date=d.start_date, corrupt_fraction=d.corrupt_fraction)
+                       start_date=d.start_date, corrupt_fraction=d.corrupt_fraction,
+                       drift_day=d.drift_day)
     return World(cfg, path, RUN_DATE)
 
 

@@ -1,13 +1,15 @@
 """Monitoring records in the prediction store: `model_metrics` rows and deduplicated alerts.
 
 Every alert is raised once per (snapshot date, rule, subject) — the `alerts` table's unique
-key — and each new one is a structured log line (`ALERT {json}`), a row in `alerts`, and a
-POST of the same JSON to `monitor.webhook_url` when one is configured. A webhook that
-fails is logged; the alert stays recorded.
+key — and each new one is a structured log line (`ALERT {json}`), a row in `alerts`, a
+POST of the same JSON to `monitor.webhook_url` when one is configured, and a line of one
+e-mail to `monitor.email_to` through Airflow's SMTP connection `monitor.smtp_conn_id` (one
+e-mail per batch of new alerts). A target that fails is logged; the alert stays recorded.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -102,6 +104,8 @@ def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
         log.warning("ALERT %s", json.dumps(payload, sort_keys=True))
         if cfg.monitor.webhook_url:
             _post(cfg.monitor.webhook_url, payload)
+    if new and cfg.monitor.email_to:
+        _email(cfg, new)
     return new
 
 
@@ -121,6 +125,33 @@ def _post(url: str, payload: dict[str, Any]) -> None:
             response.read()
     except OSError as exc:  # URLError and HTTPError are OSErrors
         log.error("alert webhook failed (the alert is recorded in the alerts table): %s", exc)
+
+
+def email_subject(cfg: Config, alerts: Sequence[Alert]) -> str:
+    rules = ", ".join(sorted({a.rule for a in alerts}))
+    days = sorted({a.snapshot_date.isoformat() for a in alerts})
+    return f"[precast] {cfg.model.name}: {len(alerts)} new alert(s) for {', '.join(days)}: {rules}"
+
+
+def _email(cfg: Config, alerts: Sequence[Alert]) -> None:
+    """One HTML e-mail listing `alerts`, through Airflow's SMTP connection; failures are
+    logged (the alerts are already recorded)."""
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            a.severity, a.snapshot_date, a.rule, a.subject, a.message)) + "</tr>"
+        for a in alerts)
+    body = ("<p>precast monitoring raised these alerts (all are in the <code>alerts</code> "
+            "table):</p><table border=\"1\" cellpadding=\"4\"><tr><th>severity</th>"
+            f"<th>snapshot</th><th>rule</th><th>subject</th><th>message</th></tr>{rows}</table>")
+    try:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id=cfg.monitor.smtp_conn_id) as hook:
+            hook.send_email_smtp(to=list(cfg.monitor.email_to),
+                                 subject=email_subject(cfg, alerts), html_content=body)
+    except Exception as exc:  # noqa: BLE001 - any SMTP or connection error; logged
+        log.error("alert e-mail through Airflow connection %s failed (the alerts are recorded "
+                  "in the alerts table): %s", cfg.monitor.smtp_conn_id, exc)
 
 
 def alerts_of(cfg: Config, snapshot: date | None = None) -> list[dict[str, Any]]:

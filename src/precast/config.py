@@ -101,6 +101,10 @@ class TrainConfig(_Section):
     nthread: int = Field(0, ge=0, description="0 = number of cores")
     # Feature name -> +1 (score never falls as it rises) or -1 (never rises); passed to
     # XGBoost as monotone_constraints. A name the training data lacks fails training.
+    # What a scheduled (daily) precast_training run does: `train` trains and gates; `data_only`
+    # runs the data steps only (the features feed monitoring's ground truth) and leaves
+    # training to precast_monitor's retrain requests and manual runs.
+    scheduled_runs: Literal["train", "data_only"] = "train"
     monotone: dict[str, int] = Field(
         default_factory=lambda: {"support_tickets_30d": 1, "sessions_7d": -1, "sessions_30d": -1}
     )
@@ -230,6 +234,9 @@ class ServeConfig(_Section):
     workers: int = Field(1, ge=1)
 
 
+DRIFT_RULES = ("psi_max", "p_value_min", "missing_rate_increase_max", "oov_rate_max")
+
+
 class MonitorConfig(_Section):
     """`precast run monitor`: drift and live-performance thresholds, alert targets."""
 
@@ -247,6 +254,26 @@ class MonitorConfig(_Section):
     retrain_k: int = Field(2, ge=1)
     retrain_n: int = Field(3, ge=1)
     retrain_cooldown_days: int = Field(7, ge=0)
+    # Per-feature drift limits over the ones above ({feature: {rule: limit}}); a limit of None
+    # stores the measure but never alerts on it. tenure_days grows by one every day for every
+    # user who stays, so its distribution moves away from any training reference by design.
+    feature_limits: dict[str, dict[str, float | None]] = Field(
+        default_factory=lambda: {"tenure_days": dict.fromkeys(("psi_max", "p_value_min"))})
+    # New alerts are e-mailed to these addresses through Airflow's SMTP connection
+    # `smtp_conn_id` (apache-airflow-providers-smtp: host, port, login, extra from_email).
+    email_to: list[str] = Field(default_factory=list)
+    smtp_conn_id: str = "smtp_default"
+
+    @field_validator("feature_limits")
+    @classmethod
+    def _known_rules(cls, v: dict[str, dict[str, float | None]]
+                     ) -> dict[str, dict[str, float | None]]:
+        for feature, limits in v.items():
+            unknown = sorted(set(limits) - set(DRIFT_RULES))
+            if unknown:
+                raise ValueError(f"unknown drift rules {unknown} for feature {feature!r}; "
+                                 f"allowed: {', '.join(DRIFT_RULES)}")
+        return v
 
 
 class DemoConfig(_Section):

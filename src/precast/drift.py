@@ -279,22 +279,34 @@ def _thresholds(thresholds: Thresholds | Mapping[str, float] | None) -> Threshol
 
 
 def breaches(
-    report: Sequence[FeatureDrift], thresholds: Thresholds | Mapping[str, float] | None = None
+    report: Sequence[FeatureDrift], thresholds: Thresholds | Mapping[str, float] | None = None,
+    per_feature: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> list[Breach]:
     """Every rule each feature breaks: PSI above, p-value below, missing-rate rise above, OOV above.
 
     Limits are strict (a value equal to its limit passes); a NaN measure (an untestable
     sample) breaks no rule, so the missing-rate rule is what catches an all-missing column.
+    `per_feature` overrides limits for single features ({feature: {rule: limit}}); a limit
+    of None means the rule is not applied to that feature (its measure is still reported).
     """
     t = _thresholds(thresholds)
+    overrides = {feature: dict(limits) for feature, limits in (per_feature or {}).items()}
+    allowed = {f.name for f in fields(Thresholds)}
+    for feature, limits in overrides.items():
+        if set(limits) - allowed:
+            raise ValueError(f"unknown drift rules {sorted(set(limits) - allowed)} for feature "
+                             f"{feature!r}; allowed: {sorted(allowed)}")
     found: list[Breach] = []
     for d in report:
         measures = [("psi_max", d.psi), ("p_value_min", d.p_value),
                     ("missing_rate_increase_max", d.missing_rate_cur - d.missing_rate_ref)]
         if d.oov_rate is not None:
             measures.append(("oov_rate_max", d.oov_rate))
+        own = overrides.get(d.feature, {})
         for rule, value in measures:
-            limit: float = getattr(t, rule)
+            limit: float | None = own[rule] if rule in own else getattr(t, rule)
+            if limit is None:
+                continue
             if value < limit if rule.endswith("_min") else value > limit:
                 found.append(Breach(d.feature, rule, float(value), limit))
     return found

@@ -295,11 +295,19 @@ def _config(overrides: dict[str, str]) -> Config:
     return cfg.with_overrides(dict(overrides)) if overrides else cfg
 
 
+def data_only_reason(params: dict[str, Any], run_type: str, scheduled_runs: str) -> str | None:
+    """Why a run stops after the data steps (train and gate skipped), or None when it trains:
+    the `data_only` Param, or a scheduled run while `train.scheduled_runs` is data_only."""
+    if params.get("data_only"):
+        return "data_only run, the data steps ended with validate_features"
+    if run_type == "scheduled" and scheduled_runs == "data_only":
+        return ("scheduled run with train.scheduled_runs: data_only (training runs when "
+                "precast_monitor requests it, or by hand)")
+    return None
+
+
 def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
     params = context.get("params") or {}
-    if params.get("data_only") and step in MODEL_STEPS:
-        raise AirflowSkipException(f"{step} skipped: data_only run, the data steps ended with "
-                                   "validate_features")
     from precast import pipeline
     from precast.runtime import prepare_environment
 
@@ -309,11 +317,18 @@ def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
     overrides = airflow_overrides()
     try:
         cfg = _config(overrides)
+        dag_run = context.get("dag_run")
+        skip = step in MODEL_STEPS and data_only_reason(
+            params, str(getattr(dag_run, "run_type", "") or ""), cfg.train.scheduled_runs)
+        if skip:
+            raise AirflowSkipException(f"{step} skipped: {skip}")
         if on_cluster(cfg, step):
             summary = run_submitted(cfg, step, day, overrides, jobs_dir(context))
         else:
             log.info("precast step %s for %s (in-process)", step, day)
             summary = pipeline.to_jsonable(pipeline.run_step(cfg, step, day, **options))
+    except AirflowSkipException:
+        raise
     except Exception as exc:
         reason = one_line_reason(step, day, exc)
         log.error("%s", reason)  # the reason, in one line of the task log
@@ -380,10 +395,12 @@ def retrain_rule_task() -> Any:
 
         prepare_environment()
         day = run_date(context)
-        decision = monitor.retrain_decision(_config(airflow_overrides()), day)
+        cfg = _config(airflow_overrides())
+        decision = monitor.retrain_decision(cfg, day)
         log.info("%s", decision.reason)
         if not decision.retrain:
             raise AirflowSkipException(decision.reason)
+        monitor.request_retrain(cfg, day, decision)
         context["outlet_events"][RETRAIN_ASSET].extra = {"snapshot_date": day.isoformat(),
                                                          "reason": decision.reason}
         return {"run_date": day.isoformat(), **asdict(decision)}

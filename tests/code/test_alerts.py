@@ -1,5 +1,6 @@
-"""Alerts and metric rows in the prediction store (SQLite and PostgreSQL), and the webhook
-target, against a real local HTTP server."""
+"""Alerts and metric rows in the prediction store (SQLite and PostgreSQL), the webhook
+target against a real local HTTP server, and e-mail through Airflow's SMTP connection
+against a real local SMTP server."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from precast import alerts, store
 from precast.alerts import Alert, MetricRow
 from precast.config import Config
+from tests.conftest import Mailbox
 
 DAY = date(2026, 3, 1)
 
@@ -85,6 +87,44 @@ def test_a_failing_webhook_loses_no_alert(tmp_path: Path,
         assert alerts.raise_alerts(cfg, [alert]) == [alert]
     assert "alert webhook failed" in caplog.text
     assert [a["severity"] for a in alerts.alerts_of(cfg)] == ["critical"]
+
+
+def test_new_alerts_are_e_mailed_once_through_airflows_smtp_connection(
+        tmp_path: Path, mailbox: Mailbox) -> None:
+    cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'predictions.db'}").with_overrides({
+        "monitor.email_to": ["ops@example.com", "ml@example.com"],
+        "monitor.smtp_conn_id": mailbox.conn_id})
+    drift = Alert(DAY, "drift_psi_max", "device", "device: psi 0.41 beyond 0.2 <tv>", 0.41, 0.2)
+    bias = Alert(DAY, "prediction_bias", "score", "bias +0.08", 0.08, 0.05)
+    assert alerts.raise_alerts(cfg, [drift, bias]) == [drift, bias]
+    assert alerts.raise_alerts(cfg, [drift]) == []  # nothing new: no e-mail
+    (mail,) = mailbox.messages
+    assert mail["Subject"] == alerts.email_subject(cfg, [drift, bias]) == (
+        f"[precast] {cfg.model.name}: 2 new alert(s) for 2026-03-01: drift_psi_max, "
+        "prediction_bias")
+    assert mail["To"] == "ops@example.com, ml@example.com"
+    assert mail["From"] == "precast@example.com"
+    (body,) = [part.get_payload(decode=True).decode() for part in mail.walk()
+               if part.get_content_type() == "text/html"]
+    assert "device: psi 0.41 beyond 0.2 &lt;tv&gt;" in body and "bias +0.08" in body
+
+
+def test_a_failing_mail_server_loses_no_alert(tmp_path: Path, mailbox: Mailbox,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_PRECAST_DOWN_SMTP", json.dumps(
+        {"conn_type": "smtp", "host": "127.0.0.1", "port": port}))
+    cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'predictions.db'}").with_overrides({
+        "monitor.email_to": ["ops@example.com"], "monitor.smtp_conn_id": "precast_down_smtp"})
+    alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
+    with caplog.at_level("ERROR", logger="precast.alerts"):
+        assert alerts.raise_alerts(cfg, [alert]) == [alert]
+    assert "alert e-mail through Airflow connection precast_down_smtp failed" in caplog.text
+    assert [a["rule"] for a in alerts.alerts_of(cfg)] == ["live_roc_auc_below_min"]
+    assert mailbox.messages == []
 
 
 def test_metric_rows_of_a_snapshot_and_kind_are_replaced_on_rerun(store_url: str,

@@ -167,6 +167,21 @@ def test_breaches_name_exactly_the_rules_broken() -> None:
         drift.breaches(report, {"psi": 0.1})
 
 
+def test_per_feature_limits_override_or_switch_off_a_rule() -> None:
+    report = [_row("tenure", psi=8.6, p_value=1e-9), _row("sessions", psi=0.35),
+              _row("plan", psi=0.3, oov_rate=0.2)]
+    per_feature = {"tenure": {"psi_max": None, "p_value_min": None}, "plan": {"psi_max": 0.5}}
+    assert [(b.feature, b.rule, b.threshold) for b in drift.breaches(
+        report, {"p_value_min": 0.01}, per_feature)] == [
+        ("sessions", "psi_max", 0.2), ("plan", "oov_rate_max", 0.05)]
+    assert [(b.feature, b.rule) for b in drift.breaches(
+        report, None, {"tenure": {"oov_rate_max": 0.1}})] == [  # the other rules' limits stay
+        ("tenure", "psi_max"), ("tenure", "p_value_min"), ("sessions", "psi_max"),
+        ("plan", "psi_max"), ("plan", "oov_rate_max")]
+    with pytest.raises(ValueError, match="unknown drift rules \\['psi'\\] for feature 'plan'"):
+        drift.breaches(report, None, {"plan": {"psi": 0.5}})
+
+
 def test_missing_feature_is_a_key_error_naming_feature_and_frame() -> None:
     reference = pd.DataFrame({"tenure": [1.0, 2.0], "plan": ["a", "b"]})
     with pytest.raises(KeyError, match="'plan' is not a column of the current frame"):

@@ -180,9 +180,29 @@ def test_submitted_job_loads_the_same_config(cfg: Config) -> None:
     assert env["PYSPARK_PYTHON"] == sys.executable
 
 
-def test_data_only_skips_the_model_steps() -> None:
-    with pytest.raises(AirflowSkipException, match="data_only"):
-        orch._execute("train", {"params": {"data_only": True}})
+@pytest.mark.parametrize(("params", "run_type", "scheduled_runs", "why"), [
+    ({"data_only": True}, "manual", "train", "data_only run"),
+    ({}, "scheduled", "data_only", "scheduled run with train.scheduled_runs: data_only"),
+])
+def test_model_steps_are_skipped_by_data_only_runs(
+        params: dict[str, object], run_type: str, scheduled_runs: str, why: str,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "precast.yaml"
+    config.write_text(f"home: {tmp_path / 'home'}\ntrain: {{scheduled_runs: {scheduled_runs}}}\n")
+    monkeypatch.setenv("PRECAST_CONFIG", str(config))
+    context = {"params": {"snapshot_date": "2026-01-05", **params},
+               "dag_run": type("DagRun", (), {"run_type": run_type})()}
+    for step in orch.MODEL_STEPS:
+        with pytest.raises(AirflowSkipException, match=f"{step} skipped: {why}"):
+            orch._execute(step, context)
+
+
+def test_only_data_only_runs_stop_after_the_data_steps() -> None:
+    reason = orch.data_only_reason
+    assert reason({}, "scheduled", "train") is None  # the default: the daily run trains
+    assert reason({}, "asset_triggered", "data_only") is None  # monitoring asked for it
+    assert reason({}, "manual", "data_only") is None  # a person asked for it
+    assert reason({"data_only": False}, "scheduled", "data_only") is not None
 
 
 def test_cli_exits_3_when_retrying_cannot_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

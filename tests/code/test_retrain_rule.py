@@ -1,17 +1,18 @@
 """The retrain rule of precast_monitor: alerts in k of the last n monitored windows, the
-latest included, outside the cool-down after a champion change (SQLite and PostgreSQL)."""
+latest included, outside the cool-down after a retraining request or a newly trained champion
+(SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from precast import alerts, champions
+from precast import alerts, registry
 from precast.alerts import Alert, MetricRow
 from precast.config import Config
-from precast.steps.monitor import retrain_decision
+from precast.steps.monitor import request_retrain, retrain_decision
 
 D0 = date(2026, 3, 1)
 
@@ -53,11 +54,34 @@ def test_k_of_the_last_n_windows_with_the_latest(cfg: Config) -> None:
 
 def test_no_second_retraining_within_the_cool_down(cfg: Config) -> None:
     _monitored(cfg, 0, 1, 2, alerted=(1, 2))
-    champions.record(cfg.predictions_url, cfg.model.name, "2", decided_by="gate",
-                     decision="gate", reason="retrained",
-                     at=datetime(2026, 2, 27, 12, tzinfo=UTC))
     decision = retrain_decision(cfg, _day(2))
-    assert not decision.retrain
-    assert "the champion changed on 2026-02-27, within the 7-day cool-down" in decision.reason
-    _monitored(cfg, 8, 9, alerted=(8, 9))
+    assert decision.retrain, decision.reason
+    assert request_retrain(cfg, _day(2), decision)
+    assert not request_retrain(cfg, _day(2), decision)  # recorded once per day
+    (alert,) = [a for a in alerts.alerts_of(cfg) if a["rule"] == "retrain_requested"]
+    assert alert["subject"] == cfg.model.name and alert["message"].endswith(decision.reason)
+    assert retrain_decision(cfg, _day(2)).retrain  # a rerun of that day decides the same
+    _monitored(cfg, 3, 4, alerted=(3, 4))
+    decision = retrain_decision(cfg, _day(4))
+    assert not decision.retrain and decision.violated == (_day(4), _day(3), _day(2))
+    assert decision.reason.endswith(f"but a retraining was requested on {_day(2)}, within "
+                                    "the 7-day cool-down")
+    _monitored(cfg, 9, alerted=(9,))  # 9 − 2 = 7 days: the cool-down is over
     assert retrain_decision(cfg, _day(9)).retrain
+
+
+def test_a_champion_trained_within_the_cool_down_waits(cfg: Config) -> None:
+    """The cool-down also counts from the champion's training date (a run date, as the
+    windows are: a replayed history decides as the live run did)."""
+    client = registry.client(cfg)
+    client.create_registered_model(cfg.model.name)
+    version = client.create_model_version(cfg.model.name, "file:///nowhere",
+                                          tags={"run_date": _day(1).isoformat()}).version
+    registry.set_alias(cfg, registry.CHAMPION, str(version))
+    _monitored(cfg, 5, 6, 7, alerted=(6, 7))
+    decision = retrain_decision(cfg, _day(7))
+    assert not decision.retrain
+    assert decision.reason.endswith(f"but champion v{version} was trained on {_day(1)}, "
+                                    "within the 7-day cool-down")
+    _monitored(cfg, 8, alerted=(8,))
+    assert retrain_decision(cfg, _day(8)).retrain

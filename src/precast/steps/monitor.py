@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from precast import champions, drift, monitor_report, registry, store
+from precast import drift, monitor_report, registry, store
 from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
@@ -43,6 +43,7 @@ from precast.steps.train import load_dataset
 log = logging.getLogger(__name__)
 
 SCORE = "score"
+RETRAIN_REQUESTED = "retrain_requested"  # the alert rule that records a retraining request
 LIVE_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "mean_score",
                 "label_rate")
 
@@ -98,7 +99,7 @@ def check_drift(cfg: Config, report: list[drift.FeatureDrift],
     alerts = [Alert(run_date, f"drift_{b.rule}", b.feature,
                     f"{b.feature}: {b.rule} {b.value:.4g} beyond {b.threshold:g} "
                     f"(inference {run_date} vs training reference)", b.value, b.threshold)
-              for b in drift.breaches(report, limits)]
+              for b in drift.breaches(report, limits, m.feature_limits)]
     return _drift_rows(report), alerts
 
 
@@ -181,7 +182,9 @@ def _dates(conn: Any, name: str, params: dict[str, Any]) -> list[date]:
 
 def retrain_decision(cfg: Config, run_date: date) -> RetrainDecision:
     """The retrain rule: alerts in >= k of the last n monitored windows, the latest among
-    them, and no champion change within the cool-down (one drift, one retraining)."""
+    them, and outside the cool-down: no retraining requested, and no champion trained,
+    within `retrain_cooldown_days` before `run_date` (one drift, one retraining). Days are
+    run dates, so a backfill or a replayed history decides as the live run did."""
     m = cfg.monitor
     engine = store.make_engine(cfg.predictions_url)
     try:
@@ -190,6 +193,7 @@ def retrain_decision(cfg: Config, run_date: date) -> RetrainDecision:
             until = {"until": run_date.isoformat(), "model_name": cfg.model.name}
             windows = tuple(_dates(conn, "monitor_windows", until)[: m.retrain_n])
             bad = set(_dates(conn, "monitor_violations", until))
+            requested = [d for d in _dates(conn, "retrain_requests", until) if d < run_date]
     finally:
         engine.dispose()
     violated = tuple(d for d in windows if d in bad)
@@ -198,12 +202,23 @@ def retrain_decision(cfg: Config, run_date: date) -> RetrainDecision:
     if not windows or windows[0] != run_date or run_date not in bad \
             or len(violated) < m.retrain_k:
         return RetrainDecision(False, f"no retraining: {rule}", violated, windows)
-    now = champions.current(cfg.predictions_url, cfg.model.name)
-    if now is not None and (run_date - now.valid_from.date()).days < m.retrain_cooldown_days:
-        return RetrainDecision(False, f"no retraining: {rule}, but the champion changed on "
-                               f"{now.valid_from.date()}, within the "
-                               f"{m.retrain_cooldown_days}-day cool-down", violated, windows)
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    recent = [(d, f"a retraining was requested on {d}") for d in requested[:1]]
+    if champion is not None and champion.tags.get("run_date"):
+        trained = date.fromisoformat(champion.tags["run_date"])
+        recent.append((trained, f"champion v{champion.version} was trained on {trained}"))
+    for when, what in sorted(recent, reverse=True)[:1]:
+        if (run_date - when).days < m.retrain_cooldown_days:
+            return RetrainDecision(False, f"no retraining: {rule}, but {what}, within the "
+                                   f"{m.retrain_cooldown_days}-day cool-down", violated, windows)
     return RetrainDecision(True, f"retrain: {rule}", violated, windows)
+
+
+def request_retrain(cfg: Config, run_date: date, decision: RetrainDecision) -> bool:
+    """Record (and send, as an alert) that monitoring asked for a retraining on `run_date`;
+    the cool-down counts from it. False when it was already recorded for that date."""
+    return bool(raise_alerts(cfg, [Alert(run_date, RETRAIN_REQUESTED, cfg.model.name,
+                                         f"{cfg.model.name}: {decision.reason}")]))
 
 
 def run(cfg: Config, run_date: date) -> MonitorResult:
