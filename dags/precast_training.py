@@ -3,8 +3,9 @@
 Daily, manual, and whenever precast_monitor asks for a retraining (the precast_retrain
 asset: monitoring alerted in k of the last n windows). A promoted challenger emits the
 champion asset, which schedules precast_predict. With `data_only` the run stops after
-validate_features (train and gate are skipped): for backfills over past dates. A failed run
-is an alert. Wiring only: the work lives in precast.orchestration and precast.steps.
+validate_features (train and gate are skipped): for backfills over past dates, and for the
+daily runs when `train.scheduled_runs: data_only` leaves training to monitoring's requests.
+A failed run is an alert. Wiring only: the work lives in precast.orchestration and precast.steps.
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ def test_env_overrides_nested_fields_and_home(tmp_path: Path) -> None:
         ("train:\n  device: tpu\n", "train.device"),
         ("features:\n  short_window_days: 30\n  long_window_days: 7\n", "features"),
         ("stores:\n  typo_field: 1\n", "stores.typo_field"),
+        ("monitor:\n  feature_limits: {plan: {psi: 0.3}}\n", "monitor.feature_limits"),
+        ("train:\n  scheduled_runs: weekly\n", "train.scheduled_runs"),
     ],
 )
 def test_bad_values_fail_naming_the_field(tmp_path: Path, yaml_text: str, where: str) -> None:

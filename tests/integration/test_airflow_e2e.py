@@ -344,3 +344,27 @@ def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
     assert all(rest.task_states("precast_training", r["dag_run_id"])["extract"][1] >= 2
                for r in again)  # really ran again, not skipped
     assert _outputs(world, days) == before
+
+
+def test_a_retrain_request_starts_training_for_its_date(deployment) -> None:
+    """The precast_retrain asset event (what precast_monitor's retrain_rule emits) makes the
+    scheduler start precast_training, which works on the date the event carries."""
+    world, rest = deployment.world, deployment.rest
+    day = world.run_date.isoformat()
+    (asset,) = [a for a in rest.call("GET", "/assets?name_pattern=precast_retrain")["assets"]
+                if a["name"] == "precast_retrain"]
+    event = rest.call("POST", "/assets/events", {
+        "asset_id": asset["id"], "extra": {"snapshot_date": day, "reason": "retrain: e2e"}})
+    run = rest.wait("precast_training", lambda r: r["run_type"] == "asset_triggered")
+    states = rest.task_states("precast_training", run["dag_run_id"])
+    assert run["state"] == "success", states
+    assert {t: s for t, (s, _) in states.items()} == dict.fromkeys(
+        ("extract", "validate_events", "features", "validate_features", "train", "gate"),
+        "success")
+    consumed = rest.call("GET", f"/dags/precast_training/dagRuns/{run['dag_run_id']}"
+                                "/upstreamAssetEvents")["asset_events"]
+    assert [e["id"] for e in consumed] == [event["id"]]
+    log = rest.call("GET", f"/dags/precast_training/dagRuns/{run['dag_run_id']}"
+                           "/taskInstances/train/logs/1")
+    lines = [e.get("event", "") for e in log["content"] if isinstance(e, dict)]
+    assert f"precast step train for {day} (in-process)" in lines, lines
