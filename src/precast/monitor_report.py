@@ -8,7 +8,7 @@ alerts. Written to `$PRECAST_HOME/reports/monitor/<date>/`; opens offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from precast.drift import FeatureDrift
 
 REFERENCE_COLOR, CURRENT_COLOR, ESTIMATE_COLOR = "#1b9e77", "#d95f02", "#7570b3"
+NOT_ALERTED_COLOR = "#9e9e9e"
 
 
 def report_path(cfg: Config, run_date: date) -> Path:
@@ -39,9 +40,9 @@ def write(cfg: Config, run_date: date, model_version: str, reference_scores: np.
     title = f"{cfg.model.name} monitoring, {run_date} (champion v{model_version})"
     figures = [
         ("ROC AUC by snapshot: realised once labels are in, estimated from the scores before",
-         _trend(cfg)),
+         _trend(cfg, run_date)),
         (f"PSI against the training reference (alert above {cfg.monitor.psi_max:g})",
-         _psi(report, cfg.monitor.psi_max)),
+         _psi(report, cfg.monitor.psi_max, cfg.monitor.feature_limits)),
         ("Score distribution: training reference vs this snapshot",
          _scores(reference_scores, current_scores)),
     ]
@@ -56,9 +57,11 @@ def write(cfg: Config, run_date: date, model_version: str, reference_scores: np.
     return path
 
 
-def _trend(cfg: Config) -> str:
-    realised = store_alerts.trend(cfg, "performance", "roc_auc")
-    estimated = store_alerts.trend(cfg, "estimate", "roc_auc")
+def _trend(cfg: Config, run_date: date) -> str:
+    """Realised and estimated ROC AUC of the snapshots up to `run_date` (a rerun of an old
+    day shows what was known then, not later days)."""
+    realised, estimated = ([p for p in store_alerts.trend(cfg, kind, "roc_auc")
+                            if p[0] <= run_date] for kind in ("performance", "estimate"))
     if not realised and not estimated:
         return ""
     fig, ax = figure(6.4, 3.8)
@@ -76,14 +79,29 @@ def _trend(cfg: Config) -> str:
     return svg(fig)
 
 
-def _psi(report: Sequence[FeatureDrift], limit: float) -> str:
+def _psi(report: Sequence[FeatureDrift], limit: float,
+         per_feature: Mapping[str, Mapping[str, float | None]]) -> str:
+    """PSI bars against each feature's limit; a feature not alerted on PSI is grey, and the
+    axis ends a little past the judged values (a longer bar is cut and labelled)."""
     if not report:
         return ""
     fig, ax = figure(6.4, max(2.5, 0.28 * len(report) + 1.0))
+    limits = [per_feature.get(d.feature, {}).get("psi_max", limit)
+              if "psi_max" in per_feature.get(d.feature, {}) else limit for d in report]
     values = [d.psi for d in report]
-    colors = ["#c62828" if v > limit else REFERENCE_COLOR for v in values]
-    ax.barh([d.feature for d in report], values, color=colors)
+    colors = [NOT_ALERTED_COLOR if lim is None else "#c62828" if v > lim else REFERENCE_COLOR
+              for v, lim in zip(values, limits, strict=True)]
+    labels = [d.feature + (" (not alerted)" if lim is None else "")
+              for d, lim in zip(report, limits, strict=True)]
+    judged = [v for v, lim in zip(values, limits, strict=True) if lim is not None and v == v]
+    right = 1.1 * max([4 * limit, *judged])
+    ax.barh(labels, np.minimum(values, right), color=colors)
+    for row, value in enumerate(values):
+        if value > right:
+            ax.text(right, row, f"{value:.2f} \u25b8 ", va="center", ha="right", fontsize=7,
+                    color="white")
     ax.axvline(limit, color="#c62828", linestyle=":", linewidth=1)
+    ax.set_xlim(0, right)
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("PSI")
