@@ -86,8 +86,7 @@ def _psi(report: Sequence[FeatureDrift], limit: float,
     if not report:
         return ""
     fig, ax = figure(6.4, max(2.5, 0.28 * len(report) + 1.0))
-    limits = [per_feature.get(d.feature, {}).get("psi_max", limit)
-              if "psi_max" in per_feature.get(d.feature, {}) else limit for d in report]
+    limits = [per_feature.get(d.feature, {}).get("psi_max", limit) for d in report]
     values = [d.psi for d in report]
     colors = [NOT_ALERTED_COLOR if lim is None else "#c62828" if v > lim else REFERENCE_COLOR
               for v, lim in zip(values, limits, strict=True)]
