@@ -1,32 +1,31 @@
-"""Shared fixtures: a real SparkSession, per-test configs, PostgreSQL, a small generated world."""
+"""Shared fixtures: a real SparkSession, per-test configs, PostgreSQL, one generated world.
+
+Every test process (the main one, or each pytest-xdist worker) gets an Airflow home and
+metadata database of its own in a temporary folder, so runs never share Airflow state:
+not with each other, not with an earlier run.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
+import shutil
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from precast import demo_data
 from precast.config import Config, load_config
 from precast.runtime import prepare_environment
+from tests.helpers import REPO, Mailbox, World, copy_world, make_world, pg_database
 
 prepare_environment()
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".precast" / "airflow-test"))
+AIRFLOW_TEST_HOME = Path(tempfile.mkdtemp(
+    prefix=f"precast-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_TEST_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
-
-PG_ADMIN_URL = os.environ.get(
-    "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +40,6 @@ def spark():
     )
     yield session
     session.stop()
-
-
-@dataclass
-class Mailbox:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 and the Airflow connection that reaches it."""
-
-    conn_id: str
-    messages: list[Any]  # email.message.Message, in arrival order
 
 
 @pytest.fixture
@@ -86,38 +77,6 @@ def cfg(tmp_path: Path) -> Config:
     return load_config(environ={"PRECAST_HOME": str(tmp_path / "home")})
 
 
-def _pg_required() -> bool:
-    return os.environ.get("PRECAST_TEST_REQUIRE_POSTGRES", "").lower() in {"1", "true", "yes"}
-
-
-@contextmanager
-def pg_database(prefix: str = "precast_test") -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards; its SQLAlchemy URL.
-
-    Skips with a reason when no server answers, unless PRECAST_TEST_REQUIRE_POSTGRES=1 (CI).
-    """
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if _pg_required():
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (see pg_database)."""
@@ -133,49 +92,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
 
 
-# For tests that start a Spark JVM per step (Airflow tasks, spark-submit) on tiny data: a
-# client JIT and a serial GC cut each JVM's CPU by about a third on 2 cores (not a
-# production setting: it slows big jobs).
-FAST_START_SPARK = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g",
-                    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-JIT_FLAGS = FAST_START_SPARK["spark.driver.extraJavaOptions"]
-START = date(2026, 1, 1)
-DAYS = 36
-RUN_DATE = START + timedelta(days=DAYS - 1)
-SMALL = {
-    "features": {"short_window_days": 7, "long_window_days": 14, "label_horizon_days": 7,
-                 "snapshot_interval_days": 7, "train_snapshots": 2},
-    "train": {"num_boost_round": 150, "early_stopping_rounds": 15},
-    "gate": {"tolerance": 0.01, "floors": {"roc_auc": 0.6}},
-    "engines": {"spark": {"master": "local[2]"}},
-    "demo": {"users": 1500, "days": DAYS, "seed": 11, "start_date": START.isoformat(),
-             "corrupt_fraction": 0.003},
-}
-
-
-@dataclass(frozen=True)
-class World:
-    cfg: Config
-    config_path: Path
-    run_date: date
-
-
-def make_world(root: Path, overrides: dict[str, Any] | None = None) -> World:
-    """Write a small config under `root` and generate its raw logs."""
-    data = {**SMALL, **(overrides or {}), "home": str(root / "home")}
-    path = root / "precast.yaml"
-    path.write_text(yaml.safe_dump(data))
-    cfg = load_config(path, environ={})
-    d = cfg.demo
-    demo_data.generate(cfg.lake_root, users=d.users, days=d.days, seed=d.seed,
-                       start_date=d.start_date, corrupt_fraction=d.corrupt_fraction,
-                       drift_day=d.drift_day)
-    return World(cfg, path, RUN_DATE)
-
-
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory, spark) -> World:
-    """Generated logs with training and predict already run once for RUN_DATE."""
+    """Generated logs with training and predict already run once for RUN_DATE.
+
+    Shared by the whole session, so read-only: a test that changes anything in it asks for
+    `own_world` instead.
+    """
     from precast import pipeline
 
     w = make_world(tmp_path_factory.mktemp("world"))
@@ -184,8 +107,34 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark) -> World:
     return w
 
 
+@pytest.fixture
+def own_world(world: World, tmp_path: Path) -> World:
+    """A private copy of the session's world (lake, registry, store, records) to change."""
+    return copy_world(world, tmp_path / "own-world")
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), every test of the session's world runs on one
+    worker, so the world is built once; a module with a module-scoped fixture (a deployment,
+    a cluster, a shared context) stays on one worker."""
+    for item in items:
+        if set(getattr(item, "fixturenames", ())) & {"world", "own_world", "trained",
+                                                     "own_trained"}:
+            item.add_marker(pytest.mark.xdist_group("world"))
+        elif _uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Free boosters still cached by Beam's shared handles while XGBoost's library is loaded."""
+    """Free boosters still cached by Beam's shared handles while XGBoost's library is loaded;
+    remove this process's Airflow home."""
     import gc
 
     gc.collect()
+    shutil.rmtree(AIRFLOW_TEST_HOME, ignore_errors=True)

@@ -299,6 +299,14 @@ class AirflowConfig(_Section):
     start_timeout_s: int = Field(180, ge=10)
 
 
+class ValidationConfig(_Section):
+    """Great Expectations runs (`validate_*` steps)."""
+
+    # Every validation updates the Data Docs under PRECAST_HOME/gx (the page a failure names);
+    # false skips that rebuild (about a third of a validation's time), e.g. in tests.
+    data_docs: bool = True
+
+
 class Config(_Section):
     """The whole configuration; `home` is PRECAST_HOME."""
 
@@ -309,6 +317,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     model: ModelConfig = ModelConfig()
     gate: GateConfig = GateConfig()
+    validation: ValidationConfig = ValidationConfig()
     engines: EnginesConfig = EnginesConfig()
     stores: StoresConfig = StoresConfig()
     demo: DemoConfig = DemoConfig()

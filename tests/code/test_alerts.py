@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from precast import alerts, store
 from precast.alerts import Alert, MetricRow
 from precast.config import Config
-from tests.conftest import Mailbox
+from tests.helpers import Mailbox
 
 DAY = date(2026, 3, 1)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_START_SPARK, REPO, World, make_world, pg_database
+from tests.helpers import FAST_START_SPARK, REPO, World, make_world, pg_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

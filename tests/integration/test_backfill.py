@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 
 from precast.steps import features
-from tests.conftest import World
+from tests.helpers import World
 
 
 def _content(path: str) -> str:
@@ -24,7 +24,8 @@ def _build(world: World, days: list) -> dict:
     return out
 
 
-def test_features_for_three_dates_in_any_order_are_identical(world: World) -> None:
+def test_features_for_three_dates_in_any_order_are_identical(own_world: World) -> None:
+    world = own_world
     days = [world.run_date - timedelta(days=k) for k in (2, 1, 0)]
     in_order = _build(world, days)
     shuffled = _build(world, [days[1], days[2], days[0]])

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_world
+from tests.helpers import DAGS, make_world, run_ok
 
-REPO = Path(__file__).resolve().parents[2]
-DAGS = REPO / "dags"
 HEAVY = ("pyspark", "apache_beam", "xgboost", "mlflow", "great_expectations", "pandas",
          "precast.steps", "precast.pipeline")
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(str(DAGS))
 
 
 def test_dags_import_without_errors(dagbag) -> None:
@@ -66,8 +55,7 @@ def test_dag_files_import_nothing_heavy() -> None:
         f"for f in {sorted(str(p) for p in DAGS.glob('*.py'))!r}: runpy.run_path(f)\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ})
+    out = run_ok([sys.executable, "-c", code])
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -80,7 +68,7 @@ def test_both_dags_run_end_to_end(dagbag, airflow_db, tmp_path: Path, spark,
     monkeypatch.setenv("PRECAST_CONFIG", str(world.config_path))
     monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
     conf = {"snapshot_date": world.run_date.isoformat()}
-    run = dagbag.dags["precast_training"].test(run_conf=conf)
+    run = dagbag.dags["precast_training"].test(run_conf={**conf, "data_only": False})
     assert run.state == "success"
     champion = registry.by_alias(world.cfg, registry.CHAMPION)
     assert champion is not None and champion.tags["run_date"] == world.run_date.isoformat()

@@ -21,8 +21,6 @@ to .precast/test-artifacts/drift-scenario/timeline.json.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import FAST_START_SPARK, REPO, Mailbox, World, make_world
+from tests.helpers import FAST_START_SPARK, REPO, Mailbox, World, make_world, run_ok
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,7 +42,6 @@ DRIFT = 22  # day index from which the drift world's behaviour drifts
 LAST = 35  # the last simulated day index
 COOL_DOWN = 8
 ARTIFACTS = REPO / ".precast" / "test-artifacts" / "drift-scenario"
-DAGS = REPO / "dags"
 
 
 def _day(index: int) -> date:
@@ -170,13 +167,6 @@ def _table(world: World, name: str) -> pd.DataFrame:
     return out
 
 
-@pytest.fixture(scope="module")
-def dagbag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(str(DAGS))
-
-
 @pytest.fixture
 def deploy(dagbag: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
@@ -192,8 +182,7 @@ def deploy(dagbag: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_path
         first = deployment.run("precast_training", _day(FIRST))  # a person trains the first
         assert first.state == "success"
         # Asset events queue runs only for unpaused DAGs: unpaused, as in a deployment.
-        subprocess.run([sys.executable, "-m", "airflow", "dags", "unpause", "precast_training"],
-                       check=True, capture_output=True, env={**os.environ})
+        run_ok([sys.executable, "-m", "airflow", "dags", "unpause", "precast_training"])
         deployment.note(_day(FIRST), "first champion trained and promoted")
         assert deployment.run("precast_predict", _day(FIRST)).state == "success"
         assert deployment.run("precast_monitor", _day(FIRST)).state == "success"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ from precast import lake as lk
 from precast.lookup import LookupClient
 from precast.steps.gate import ChallengerRejectedError
 from precast.steps.validate import ValidationFailed
-from tests.conftest import World
+from tests.helpers import World, replace_dataset
 
 
 def _records(world: World, step: str) -> dict:
@@ -76,7 +75,8 @@ def test_every_planted_bad_line_is_accounted_for(world: World) -> None:
     assert seen == {k: v for k, v in planted["totals"].items() if v}
 
 
-def test_rerun_same_day_is_reproducible(world: World) -> None:
+def test_rerun_same_day_is_reproducible(own_world: World) -> None:
+    world = own_world
     before = _records(world, "train")["result"]
     first_predictions = _predictions(world)
     pipeline.run_chain(world.cfg, "training", world.run_date)
@@ -90,7 +90,8 @@ def test_rerun_same_day_is_reproducible(world: World) -> None:
     np.testing.assert_array_equal(again["score"].to_numpy(), first_predictions["score"].to_numpy())
 
 
-def test_gate_rejects_a_worse_challenger(world: World) -> None:
+def test_gate_rejects_a_worse_challenger(own_world: World) -> None:
+    world = own_world
     champion = registry.by_alias(world.cfg, registry.CHAMPION)
     served = store.current(world.cfg.predictions_url)
     path = lk.Lake(world.cfg.lake_root).dataset("train", world.run_date)
@@ -111,10 +112,10 @@ def test_gate_rejects_a_worse_challenger(world: World) -> None:
                 if a["rule"] == "challenger_rejected"]
     assert alert["subject"] == f"v{rejected.version}" and alert["severity"] == "critical"
     assert "floor roc_auc" in alert["message"] and "(evidence: " in alert["message"]
-    pipeline.run_step(world.cfg, "features", world.run_date)  # restore for other tests
 
 
-def test_failing_features_suite_stops_before_training(world: World) -> None:
+def test_failing_features_suite_stops_before_training(own_world: World) -> None:
+    world = own_world
     versions_before = registry.client(world.cfg).search_model_versions(
         f"name='{world.cfg.model.name}'")
     served = store.current(world.cfg.predictions_url)
@@ -131,11 +132,3 @@ def test_failing_features_suite_stops_before_training(world: World) -> None:
     assert _records(world, "validate_features")["status"] == "failed"
     assert [(a["rule"], a["subject"]) for a in alerts.alerts_of(world.cfg, world.run_date)
             if a["rule"] == "validation_failed"] == [("validation_failed", "features")]
-    pipeline.run_step(world.cfg, "features", world.run_date)
-
-
-def replace_dataset(path: str, df: pd.DataFrame) -> None:
-    """Swap a dataset's Parquet files for `df`, keeping its manifest (tampered data)."""
-    for old in Path(path).glob("*.parquet"):
-        old.unlink()
-    df.to_parquet(f"{path}/part-00000.parquet", index=False)

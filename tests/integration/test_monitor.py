@@ -20,8 +20,7 @@ from precast import lake as lk
 from precast import metrics as mx
 from precast.steps import monitor
 from precast.steps.train import load_dataset
-from tests.conftest import World
-from tests.integration.test_end_to_end import replace_dataset
+from tests.helpers import World, replace_dataset
 
 
 def _metrics(world: World, kind: str) -> pd.DataFrame:
@@ -34,7 +33,8 @@ def _metrics(world: World, kind: str) -> pd.DataFrame:
         engine.dispose()
 
 
-def test_monitor_stores_drift_estimate_and_realised_metrics(world: World) -> None:
+def test_monitor_stores_drift_estimate_and_realised_metrics(own_world: World) -> None:
+    world = own_world
     cfg, day = world.cfg, world.run_date
     labelled = day - timedelta(days=cfg.features.label_horizon_days)
     for step in ("inference_features", "score"):
@@ -86,7 +86,8 @@ def test_monitor_stores_drift_estimate_and_realised_metrics(world: World) -> Non
 
 
 def test_unseen_categories_and_missing_values_raise_deduplicated_alerts(
-        world: World, caplog: pytest.LogCaptureFixture) -> None:
+        own_world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world = own_world
     cfg, day = world.cfg, world.run_date
     path = lk.Lake(cfg.lake_root).dataset("inference", day)
     original, _ = load_dataset(path)
@@ -95,11 +96,8 @@ def test_unseen_categories_and_missing_values_raise_deduplicated_alerts(
     tampered.loc[every_third, "plan"] = "enterprise"  # a plan the model never saw
     tampered.loc[every_third, "sessions_30d"] = None
     replace_dataset(path, tampered)
-    try:
-        with caplog.at_level("WARNING", logger="precast.alerts"):
-            result = monitor.run(cfg, day)
-    finally:
-        replace_dataset(path, original)
+    with caplog.at_level("WARNING", logger="precast.alerts"):
+        result = monitor.run(cfg, day)
     raised = {(a["rule"], a["subject"]) for a in alerts.alerts_of(cfg, day)}
     assert {("drift_oov_rate_max", "plan"),
             ("drift_missing_rate_increase_max", "sessions_30d")} <= raised

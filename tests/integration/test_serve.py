@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from precast import store
 from precast.lookup import LookupClient
 from precast.store import SnapshotInfo, SnapshotMeta
-from tests.conftest import pg_database
+from tests.helpers import pg_database
 
 PREFIX = "precast_api_test"
 PRECAST = Path(sys.executable).parent / "precast"

@@ -29,11 +29,10 @@ import pytest
 from precast import lake as lk
 from precast.airflow_local import stop_process_tree
 from precast.config import SparkConfig
-from tests.conftest import FAST_START_SPARK, JIT_FLAGS, make_world
+from tests.helpers import FAST_START_SPARK, JIT_FLAGS, REPO, make_world
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 SPARK_CLASS = Path(sys.executable).parent / "spark-class"
 SUBMITTED = {"precast-extract", "precast-validate_events", "precast-features"}
 CLUSTER_CONF = {**SparkConfig().conf, **FAST_START_SPARK, "spark.executor.memory": "1g",
@@ -130,17 +129,15 @@ def _completed_apps(url: str, names: set[str], timeout_s: float = 60) -> set[str
 
 
 def test_data_only_training_runs_its_spark_steps_on_the_cluster(
-        spark_cluster: Cluster, lake_variable: Any, tmp_path: Path,
+        spark_cluster: Cluster, lake_variable: Any, dagbag: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     world = make_world(tmp_path, TINY)
     lake_variable(world.cfg.lake_root)
     monkeypatch.setenv("PRECAST_CONFIG", str(world.config_path))
     monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
     monkeypatch.setenv("PRECAST_ENGINES__SPARK__MASTER", spark_cluster.master)
     monkeypatch.setenv("PRECAST_STORES__LAKE", str(tmp_path / "not-the-lake"))
-    dag = DagBag(str(REPO / "dags")).dags["precast_training"]
+    dag = dagbag.dags["precast_training"]
 
     run = dag.test(run_conf={"snapshot_date": world.run_date.isoformat(), "data_only": True})
 

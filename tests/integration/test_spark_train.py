@@ -17,7 +17,7 @@ from precast import model_artifact as ma
 from precast import pipeline, registry, store
 from precast.lookup import LookupClient
 from precast.steps import train
-from tests.conftest import make_world
+from tests.helpers import make_world
 
 
 def test_training_through_xgboost_spark_feeds_the_same_gate_and_scoring(

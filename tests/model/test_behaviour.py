@@ -10,7 +10,7 @@ import pytest
 
 from precast import model_artifact as ma
 from precast.steps.features import KEY_COLUMNS, LABEL
-from tests.model.conftest import Trained
+from tests.helpers import Trained
 
 LOYAL = {"sessions_7d": 12, "sessions_30d": 45, "page_views_7d": 30, "plays_7d": 20,
          "plays_30d": 80, "active_days_7d": 7, "active_days_30d": 14,

@@ -17,7 +17,7 @@ from precast import model_artifact as ma
 from precast import registry
 from precast.cli import main
 from precast.steps import train
-from tests.model.conftest import Trained
+from tests.helpers import Trained
 
 
 def cpu(trained: Trained, **overrides: object):
@@ -82,16 +82,16 @@ def retrain_like(trained: Trained, version: str, *extra: str) -> int:
 
 
 def test_retrain_like_reproduces_the_version_and_registers_nothing(
-        trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = registry_state(trained)
-    version = trained.result.model_version
-    assert retrain_like(trained, version, "--out", str(tmp_path / "again")) == 0
+        own_trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = registry_state(own_trained)
+    version = own_trained.result.model_version
+    assert retrain_like(own_trained, version, "--out", str(tmp_path / "again")) == 0
     out = capsys.readouterr().out
-    assert f"retrained {trained.world.cfg.model.name} v{version}" in out
+    assert f"retrained {own_trained.world.cfg.model.name} v{version}" in out
     assert "reproduced: the model bytes are identical" in out
-    assert registry_state(trained) == before
+    assert registry_state(own_trained) == before
     kept = (tmp_path / "again" / ma.BOOSTER_FILE).read_bytes()
-    assert kept == ma.model_bytes(trained.booster)
+    assert kept == ma.model_bytes(own_trained.booster)
 
 
 @contextmanager
@@ -109,25 +109,25 @@ def recorded_seed(trained: Trained, seed: int) -> Iterator[None]:
 
 
 def test_retrain_like_fails_clearly_when_the_bytes_differ(
-        trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
-    before = registry_state(trained)
-    with recorded_seed(trained, trained.world.cfg.train.seed + 1):
-        code = retrain_like(trained, trained.result.model_version)
+        own_trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
+    before = registry_state(own_trained)
+    with recorded_seed(own_trained, own_trained.world.cfg.train.seed + 1):
+        code = retrain_like(own_trained, own_trained.result.model_version)
     assert code == 1
     err = capsys.readouterr().err
-    assert f"v{trained.result.model_version} NOT reproduced: the model bytes differ" in err
-    assert registry_state(trained) == before
+    assert f"v{own_trained.result.model_version} NOT reproduced: the model bytes differ" in err
+    assert registry_state(own_trained) == before
 
 
 def test_retrain_like_refuses_changed_training_data(
-        trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
-    path = lk.manifest_path(lk.Lake(trained.world.cfg.lake_root).dataset(
-        "train", trained.world.run_date))
+        own_trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
+    path = lk.manifest_path(lk.Lake(own_trained.world.cfg.lake_root).dataset(
+        "train", own_trained.world.run_date))
     manifest = lk.read_json(path)
     assert manifest is not None
     lk.write_json(path, {**manifest, "data_version": "0123456789abcdef"})
     try:
-        code = retrain_like(trained, trained.result.model_version)
+        code = retrain_like(own_trained, own_trained.result.model_version)
     finally:
         lk.write_json(path, manifest)
     assert code != 0

@@ -14,13 +14,15 @@ import pytest
 from precast import lake as lk
 from precast import model_artifact as ma
 from precast.steps import features, train
-from tests.model.conftest import Trained
+from tests.helpers import Trained, copy_world
 
 
 @pytest.fixture(scope="module")
-def serving_and_training(trained: Trained, spark) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(inference rows scored on snapshot S, training rows of snapshot S), both by user."""
-    cfg = trained.world.cfg
+def serving_and_training(trained: Trained, spark, tmp_path_factory: pytest.TempPathFactory
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(inference rows scored on snapshot S, training rows of snapshot S), both by user; the
+    inference dataset is written in a copy of the session's world."""
+    cfg = copy_world(trained.world, tmp_path_factory.mktemp("skew")).cfg
     snapshot = features.snapshot_plan(trained.world.run_date, cfg.features)["train"][-1]
     features.run(cfg, snapshot, kinds=("inference",), spark=spark)
     served, _ = train.load_dataset(lk.Lake(cfg.lake_root).dataset("inference", snapshot))

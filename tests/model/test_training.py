@@ -11,7 +11,7 @@ from precast import model_artifact as ma
 from precast.config import ConfigError, TrainConfig
 from precast.steps import train
 from precast.steps.features import LABEL
-from tests.model.conftest import Trained
+from tests.helpers import Trained
 
 
 def log_loss_by_round(trained: Trained, rows: pd.DataFrame, rounds: list[int]) -> np.ndarray:

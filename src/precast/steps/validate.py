@@ -45,6 +45,7 @@ DATASETS = ("events", "features", "predictions")
 FEATURE_KINDS = ("train", "test", "inference")
 SITE = "local_site"
 INDEX_LIMIT = 100  # validation results listed on the Data Docs index (keeps rebuilds O(1))
+NO_DOCS = "not built (validation.data_docs is false)"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 _ENTRY_KEYS = {"type", "kwargs", "notes", "kinds"}
 _DOMAIN_KEYS = ("column", "column_list", "column_A", "column_B")
@@ -297,14 +298,14 @@ def _use_session(context: AbstractDataContext, spark: SparkSession) -> None:
 
 
 def _checkpoint(home: _Home, name: str, specs: list[ExpectationSpec], suite_name: str,
-                batch_definition: BatchDefinition) -> Checkpoint:
+                batch_definition: BatchDefinition, data_docs: bool) -> Checkpoint:
     """The checkpoint for `name`, rebuilt in the store only when its content changed.
 
     GX's add_or_update compares every expectation pair (slow for big suites), so the suite
     carries a fingerprint in its meta and unchanged suites are reused as stored.
     """
     fingerprint = lk.content_hash([(s.type, s.kwargs, s.notes) for s in specs],
-                                  batch_definition.data_asset.datasource.name)
+                                  batch_definition.data_asset.datasource.name, data_docs)
     cached = home.checkpoints.get(name)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
@@ -312,7 +313,8 @@ def _checkpoint(home: _Home, name: str, specs: list[ExpectationSpec], suite_name
     checkpoint = _stored_checkpoint(context, name, fingerprint)
     if checkpoint is None:
         expectations = [to_expectation(s, suite_name) for s in specs]
-        checkpoint = _add_checkpoint(context, name, fingerprint, expectations, batch_definition)
+        checkpoint = _add_checkpoint(context, name, fingerprint, expectations, batch_definition,
+                                     data_docs)
     home.checkpoints[name] = (fingerprint, checkpoint)
     return checkpoint
 
@@ -337,9 +339,9 @@ def _stored_checkpoint(context: AbstractDataContext, name: str, fingerprint: str
 
 
 def _add_checkpoint(context: AbstractDataContext, name: str, fingerprint: str,
-                    expectations: list[Expectation], batch_definition: BatchDefinition
-                    ) -> Checkpoint:
-    """Store suite, validation definition and a checkpoint that updates the Data Docs."""
+                    expectations: list[Expectation], batch_definition: BatchDefinition,
+                    data_docs: bool) -> Checkpoint:
+    """Store suite, validation definition and a checkpoint (updating the Data Docs, if on)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
@@ -349,7 +351,8 @@ def _add_checkpoint(context: AbstractDataContext, name: str, fingerprint: str,
         gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
     return context.checkpoints.add(gx.Checkpoint(
         name=name, validation_definitions=[definition], result_format=RESULT_FORMAT,
-        actions=[UpdateDataDocsAction(name="data_docs", site_names=[SITE])]))
+        actions=[UpdateDataDocsAction(name="data_docs", site_names=[SITE])] if data_docs
+        else []))
 
 
 def _page(context: AbstractDataContext, key: Any) -> str:
@@ -388,7 +391,8 @@ def validate_frame(cfg: Config, suite_name: str, df: pd.DataFrame | DataFrame, r
         bd = _batch_definition(home.context, "spark" if spark else "pandas", name)
         if spark:
             _use_session(home.context, df.sparkSession)  # type: ignore[union-attr]
-        checkpoint = _checkpoint(home, name, specs, suite_name, bd)
+        data_docs = cfg.validation.data_docs
+        checkpoint = _checkpoint(home, name, specs, suite_name, bd, data_docs)
         cached = spark and not df.is_cached  # type: ignore[union-attr]
         if cached:
             df.persist()  # type: ignore[union-attr]
@@ -399,7 +403,7 @@ def validate_frame(cfg: Config, suite_name: str, df: pd.DataFrame | DataFrame, r
             if cached:
                 df.unpersist()  # type: ignore[union-attr]
         key, suite_result = next(iter(result.run_results.items()))
-        page = _page(home.context, key)
+        page = _page(home.context, key) if data_docs else NO_DOCS
     return _result(name, suite_result, page)
 
 
@@ -482,4 +486,5 @@ def run(cfg: Config, dataset: str, run_date: date, spark: SparkSession | None = 
         raise ValidationFailed("\n".join(errors))
     if len(results) == 1:
         return results[0]
-    return _combine(dataset, results, str(docs_index(cfg)))
+    return _combine(dataset, results,
+                    str(docs_index(cfg)) if cfg.validation.data_docs else NO_DOCS)

@@ -1,0 +1,194 @@
+"""What several test modules share: generated worlds, their copies, PostgreSQL databases,
+subprocesses that explain their failures. Fixtures live in the conftest files; the plain
+helpers they and the tests use live here (no test module imports another)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import xgboost as xgb
+import yaml
+
+from precast import demo_data
+from precast import model_artifact as ma
+from precast.config import Config, load_config
+from precast.steps.train import TrainResult
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+PG_ADMIN_URL = os.environ.get(
+    "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+# For tests that start a Spark JVM per step (Airflow tasks, spark-submit) on tiny data: a
+# client JIT and a serial GC cut each JVM's CPU by about a third on 2 cores (not a
+# production setting: it slows big jobs).
+FAST_START_SPARK = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g",
+                    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+JIT_FLAGS = FAST_START_SPARK["spark.driver.extraJavaOptions"]
+START = date(2026, 1, 1)
+DAYS = 36
+RUN_DATE = START + timedelta(days=DAYS - 1)
+SMALL: dict[str, Any] = {
+    "features": {"short_window_days": 7, "long_window_days": 14, "label_horizon_days": 7,
+                 "snapshot_interval_days": 7, "train_snapshots": 2},
+    "train": {"num_boost_round": 150, "early_stopping_rounds": 15},
+    "gate": {"tolerance": 0.01, "floors": {"roc_auc": 0.6}},
+    "engines": {"spark": {"master": "local[2]"}},
+    # Data Docs only where a test looks at them (tests/data/test_validate.py does).
+    "validation": {"data_docs": False},
+    "demo": {"users": 1500, "days": DAYS, "seed": 11, "start_date": START.isoformat(),
+             "corrupt_fraction": 0.003},
+}
+
+
+@dataclass(frozen=True)
+class World:
+    """A generated use case: its config (home under the world's folder) and run date."""
+
+    cfg: Config
+    config_path: Path
+    run_date: date
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The session's model (as registered) and the datasets it was trained and tested on."""
+
+    world: World
+    result: TrainResult
+    booster: xgb.Booster
+    spec: ma.FeatureSpec
+    train_rows: pd.DataFrame
+    test_rows: pd.DataFrame
+
+
+def write_world_config(root: Path, data: dict[str, Any]) -> World:
+    """Write `data` (home under `root`) as the world's precast.yaml and load it."""
+    path = root / "precast.yaml"
+    path.write_text(yaml.safe_dump({**data, "home": str(root / "home")}))
+    return World(load_config(path, environ={}), path, RUN_DATE)
+
+
+def make_world(root: Path, overrides: dict[str, Any] | None = None) -> World:
+    """Write a small config under `root` and generate its raw logs."""
+    world = write_world_config(root, {**SMALL, **(overrides or {})})
+    d = world.cfg.demo
+    demo_data.generate(world.cfg.lake_root, users=d.users, days=d.days, seed=d.seed,
+                       start_date=d.start_date, corrupt_fraction=d.corrupt_fraction,
+                       drift_day=d.drift_day)
+    return world
+
+
+def copy_world(world: World, root: Path) -> World:
+    """An independent copy of `world` under `root`: lake, MLflow store and artifacts,
+    prediction store, GX context and run records, with every absolute path moved along.
+
+    MLflow's SQLite store and the run records hold absolute paths (artifact locations,
+    report links); they are rewritten so that nothing the copy does reaches the original.
+    """
+    old = world.cfg.home.resolve()
+    data = yaml.safe_load(world.config_path.read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(old, root / "home", symlinks=True)
+    copy = write_world_config(root, {k: v for k, v in data.items() if k != "home"})
+    new = copy.cfg.home.resolve()
+    for path in new.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            _move_paths(path, str(old), str(new))
+    return World(copy.cfg, copy.config_path, world.run_date)
+
+
+TEXT_SUFFIXES = {".json", ".yaml", ".yml", ".md", ".html", ".txt", ""}
+
+
+def _move_paths(path: Path, old: str, new: str) -> None:
+    """Replace `old` by `new` in a SQLite database's text columns or in a text file."""
+    with path.open("rb") as head:
+        magic = head.read(16)
+    if magic == b"SQLite format 3\x00":
+        with sqlite3.connect(path) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                for column in conn.execute(f'PRAGMA table_info("{table}")'):
+                    name, kind = column[1], (column[2] or "").upper()
+                    if any(t in kind for t in ("CHAR", "TEXT", "CLOB")) or kind == "":
+                        conn.execute(f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?) '
+                                     f'WHERE instr("{name}", ?) > 0', (old, new, old))
+        conn.close()
+    elif path.suffix in TEXT_SUFFIXES or path.name == "MLmodel":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            return
+        if old in text:
+            path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def replace_dataset(path: str, df: pd.DataFrame) -> None:
+    """Swap a dataset's Parquet files for `df`, keeping its manifest (tampered data)."""
+    for old in Path(path).glob("*.parquet"):
+        old.unlink()
+    df.to_parquet(f"{path}/part-00000.parquet", index=False)
+
+
+def run_ok(command: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command; on a non-zero exit fail with its stdout and stderr (never swallowed)."""
+    kwargs.setdefault("env", {**os.environ})
+    done = subprocess.run(list(command), capture_output=True, text=True, check=False, **kwargs)
+    assert done.returncode == 0, (f"{' '.join(command)} exited {done.returncode}\n"
+                                  f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+    return done
+
+
+def _pg_required() -> bool:
+    return os.environ.get("PRECAST_TEST_REQUIRE_POSTGRES", "").lower() in {"1", "true", "yes"}
+
+
+@contextmanager
+def pg_database(prefix: str = "precast_test") -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; its SQLAlchemy URL.
+
+    Skips with a reason when no server answers, unless PRECAST_TEST_REQUIRE_POSTGRES=1 (CI).
+    """
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if _pg_required():
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@dataclass
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and the Airflow connection that reaches it."""
+
+    conn_id: str
+    messages: list[Any]  # email.message.Message, in arrival order
