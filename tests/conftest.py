@@ -19,7 +19,15 @@ import pytest
 
 from precast.config import Config, load_config
 from precast.runtime import prepare_environment
-from tests.helpers import REPO, Mailbox, World, copy_world, make_world, pg_database
+from tests.helpers import (
+    REPO,
+    Mailbox,
+    World,
+    copy_world,
+    make_world,
+    mlflow_runs_resolved_afresh,
+    pg_database,
+)
 
 prepare_environment()
 AIRFLOW_TEST_HOME = Path(tempfile.mkdtemp(
@@ -108,9 +116,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, spark) -> World:
 
 
 @pytest.fixture
-def own_world(world: World, tmp_path: Path) -> World:
+def own_world(world: World, tmp_path: Path) -> Iterator[World]:
     """A private copy of the session's world (lake, registry, store, records) to change."""
-    return copy_world(world, tmp_path / "own-world")
+    with mlflow_runs_resolved_afresh():
+        yield copy_world(world, tmp_path / "own-world")
 
 
 def _uses_module_fixture(item: pytest.Item) -> bool:

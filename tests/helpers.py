@@ -111,6 +111,23 @@ def copy_world(world: World, root: Path) -> World:
     return World(copy.cfg, copy.config_path, world.run_date)
 
 
+@contextmanager
+def mlflow_runs_resolved_afresh() -> Iterator[None]:
+    """While a test works on a copied world, resolve every run's artifacts anew.
+
+    A copy keeps the original's run ids, and MLflow caches each run's artifact repository
+    by run id for the whole process: without this, an artifact logged to a copy's run would
+    land in the original's folder.
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    utils._artifact_repos_cache.clear()
+    try:
+        yield
+    finally:
+        utils._artifact_repos_cache.clear()
+
+
 TEXT_SUFFIXES = {".json", ".yaml", ".yml", ".md", ".html", ".txt", ""}
 
 

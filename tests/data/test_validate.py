@@ -191,6 +191,25 @@ def test_features_violations_fail_and_are_named(vcfg: Config) -> None:
     assert v.docs_index(vcfg).is_file()
 
 
+def test_without_data_docs_the_same_failures_are_named_and_no_site_is_built(
+        tmp_path: Path) -> None:
+    cfg = load_config(environ={"PRECAST_HOME": str(tmp_path / "home")}).with_overrides(
+        {"validation.data_docs": False})
+    bad = features_frame()
+    bad.loc[5, "plan"] = "enterprise"
+
+    result = v.validate_frame(cfg, "features", bad, "features-bad", kind="train")
+
+    assert not result.success
+    assert result.failed == (
+        "expect_column_values_to_be_in_set(column=plan): 1 unexpected, e.g. ['enterprise']",)
+    assert result.docs_path == v.NO_DOCS
+    assert v.failure_message(result, "train").endswith(
+        "Data Docs: not built (validation.data_docs is false)")
+    assert not list((v.gx_root(cfg) / "uncommitted").rglob("*.html"))  # no page, no index
+    assert v.validate_frame(cfg, "features", features_frame(), "features-ok", kind="train").success
+
+
 def test_run_features_validates_each_dataset_from_the_lake(vcfg: Config) -> None:
     lake = lk.Lake(vcfg.lake_root)
     for kind in v.FEATURE_KINDS:

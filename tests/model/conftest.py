@@ -8,6 +8,7 @@ registers, and no second world is built for it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from precast import lake as lk
 from precast import model_artifact as ma
 from precast import pipeline, registry
 from precast.steps import train
-from tests.helpers import Trained, World, copy_world
+from tests.helpers import Trained, World, copy_world, mlflow_runs_resolved_afresh
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,8 @@ def trained(world: World) -> Trained:
 
 
 @pytest.fixture
-def own_trained(trained: Trained, tmp_path: Path) -> Trained:
+def own_trained(trained: Trained, tmp_path: Path) -> Iterator[Trained]:
     """The session's model in a private copy of its world, for tests that change the
     registry or the lake."""
-    return replace(trained, world=copy_world(trained.world, tmp_path / "own-world"))
+    with mlflow_runs_resolved_afresh():
+        yield replace(trained, world=copy_world(trained.world, tmp_path / "own-world"))
