@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs venv demo test lint clean airflow browser browser-if-required bench bench-prereqs bench-train
+.PHONY: help prereqs venv demo test test-fast lint clean airflow browser browser-if-required bench bench-prereqs bench-train
 
 help:
 	@echo "make demo   - generate data, run training + predict end to end, print a summary"
-	@echo "make test   - lint, type-check and run the whole test suite"
+	@echo "make test   - lint, type-check and run the whole test suite (2 workers, random order)"
+	@echo "make test-fast - code, data and model tests only (no Airflow, cluster or scenario)"
 	@echo "make lint   - ruff + mypy only"
 	@echo "make airflow - start Airflow's components on this machine (precast airflow up)"
 	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
@@ -84,8 +85,20 @@ bench: venv
 bench-train: venv
 	nice -n 10 $(BIN)/python -m bench train $(BENCH_ARGS)
 
+# Two workers (pytest-xdist): the tests of the session's world, and those of one module-scoped
+# deployment or cluster, stay on one worker, longest first (tests/conftest.py); the order is
+# otherwise random (pytest-randomly prints the seed; PYTEST_ARGS=--randomly-seed=N replays it).
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+
 test: lint browser-if-required
-	$(BIN)/pytest
+	$(PYTEST)
+
+# The edit loop: units, suites and the model's behaviour; no Airflow deployment, no Spark
+# cluster, no drift scenario.
+test-fast: venv
+	$(PYTEST) tests/code tests/data tests/model
 
 clean:
 	rm -rf $(VENV) .precast

@@ -128,16 +128,25 @@ def _uses_module_fixture(item: pytest.Item) -> bool:
         defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs)
 
 
+WORLD_FIXTURES = {"world", "own_world", "trained", "own_trained"}
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`), every test of the session's world runs on one
     worker, so the world is built once; a module with a module-scoped fixture (a deployment,
-    a cluster, a shared context) stays on one worker."""
+    a cluster, a shared context) stays on one worker.
+
+    The longest tests (`slow`) come first, then the world's, each kind in random order, so
+    that two workers start the long ones at once instead of ending with one of them.
+    """
     for item in items:
-        if set(getattr(item, "fixturenames", ())) & {"world", "own_world", "trained",
-                                                     "own_trained"}:
+        if set(getattr(item, "fixturenames", ())) & WORLD_FIXTURES:
             item.add_marker(pytest.mark.xdist_group("world"))
         elif _uses_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else
+               1 if set(getattr(item, "fixturenames", ())) & WORLD_FIXTURES else 2)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

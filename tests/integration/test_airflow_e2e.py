@@ -25,7 +25,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,11 @@ def _screenshot(browser: Any, name: str) -> Path:
     return path
 
 
+def _when(timestamp: str) -> datetime:
+    """A timestamp of Airflow's REST API as an aware datetime."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
 def _wait_for_text(browser: Any, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while text not in browser.find_element("tag name", "body").text:
@@ -243,7 +248,9 @@ def test_training_triggered_in_the_browser_then_predict_publishes(deployment, br
     _wait_for_text(browser, "gate")
     _screenshot(browser, "2-training-grid.png")
 
-    predict = rest.wait("precast_predict", lambda r: r["run_type"] == "asset_triggered")
+    # The predict run that this training run's champion asset started (not an earlier one).
+    predict = rest.wait("precast_predict", lambda r: r["run_type"] == "asset_triggered"
+                        and _when(r["run_after"]) > _when(run["start_date"]))
     assert predict["state"] == "success", rest.task_states("precast_predict",
                                                              predict["dag_run_id"])
     browser.get(f"{deployment.url}/dags/precast_predict/runs/{predict['dag_run_id']}")
