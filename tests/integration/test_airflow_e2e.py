@@ -33,7 +33,8 @@ import pytest
 
 from tests.helpers import FAST_START_SPARK, REPO, World, make_world, pg_database
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres,
+              pytest.mark.timeout(1200)]  # the backfill test alone takes 4-6 min
 
 PORT = 28081
 ARTIFACTS = REPO / ".precast" / "test-artifacts" / "airflow-e2e"

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from tests.helpers import FAST_START_SPARK, REPO, Mailbox, World, make_world, run_ok
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # each world: 5-10 min
 
 START = date(2026, 1, 1)
 FIRST = 18  # day index of the first training (enough history for its three train snapshots)

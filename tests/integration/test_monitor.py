@@ -1,8 +1,8 @@
 """The monitor step on the session's world: drift, estimate, realised metrics, alerts.
 
-The world has trained and published for RUN_DATE; here the predict chain's score step also
-runs for S = RUN_DATE − label horizon (whose labels are complete by RUN_DATE), without
-publishing, so the served snapshot stays as other tests expect.
+The world has trained and published for RUN_DATE; each test works on its own copy of it.
+Here the predict chain's score step also runs for S = RUN_DATE − label horizon (whose labels
+are complete by RUN_DATE), without publishing.
 """
 
 from __future__ import annotations
