@@ -99,16 +99,21 @@ def copy_world(world: World, root: Path) -> World:
     MLflow's SQLite store and the run records hold absolute paths (artifact locations,
     report links); they are rewritten so that nothing the copy does reaches the original.
     """
-    old = world.cfg.home.resolve()
     data = yaml.safe_load(world.config_path.read_text())
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(old, root / "home", symlinks=True)
+    copy_home(world.cfg.home, root / "home")
     copy = write_world_config(root, {k: v for k, v in data.items() if k != "home"})
-    new = copy.cfg.home.resolve()
+    return World(copy.cfg, copy.config_path, world.run_date)
+
+
+def copy_home(src: Path, dst: Path) -> None:
+    """Copy a PRECAST_HOME to `dst`, moving every absolute path inside it along (see
+    copy_world); use it within mlflow_runs_resolved_afresh()."""
+    old, new = src.resolve(), dst.resolve()
+    shutil.copytree(old, new, symlinks=True)
     for path in new.rglob("*"):
         if path.is_file() and not path.is_symlink():
             _move_paths(path, str(old), str(new))
-    return World(copy.cfg, copy.config_path, world.run_date)
 
 
 @contextmanager

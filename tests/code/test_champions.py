@@ -6,6 +6,7 @@ SQLite registry, through the library and the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from precast.cli import main
 from precast.config import Config
 from precast.steps import gate, promote
 from precast.steps.promote import PromoteError
+from tests.helpers import copy_home, mlflow_runs_resolved_afresh
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 
@@ -61,16 +63,16 @@ def test_a_change_without_a_reason_is_refused_and_not_recorded(store_url: str) -
 # ---------------------------------------------------------------- overrides on a registry
 
 
-@pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    """A home with model versions 1 (champion) and 2 (challenger) registered in MLflow."""
+@pytest.fixture(scope="module")
+def registered_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with model versions 1 (champion) and 2 (challenger) registered in MLflow, built
+    once for the module (MLflow's store and two logged models take seconds)."""
     import mlflow
     import mlflow.xgboost
     import xgboost as xgb
 
-    monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    cfg = Config(home=tmp_path / "home")
+    home = tmp_path_factory.mktemp("registry") / "home"
+    cfg = Config(home=home)
     registry.client(cfg)
     rng = np.random.default_rng(0)
     matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
@@ -80,7 +82,19 @@ def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
                                      registered_model_name=cfg.model.name)
     registry.set_alias(cfg, registry.CHAMPION, "1")
     registry.set_alias(cfg, registry.CHALLENGER, "2")
-    return cfg
+    return home
+
+
+@pytest.fixture
+def cfg(registered_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> Iterator[Config]:
+    """A private copy of that home, as PRECAST_HOME."""
+    home = tmp_path / "home"
+    with mlflow_runs_resolved_afresh():
+        copy_home(registered_home, home)
+        monkeypatch.setenv("PRECAST_HOME", str(home))
+        monkeypatch.chdir(tmp_path)
+        yield Config(home=home)
 
 
 def _champion(cfg: Config) -> str:
