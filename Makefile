@@ -85,12 +85,12 @@ bench: venv
 bench-train: venv
 	nice -n 10 $(BIN)/python -m bench train $(BENCH_ARGS)
 
-# Two workers (pytest-xdist): the tests of the session's world, and those of one module-scoped
-# deployment or cluster, stay on one worker, longest first (tests/conftest.py); the order is
+# Two workers (pytest-xdist): the tests of the session's world, and those of one module, stay
+# on one worker, longest first (work_unit in tests/conftest.py); the order is
 # otherwise random (pytest-randomly prints the seed; PYTEST_ARGS=--randomly-seed=N replays it).
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
-PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder $(PYTEST_ARGS)
 
 test: lint browser-if-required
 	$(PYTEST)

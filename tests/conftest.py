@@ -122,31 +122,47 @@ def own_world(world: World, tmp_path: Path) -> Iterator[World]:
         yield copy_world(world, tmp_path / "own-world")
 
 
-def _uses_module_fixture(item: pytest.Item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    return info is not None and any(
-        defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs)
-
-
 WORLD_FIXTURES = {"world", "own_world", "trained", "own_trained"}
+# Modules whose tests use the session's world: under xdist they run on one worker, so the
+# world is built once (checked at collection below).
+WORLD_MODULES = ("tests/integration/test_end_to_end.py", "tests/integration/test_monitor.py",
+                 "tests/integration/test_backfill.py", "tests/model/")
+# Modules whose tests are independent and long: each test is a unit of its own.
+ONE_UNIT_PER_TEST = ("tests/integration/test_drift_scenario.py",)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
+def work_unit(nodeid: str) -> str:
+    """What pytest-xdist hands to one worker as a whole: the world's tests together, a
+    long scenario test alone, otherwise a module (module-scoped fixtures stay together)."""
+    module = nodeid.split("::")[0]
+    if module.startswith(WORLD_MODULES):
+        return "world"
+    return nodeid if module.startswith(ONE_UNIT_PER_TEST) else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Distribute by work_unit (xdist's `loadgroup` markers do not reach its scheduler under
+    pytest 9, which ignores the node id suffix they set)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), every test of the session's world runs on one
-    worker, so the world is built once; a module with a module-scoped fixture (a deployment,
-    a cluster, a shared context) stays on one worker.
-
-    The longest tests (`slow`) come first, then the world's, each kind in random order, so
-    that two workers start the long ones at once instead of ending with one of them.
-    """
+    """The longest tests (`slow`) come first, then the world's, each kind in the random
+    order pytest-randomly gave it, so that two workers start the long ones at once instead
+    of ending with one of them. A test of the world outside WORLD_MODULES is an error."""
     for item in items:
-        if set(getattr(item, "fixturenames", ())) & WORLD_FIXTURES:
-            item.add_marker(pytest.mark.xdist_group("world"))
-        elif _uses_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        uses_world = set(getattr(item, "fixturenames", ())) & WORLD_FIXTURES
+        if uses_world and work_unit(item.nodeid) != "world":
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(uses_world)}: add its module "
+                                    "to WORLD_MODULES in tests/conftest.py")
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else
-               1 if set(getattr(item, "fixturenames", ())) & WORLD_FIXTURES else 2)
+               1 if work_unit(item.nodeid) == "world" else 2)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
