@@ -12,6 +12,7 @@
     precast retrain --like 4    # retrain a version from its records; exit 0 when identical
     precast store setup --reader precast_reader --writer precast_writer   # PostgreSQL roles
     precast status
+    precast check           # dry-run the mapping and SQL on a sample of the newest raw day
     precast demo            # what `make demo` runs
     precast airflow up      # Airflow's components on this machine (down, status)
 
@@ -83,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common],
                    help="champion, current snapshot and the last run's steps")
+
+    check = sub.add_parser("check", parents=[common],
+                           help="dry-run the events mapping and the feature/label SQL on a "
+                                "sample of the newest raw day (writes nothing)")
+    check.add_argument("--date", type=_date, help="the raw day (default: the newest)")
+    check.add_argument("--sample", type=int, default=10_000, help="lines read (default 10000)")
 
     serve = sub.add_parser("serve", parents=[common], help="run the lookup HTTP API")
     serve.add_argument("--host", help="bind address (default serve.host)")
@@ -193,6 +200,14 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
+    from precast import check, console
+
+    report = check.run(cfg, day=args.date, sample=args.sample)
+    console.print_check(report)
+    return 1 if report.problems else 0
+
+
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     from precast import serve
     from precast.config import redact_url
@@ -296,7 +311,7 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
             "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow,
             "serve": cmd_serve, "snapshots": cmd_snapshots, "rollback": cmd_rollback,
             "store": cmd_store, "retrain": cmd_retrain, "promote": cmd_promote,
-            "champions": cmd_champions}
+            "champions": cmd_champions, "check": cmd_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

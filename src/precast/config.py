@@ -7,13 +7,22 @@ Every field has a default that runs on one machine.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "PRECAST_"
 NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_TEST_")  # the config file itself; the test suite's flags
@@ -39,18 +48,152 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EventsConfig(_Section):
-    """The raw event schema: required fields and allowed values."""
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Clean columns every use case has (the dt partition column is added by extract).
+EVENT_ID, EVENT_TIME, PARTITION = "event_id", "ts", "dt"
 
-    entity_key: str = "user_id"
-    required_fields: tuple[str, ...] = ("event_id", "user_id", "ts", "event_type")
-    event_types: tuple[str, ...] = (
+
+def _check_path(path: str) -> str:
+    """A dotted path into a raw JSON object: non-empty segments, no spaces around dots."""
+    if not path or any(not part or part != part.strip() for part in path.split(".")):
+        raise ValueError(f"bad field path {path!r}: use dotted names such as properties.plan")
+    return path
+
+
+def _check_column(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"bad column name {name!r}: letters, digits and _ only, not first a digit")
+    return name
+
+
+FieldPath = Annotated[str, AfterValidator(_check_path)]
+ColumnName = Annotated[str, AfterValidator(_check_column)]
+# A raw field path that defaults to the column's name when empty.
+OptionalPath = Annotated[str, AfterValidator(lambda v: v and _check_path(v))]
+
+
+class KeyMap(_Section):
+    """The entity key: clean column `column`, read from raw field `field` (default: the
+    column's name). Numbers are taken as their text; objects and arrays are wrong_type."""
+
+    column: ColumnName = "user_id"
+    field: OptionalPath = ""
+
+    @property
+    def path(self) -> str:
+        return self.field or self.column
+
+
+class IdMap(_Section):
+    """The event id field (clean column `event_id`). Without one (`id: null`) the id is
+    derived from the line's content, so exact repeats of a line still collapse."""
+
+    field: FieldPath = EVENT_ID
+
+
+class TimeMap(_Section):
+    """The event time (clean column `ts`, UTC): ISO-8601 text with `Z` or a numeric offset
+    and optional fractional seconds, or epoch seconds / milliseconds as JSON numbers."""
+
+    field: FieldPath = EVENT_TIME
+    format: Literal["iso8601", "epoch_s", "epoch_ms"] = "iso8601"
+
+
+class KindMap(_Section):
+    """The event kind: clean column `column` from raw field `field` (default: the column's
+    name); a value outside `values` (when given) is quarantined as unknown_event_type."""
+
+    column: ColumnName = "event_type"
+    field: OptionalPath = ""
+    values: tuple[str, ...] = (
         "session_start", "page_view", "play", "purchase",
         "support_ticket", "plan_change", "cancel",
     )
-    plans: tuple[str, ...] = ("free", "basic", "premium")
-    devices: tuple[str, ...] = ("ios", "android", "web", "tv")
-    countries: tuple[str, ...] = ("US", "GB", "DE", "FR", "BR", "IN")
+
+    @property
+    def path(self) -> str:
+        return self.field or self.column
+
+
+class AttributeMap(_Section):
+    """One typed value taken from the raw JSON by dotted path (default: the attribute's name),
+    with optional rules; a line that breaks a rule is quarantined as invalid_value:<name>."""
+
+    field: OptionalPath = ""
+    type: Literal["string", "long", "double", "boolean"] = "string"
+    required: bool = False  # a line without it is quarantined as missing_field:<field>
+    values: tuple[str, ...] = ()  # strings: the allowed values (empty: any)
+    min: float | None = None  # numbers: inclusive bounds
+    max: float | None = None
+    finite: bool = False  # doubles: NaN and ±Infinity are invalid
+
+    @model_validator(mode="after")
+    def _rules_fit_the_type(self) -> AttributeMap:
+        if self.values and self.type != "string":
+            raise ValueError(f"values apply to string attributes, not to {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in ("long", "double"):
+            raise ValueError(f"min/max apply to long and double attributes, not to {self.type}")
+        if self.finite and self.type != "double":
+            raise ValueError("finite applies to double attributes only")
+        return self
+
+
+def _churn_attributes() -> dict[str, AttributeMap]:
+    return {
+        "plan": AttributeMap(field="properties.plan", values=("free", "basic", "premium")),
+        "device": AttributeMap(field="properties.device", values=("ios", "android", "web", "tv")),
+        "country": AttributeMap(field="properties.country",
+                                values=("US", "GB", "DE", "FR", "BR", "IN")),
+        "amount": AttributeMap(field="properties.amount", type="double"),
+    }
+
+
+class EventsConfig(_Section):
+    """How raw log lines map onto the clean `events` view that feature SQL reads.
+
+    Clean columns, in this order: event_id, the key's column, ts, the kind's column (unless
+    `kind` is null), the attributes, then the objects (nested objects kept whole as JSON
+    text, keys sorted). docs/mapping.md is the reference.
+    """
+
+    key: KeyMap = KeyMap()
+    id: IdMap | None = IdMap()
+    time: TimeMap = TimeMap()
+    kind: KindMap | None = KindMap()
+    attributes: dict[ColumnName, AttributeMap] = Field(default_factory=_churn_attributes)
+    objects: dict[ColumnName, FieldPath] = Field(default_factory=dict)  # column -> dotted path
+
+    @property
+    def entity_key(self) -> str:
+        """The entity key's column name in every dataset (features, labels, predictions)."""
+        return self.key.column
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The clean columns, in order (without the dt partition column)."""
+        kind = (self.kind.column,) if self.kind else ()
+        return (EVENT_ID, self.key.column, EVENT_TIME, *kind, *self.attributes, *self.objects)
+
+    def attribute_path(self, name: str) -> str:
+        return self.attributes[name].field or name
+
+    @model_validator(mode="after")
+    def _columns_and_paths_fit(self) -> EventsConfig:
+        columns = [*self.columns, PARTITION]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(f"clean column names must be unique; repeated: {repeated} "
+                             f"({EVENT_ID}, {EVENT_TIME} and {PARTITION} are reserved)")
+        leaves = [self.key.path, self.time.field, *(self.attribute_path(a) for a in
+                                                     self.attributes)]
+        leaves += [self.id.field] if self.id else []
+        leaves += [self.kind.path] if self.kind else []
+        for path in leaves:
+            inside = [other for other in leaves if other.startswith(path + ".")]
+            if inside:
+                raise ValueError(f"field {path!r} cannot be a value and hold {inside[0]!r}; "
+                                 "map the whole object under objects instead")
+        return self
 
 
 class ExtractConfig(_Section):

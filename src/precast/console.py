@@ -111,6 +111,27 @@ def print_status(cfg: Config) -> None:
             print(f"  {rec['step']:<22} {rec['status']:<8} {rec.get('seconds', 0):6.1f}s{error}")
 
 
+def print_check(report: Any) -> None:
+    """`precast check`: the sample's counts by reason with an example each, the columns of
+    the clean events and of the SQL, then the problems (or that there are none)."""
+    print(f"raw day {report.day} ({report.source}): {report.sampled:,} lines sampled, "
+          f"{report.kept:,} kept, {report.sampled - report.kept:,} quarantined or duplicate")
+    for reason, n in sorted(report.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        line_number, line = report.examples[reason]
+        print(f"  {reason:<32} {n:>7,}  e.g. line {line_number}: {line}")
+    for title, columns in (("clean events", report.clean_columns),
+                           ("feature SQL", report.feature_columns),
+                           ("label SQL", report.label_columns)):
+        if columns:
+            print(f"{title}: " + ", ".join(f"{name} {kind}" for name, kind in columns))
+    if report.problems:
+        print(f"{len(report.problems)} problem(s):")
+        for problem in report.problems:
+            print(f"  {problem}")
+    else:
+        print("no problems: the mapping, the SQL and the config agree")
+
+
 def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
     """Generate data, run training then predict for `run_date`, print timings and lookups."""
     from precast import demo_data, pipeline

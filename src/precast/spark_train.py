@@ -64,7 +64,8 @@ def fit(cfg: Config, dataset_path: str, spec: ma.FeatureSpec, device: str) -> xg
 
     spark = spark_session(cfg)
     tc = cfg.train
-    held = (F.abs(F.xxhash64(F.col("user_id").cast("string"), F.lit(tc.seed))) % _HASH_BUCKETS
+    key = F.col(cfg.events.entity_key).cast("string")
+    held = (F.abs(F.xxhash64(key, F.lit(tc.seed))) % _HASH_BUCKETS
             < int(tc.validation_fraction * _HASH_BUCKETS))
     data = spark.read.parquet(dataset_path).select(
         *(_feature(name, spec) for name in spec.names),

@@ -112,3 +112,39 @@ def test_missing_history_is_a_clear_error(spark, small_cfg: Config) -> None:
     with pytest.raises(features.NotEnoughHistoryError,
                        match="end at 2026-01-19 but 2026-01-20 is needed.*run extract first"):
         features.run(small_cfg, D, spark=spark)
+
+
+def test_feature_sql_without_the_configured_key_fails_naming_it_and_the_file(
+        spark, small_cfg: Config) -> None:
+    write_events(spark, small_cfg)
+    cfg = small_cfg.with_overrides({"events.key.column": "customer_id"})
+    with pytest.raises(features.SqlColumnsError) as info:
+        features.run(cfg, D, ("inference",), spark=spark)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message == "events.key.column names 'customer_id', which features.sql does not return"
+
+
+def test_config_naming_columns_the_sql_lacks_fails_before_any_dataset_is_written(
+        spark, small_cfg: Config) -> None:
+    write_events(spark, small_cfg)
+    cfg = small_cfg.with_overrides({"gate.slices": ["country", "region"],
+                                    "train.monotone": {"sessions_7d": -1, "logins_7d": -1}})
+    with pytest.raises(features.SqlColumnsError) as info:
+        features.run(cfg, D, spark=spark)
+    assert str(info.value) == (
+        "train.monotone names 'logins_7d', which features.sql does not return; "
+        "gate.slices names 'region', which features.sql does not return")
+    assert not any(lk.exists(lk.Lake(cfg.lake_root).dataset(kind, D))
+                   for kind in features.KINDS)
+
+
+def test_every_dataset_manifest_names_its_key_columns(spark, small_cfg: Config) -> None:
+    from precast.steps import train
+
+    write_events(spark, small_cfg)
+    result = features.run(small_cfg, D, spark=spark)
+    for info in result.datasets:
+        df, manifest = train.load_dataset(info.path)
+        assert manifest["key_columns"] == ["user_id", "snapshot_date"]
+        assert list(df["user_id"]) == sorted(df["user_id"])

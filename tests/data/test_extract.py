@@ -79,7 +79,8 @@ def test_quarantine_matches_planted_exactly(spark, extracted) -> None:
             by_kind[reason.split(":")[0]] += n
         by_kind["duplicate_event_id"] = counts.duplicates
         assert dict(by_kind) == expected, day
-        missing = {r.split(":")[1]: n for r, n in counts.by_reason.items() if ":" in r}
+        missing = {r.split(":")[1]: n for r, n in counts.by_reason.items()
+                   if r.startswith("missing_field:")}
         assert missing == {f: n for f, n in planted["missing_field_names"][day].items() if n}
         assert counts.read == planted["lines"][day]
         expected_on_disk = {**counts.by_reason, "duplicate_event_id": counts.duplicates}
@@ -91,7 +92,11 @@ def test_quarantine_keeps_raw_line_and_line_number(spark, extracted) -> None:
     cfg, _ = extracted
     lake = Lake(cfg.lake_root)
     rows = spark.read.parquet(lake.quarantine()).collect()
-    assert rows and {r["reason"] for r in rows} >= {"malformed_json", "wrong_type"}
+    reasons = {r["reason"] for r in rows}
+    assert {r.split(":")[0] for r in reasons} >= {"malformed_json", "wrong_type"}
+    # a wrong type names its field: the amount as text, or the properties as text or a list
+    assert {r for r in reasons if r.startswith("wrong_type")} == {
+        "wrong_type:properties", "wrong_type:properties.amount"}
     for row in rows:
         assert _raw_lines(lake, row["dt"])[row["line_number"] - 1] == row["raw"]
 
@@ -189,16 +194,21 @@ def test_parse_events_reasons_on_handwritten_lines(spark, cfg: Config) -> None:
         (good % (5, 5)).replace('"user_id":"u1",', ""),
         (good % (6, 6)).replace('"play"', '"login"'),
         (good % (7, 7)).replace("2026-01-01T", "2026-01-02T"),
-        (good % (8, 8)).replace("10:00:08Z", "10:00:08+01:00"),
+        (good % (8, 8)).replace("10:00:08Z", "10:00:08+01:00"),  # an offset: 09:00:08 UTC
         (good % (9, 9)).replace('"u1"', "42"),              # a number where a string is due
+        (good % (10, 0)).replace('"free"', '{"tier":"free"}'),  # an object where text is due
+        (good % (11, 1)).replace("10:00:01Z", "10:00:01"),  # no zone: not ISO-8601 UTC
     ]
     df = spark.createDataFrame([(v,) for v in lines], "value string")
     clean, quarantine, duplicates = extract.parse_events(df, START, cfg.events)
-    assert sorted(r["event_id"] for r in clean.collect()) == ["e1", "e2", "e9"]
+    assert sorted(r["event_id"] for r in clean.collect()) == ["e1", "e2", "e8", "e9"]
     assert [r["user_id"] for r in clean.where("event_id = 'e9'").collect()] == ["42"]
+    assert [r["ts"] for r in clean.where("event_id = 'e8'").collect()] == [
+        datetime(2026, 1, 1, 9, 0, 8)]
     assert sorted(r["reason"] for r in quarantine.collect()) == [
         "malformed_json", "missing_field:user_id", "ts_outside_partition",
-        "unknown_event_type", "wrong_type", "wrong_type",
+        "unknown_event_type", "wrong_type:properties.amount", "wrong_type:properties.plan",
+        "wrong_type:ts",
     ]
     assert [(r["raw"], r["reason"]) for r in duplicates.collect()] == [
         (lines[1], "duplicate_event_id")

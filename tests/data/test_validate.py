@@ -93,7 +93,7 @@ def test_every_shipped_suite_builds_and_explains_each_expectation(vcfg: Config) 
 
 
 def test_allowed_values_come_from_config(vcfg: Config) -> None:
-    cfg = vcfg.with_overrides({"events.plans": ["free", "gold"]})
+    cfg = vcfg.with_overrides({"events.attributes.plan.values": ["free", "gold"]})
     plan_sets = [s.kwargs["value_set"] for s in v.suite_specs(cfg, "events")
                  if s.type == "expect_column_values_to_be_in_set" and s.kwargs["column"] == "plan"]
     assert plan_sets == [["free", "gold"]]

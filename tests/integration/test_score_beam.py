@@ -109,7 +109,8 @@ def test_score_predictions_transform(cfg, model_dir) -> None:
     with BeamTestPipeline(options=pipeline_options(cfg)) as p:
         out = (p | beam.Create([table.slice(0, 25), table.slice(25)])
                | score.ScorePredictions(model_dir, "churn", "7", "dv1", AT,
-                                        cfg.features.required, batch_size=7))
+                                        cfg.features.required, entity_key="user_id",
+                                        batch_size=7))
         assert_that(out["predictions"], check_predictions, label="CheckPredictions")
         assert_that(out["errors"], check_errors, label="CheckErrors")
 
@@ -119,12 +120,14 @@ def test_score_predictions_refuses_batches_without_a_model_feature(cfg, model_di
     with pytest.raises(Exception, match="plays_30d"):  # noqa: B017 - Beam wraps the error
         with BeamTestPipeline(options=pipeline_options(cfg)) as p:
             _ = (p | beam.Create([table])
-                 | score.ScorePredictions(model_dir, "m", "1", "dv", AT, cfg.features.required))
+                 | score.ScorePredictions(model_dir, "m", "1", "dv", AT, cfg.features.required,
+                                          entity_key="user_id"))
 
 
 def test_score_predictions_wants_an_aware_timestamp(model_dir) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        score.ScorePredictions(model_dir, "m", "1", "dv", datetime(2026, 3, 2), ())
+        score.ScorePredictions(model_dir, "m", "1", "dv", datetime(2026, 3, 2), (),
+                               entity_key="user_id")
 
 
 def write_inference(cfg, table: pa.Table, data_version: str = "dv-abc") -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from precast import model_artifact as ma
-from precast.steps.features import KEY_COLUMNS, LABEL
+from precast.steps.features import LABEL, key_columns
 from tests.helpers import Trained
 
 LOYAL = {"sessions_7d": 12, "sessions_30d": 45, "page_views_7d": 30, "plays_7d": 20,
@@ -47,7 +47,7 @@ def test_churners_rank_above_stayers_on_the_test_snapshot(trained: Trained) -> N
 
 
 def test_keys_and_label_are_not_features(trained: Trained) -> None:
-    assert not set(trained.spec.names) & {*KEY_COLUMNS, LABEL}
+    assert not set(trained.spec.names) & {*key_columns(trained.world.cfg.events), LABEL}
     assert {"support_tickets_30d", "sessions_7d", "plan"} <= set(trained.spec.names)
 
 

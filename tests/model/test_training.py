@@ -35,7 +35,8 @@ def test_training_loss_falls_over_rounds(trained: Trained) -> None:
 
 def test_validation_loss_is_lowest_near_the_best_round(trained: Trained) -> None:
     cfg = trained.world.cfg.train
-    _, valid = train.split_validation(trained.train_rows, cfg.validation_fraction, cfg.seed)
+    _, valid = train.split_validation(trained.train_rows, cfg.validation_fraction, cfg.seed,
+                                      trained.world.cfg.events.entity_key)
     best = trained.result.best_iteration + 1
     first, at_best = log_loss_by_round(trained, valid, [1, best])
     assert at_best < first

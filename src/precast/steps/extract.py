@@ -13,23 +13,17 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from precast.config import Config, EventsConfig
+from precast import raw_events
+from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig
 from precast.lake import Lake, content_hash, delete_dir, exists, list_partitions, manifest_path
 from precast.lake import write_json as write_lake_json
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
-CLEAN_COLUMNS = ("event_id", "user_id", "ts", "event_type", "plan", "device", "country", "amount")
-PROPERTY_FIELDS = ("plan", "device", "country")
-MALFORMED, WRONG_TYPE, UNKNOWN_TYPE = "malformed_json", "wrong_type", "unknown_event_type"
-OUTSIDE, DUPLICATE, MISSING = "ts_outside_partition", "duplicate_event_id", "missing_field"
-TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
-TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ssX"
-_CORRUPT = "_corrupt_record"
+DUPLICATE = "duplicate_event_id"  # the other reasons: precast.raw_events
 
 
 class QuarantineRateExceeded(ValueError):
@@ -89,41 +83,9 @@ class ExtractResult:
         return self._total("duplicates")
 
 
-def event_schema() -> StructType:
-    """The explicit schema raw lines are parsed with (plus the corrupt-record column)."""
-    from pyspark.sql import types as T
-
-    properties = T.StructType(
-        [T.StructField(n, T.StringType()) for n in PROPERTY_FIELDS]
-        + [T.StructField("amount", T.DoubleType())]
-    )
-    return T.StructType(
-        [T.StructField(n, T.StringType()) for n in ("event_id", "user_id", "ts", "event_type")]
-        + [T.StructField("properties", properties), T.StructField(_CORRUPT, T.StringType())]
-    )
-
-
-def _reason(events: EventsConfig) -> Column:
-    """The quarantine reason of a parsed line (`j`, `dt`), or null for a good line."""
-    from pyspark.sql import functions as F
-
-    corrupt = F.col(f"j.{_CORRUPT}").isNotNull()
-    ts_text = F.col("j.ts")
-    reason = F.when(
-        F.col("j").isNull() | (corrupt & F.json_object_keys("value").isNull()), F.lit(MALFORMED)
-    ).when(corrupt, F.lit(WRONG_TYPE))
-    for name in events.required_fields:
-        reason = reason.when(F.col(f"j.{name}").isNull(), F.lit(f"{MISSING}:{name}"))
-    return (
-        reason.when(~F.col("j.event_type").isin(list(events.event_types)), F.lit(UNKNOWN_TYPE))
-        .when(~ts_text.rlike(TS_PATTERN) | F.try_to_timestamp(ts_text, F.lit(TS_FORMAT)).isNull(),
-              F.lit(WRONG_TYPE))
-        .when(F.substring(ts_text, 1, 10) != F.date_format("dt", "yyyy-MM-dd"), F.lit(OUTSIDE))
-    )
-
-
 def parse_lines(lines: DataFrame, events: EventsConfig, day: date | None = None) -> DataFrame:
-    """Parse raw lines (`value`, optional `dt`) into the clean columns plus a reason.
+    """Parse raw lines (`value`, optional `dt`) into the clean columns plus a reason
+    (precast.raw_events: the mapping in `events` decides both).
 
     The reason is null for a good line; duplicates are not marked yet (see
     `mark_duplicates`). Other input columns (line numbers, file metadata) pass through.
@@ -132,19 +94,14 @@ def parse_lines(lines: DataFrame, events: EventsConfig, day: date | None = None)
 
     if day is not None:
         lines = lines.withColumn("dt", F.lit(day))
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": raw_events.CORRUPT}
     passthrough = [c for c in lines.columns if c not in ("dt", "value")]
     parsed = lines.select(
         F.col("dt").cast("date").alias("dt"), "value", *passthrough,
-        F.from_json("value", event_schema(), options).alias("j"),
+        F.from_json("value", raw_events.parse_schema(events), options).alias("j"),
     )
-    return parsed.select(
-        "dt", "value", *passthrough, _reason(events).alias("reason"),
-        *[F.col(f"j.{c}").alias(c) for c in ("event_id", "user_id")],
-        F.try_to_timestamp("j.ts", F.lit(TS_FORMAT)).alias("ts"),
-        F.col("j.event_type").alias("event_type"),
-        *[F.col(f"j.properties.{c}").alias(c) for c in (*PROPERTY_FIELDS, "amount")],
-    )
+    return parsed.select("dt", "value", *passthrough, raw_events.reason(events).alias("reason"),
+                         *raw_events.clean_values(events))
 
 
 def mark_duplicates(parsed: DataFrame) -> DataFrame:
@@ -185,13 +142,14 @@ def quarantine_rows(classified: DataFrame) -> DataFrame:
     )
 
 
-def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(clean, quarantine, duplicates) from `classify`'s output."""
+def split_classified(classified: DataFrame, columns: Sequence[str]
+                     ) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(clean, quarantine, duplicates) from `classify`'s output; clean has `columns` + dt."""
     from pyspark.sql import functions as F
 
     reason, bad = F.col("reason"), quarantine_rows(classified)
     return (
-        classified.where(reason.isNull()).select(*CLEAN_COLUMNS, "dt"),
+        classified.where(reason.isNull()).select(*columns, "dt"),
         bad.where(F.col("reason") != DUPLICATE),
         bad.where(F.col("reason") == DUPLICATE),
     )
@@ -201,7 +159,7 @@ def parse_events(
     lines: DataFrame, day: date | None, events: EventsConfig
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """Raw lines → (clean, quarantine, duplicates); `day` sets dt when lines have none."""
-    return split_classified(classify(lines, events, day))
+    return split_classified(classify(lines, events, day), events.columns)
 
 
 def scan_lines(spark: SparkSession, lake: Lake, days: Sequence[date]) -> DataFrame:
@@ -245,11 +203,12 @@ def read_lines(spark: SparkSession, lake: Lake, days: Sequence[date]) -> DataFra
     return number_lines(scan_lines(spark, lake, days))
 
 
-def day_counts(classified: DataFrame) -> dict[date, DayCounts]:
-    """Counts per day and reason, and each day's clean-content fingerprint (one Spark job)."""
+def day_counts(classified: DataFrame, columns: Sequence[str]) -> dict[date, DayCounts]:
+    """Counts per day and reason, and each day's fingerprint of the clean `columns` (one
+    Spark job)."""
     from pyspark.sql import functions as F
 
-    row_hash = F.xxhash64(*CLEAN_COLUMNS).cast("decimal(38,0)")
+    row_hash = F.xxhash64(*columns).cast("decimal(38,0)")
     rows = classified.groupBy("dt", "reason").agg(
         F.count("*").alias("n"), F.sum(row_hash).cast("string").alias("hash_sum")
     ).collect()
@@ -297,20 +256,19 @@ def _overwrite_days(df: DataFrame, path: str, sort: Sequence[str]) -> None:
     )
 
 
-def _manifest(counts: DayCounts, lake: Lake) -> dict[str, Any]:
+def _manifest(counts: DayCounts, lake: Lake, columns: Sequence[str]) -> dict[str, Any]:
     """The `_manifest.json` document of one extracted day (no timestamps: reruns match)."""
     return {
         "day": counts.day.isoformat(), "read": counts.read, "kept": counts.kept,
         "quarantined": counts.quarantined, "duplicates": counts.duplicates,
         "quarantine_rate": round(counts.quarantine_rate, 6),
         "quarantine_by_reason": counts.by_reason, "fingerprint": counts.fingerprint,
-        "columns": [*CLEAN_COLUMNS, "dt"], "source": lake.raw_events(counts.day),
+        "columns": [*columns, "dt"], "source": lake.raw_events(counts.day),
     }
 
 
-def _publish(
-    classified: DataFrame, lake: Lake, counts: Sequence[DayCounts], passing: Iterable[date]
-) -> None:
+def _publish(classified: DataFrame, lake: Lake, events: EventsConfig,
+             counts: Sequence[DayCounts], passing: Iterable[date]) -> None:
     """Write quarantine for every day, clean events and manifests for passing days only."""
     from pyspark.sql import functions as F
 
@@ -319,18 +277,18 @@ def _publish(
     for c in counts:
         if not c.quarantined + c.duplicates:
             delete_dir(lake.quarantine(c.day))
-        write_lake_json(manifest_path(lake.quarantine(c.day)), _manifest(c, lake))
+        write_lake_json(manifest_path(lake.quarantine(c.day)), _manifest(c, lake, events.columns))
     passing = set(passing)
     ok = [c for c in counts if c.day in passing]
     if any(c.kept for c in ok):
         keep_days = [c.day for c in ok if c.kept]
-        clean = split_classified(classified)[0]
+        clean = split_classified(classified, events.columns)[0]
         _overwrite_days(clean.where(F.col("dt").isin(keep_days)), lake.events(),
-                        ["ts", "user_id", "event_id"])
+                        [EVENT_TIME, events.entity_key, EVENT_ID])
     for c in ok:
         if not c.kept:
             delete_dir(lake.events(c.day))
-        write_lake_json(manifest_path(lake.events(c.day)), _manifest(c, lake))
+        write_lake_json(manifest_path(lake.events(c.day)), _manifest(c, lake, events.columns))
 
 
 def _failure_message(failing: Sequence[DayCounts], limit: float) -> str:
@@ -369,11 +327,11 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK_DESER)  # one scan and parse for all
     classified = mark_duplicates(parsed)
     try:
-        found = day_counts(classified)
+        found = day_counts(classified, cfg.events.columns)
         counts = [found.get(d) or _day_counts(d, {}) for d in days]
         limit = cfg.extract.max_quarantine_rate
         failing = [c for c in counts if c.quarantine_rate > limit]
-        _publish(classified, lake, counts, [c.day for c in counts if c not in failing])
+        _publish(classified, lake, cfg.events, counts, [c.day for c in counts if c not in failing])
     finally:
         parsed.unpersist()
     result = ExtractResult(run_date=run_date, days=tuple(counts))

@@ -10,13 +10,14 @@ inference = run_date.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from precast import lake as lk
 from precast import resources
-from precast.config import Config, FeaturesConfig
+from precast.config import Config, EventsConfig, FeaturesConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -24,8 +25,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("train", "test", "inference")
-KEY_COLUMNS = ("user_id", "snapshot_date")
-LABEL = "label"
+SNAPSHOT, LABEL = "snapshot_date", "label"
+
+
+def key_columns(events: EventsConfig) -> tuple[str, str]:
+    """The key of every dataset row: the use case's entity key and the snapshot date."""
+    return (events.entity_key, SNAPSHOT)
+
+
+class SqlColumnsError(ValueError):
+    """Feature or label SQL does not return a column the pipeline needs."""
 
 
 class NotEnoughHistoryError(ValueError):
@@ -61,37 +70,70 @@ def snapshot_plan(run_date: date, fc: FeaturesConfig) -> dict[str, tuple[date, .
     return {"train": train, "test": (test,), "inference": (run_date,)}
 
 
-def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig) -> DataFrame:
-    """Run `sql/features.sql` for one snapshot against the `events` view."""
-    return spark.sql(
-        resources.sql(fc.features_sql),
-        args={"snapshot_date": snapshot, "short_days": fc.short_window_days,
-              "long_days": fc.long_window_days},
-    )
+def configured_columns(cfg: Config) -> list[tuple[str, str]]:
+    """(column, config field) for every column the config expects the feature SQL to return."""
+    key, snapshot = key_columns(cfg.events)
+    wanted = [(key, "events.key.column"), (snapshot, "the snapshot date")]
+    wanted += [(c, "features.categorical") for c in cfg.features.categorical]
+    wanted += [(c, "features.required") for c in cfg.features.required]
+    wanted += [(c, "train.monotone") for c in cfg.train.monotone]
+    wanted += [(c, "gate.slices") for c in cfg.gate.slices]
+    return wanted + [(c, "gate.slice_bins") for c in cfg.gate.slice_bins]
 
 
-def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: FeaturesConfig
-                ) -> DataFrame:
-    """Join `sql/labels.sql` (churn within the horizon) onto one snapshot's features."""
+def unreturned(cfg: Config, returned: Iterable[str]) -> list[str]:
+    """One line per configured column that the feature SQL does not return."""
+    have = set(returned)
+    return [f"{where} names {column!r}, which {cfg.features.features_sql} does not return"
+            for column, where in configured_columns(cfg) if column not in have]
+
+
+def require_columns(df: DataFrame, needed: tuple[str, ...], sql_file: str, why: str) -> None:
+    """One line naming the columns `sql_file` does not return (and what it returns)."""
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise SqlColumnsError(f"{sql_file} returns no column {', '.join(map(repr, missing))} "
+                              f"({why}); it returns: {', '.join(df.columns)}")
+
+
+def feature_args(snapshot: date, fc: FeaturesConfig) -> dict[str, Any]:
+    """The bind parameters of the feature SQL."""
+    return {"snapshot_date": snapshot, "short_days": fc.short_window_days,
+            "long_days": fc.long_window_days}
+
+
+def label_args(snapshot: date, fc: FeaturesConfig) -> dict[str, Any]:
+    """The bind parameters of the label SQL."""
+    return {"snapshot_date": snapshot, "horizon_days": fc.label_horizon_days}
+
+
+def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig,
+                 keys: tuple[str, str]) -> DataFrame:
+    """Run the feature SQL for one snapshot against the `events` view."""
+    return spark.sql(resources.sql(fc.features_sql), args=feature_args(snapshot, fc))
+
+
+def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: FeaturesConfig,
+                keys: tuple[str, str]) -> DataFrame:
+    """Join the label SQL (the target within the horizon) onto one snapshot's features."""
     feats.createOrReplaceTempView("entities")
-    labels = spark.sql(
-        resources.sql(fc.labels_sql),
-        args={"snapshot_date": snapshot, "horizon_days": fc.label_horizon_days},
-    )
-    return feats.join(labels, list(KEY_COLUMNS), "inner")
+    labels = spark.sql(resources.sql(fc.labels_sql), args=label_args(snapshot, fc))
+    require_columns(labels, (*keys, LABEL), fc.labels_sql, "the row key and the label")
+    return feats.join(labels, list(keys), "inner")
 
 
-def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig
-          ) -> DataFrame:
+def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig,
+          keys: tuple[str, str]) -> DataFrame:
     """One dataset: the union of its snapshots, labelled unless it is `inference`."""
     frames = []
     for snapshot in snapshots:
-        feats = features_for(spark, snapshot, fc)
-        frames.append(feats if kind == "inference" else with_labels(spark, feats, snapshot, fc))
+        feats = features_for(spark, snapshot, fc, keys)
+        frames.append(feats if kind == "inference"
+                      else with_labels(spark, feats, snapshot, fc, keys))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
-    return out.orderBy(*KEY_COLUMNS)
+    return out.orderBy(*keys)
 
 
 def _fingerprints(lake: lk.Lake, last_day: date) -> dict[str, str]:
@@ -144,16 +186,21 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     events = spark.read.parquet(lake.events()).where(F.col("dt") <= F.lit(max(label_end.values())))
     events.persist().createOrReplaceTempView("events")  # every snapshot's SQL reads it
     try:
+        problems = unreturned(cfg, features_for(spark, run_date, fc, key_columns(cfg.events)
+                                                ).columns)
+        if problems:  # before any Spark job: a config/SQL mismatch, in one line
+            raise SqlColumnsError("; ".join(problems))
         return FeaturesResult(run_date, tuple(
-            _build_dataset(spark, lake, kind, run_date, plan[kind], label_end[kind], fc)
+            _build_dataset(spark, lake, kind, run_date, plan[kind], label_end[kind], fc,
+                           key_columns(cfg.events))
             for kind in kinds))
     finally:
         events.unpersist()
 
 
 def _build_dataset(spark: SparkSession, lake: lk.Lake, kind: str, run_date: date,
-                   snapshots: tuple[date, ...], label_end: date, fc: FeaturesConfig
-                   ) -> DatasetInfo:
+                   snapshots: tuple[date, ...], label_end: date, fc: FeaturesConfig,
+                   keys: tuple[str, str]) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
     sql_text = [resources.sql(fc.features_sql),
                 resources.sql(fc.labels_sql)]
@@ -161,9 +208,9 @@ def _build_dataset(spark: SparkSession, lake: lk.Lake, kind: str, run_date: date
     names = [s.isoformat() for s in snapshots]
     version = lk.content_hash(kind, names, _fingerprints(lake, label_end), sql_text,
                               fc.model_dump(mode="json"))
-    rows, rate = _write(build(spark, kind, snapshots, fc), path, {
+    rows, rate = _write(build(spark, kind, snapshots, fc, keys), path, {
         "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
-        "snapshots": names})
+        "snapshots": names, "key_columns": list(keys)})
     if rows == 0:
         raise NotEnoughHistoryError(f"{kind} dataset for {run_date} is empty ({path})")
     log.info("features %s %s: %d rows, data_version=%s, label_rate=%s",

@@ -207,8 +207,8 @@ class ScorePredictions(beam.PTransform):
 
     def __init__(
         self, model_dir: Path | str, model_name: str, model_version: str, data_version: str,
-        scored_at: datetime, required: Sequence[str], *,
-        entity_key: str = "user_id", batch_size: int = 4096,
+        scored_at: datetime, required: Sequence[str], *, entity_key: str,
+        batch_size: int = 4096,
     ) -> None:
         """`scored_at` is one UTC timestamp for the whole run."""
         super().__init__()

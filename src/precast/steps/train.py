@@ -29,7 +29,7 @@ from precast import model_artifact as ma
 from precast import model_card, registry
 from precast.config import Config, ConfigError, TrainConfig
 from precast.runtime import code_version
-from precast.steps.features import KEY_COLUMNS, LABEL
+from precast.steps.features import LABEL, key_columns
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -73,20 +73,21 @@ def choose_device(requested: str) -> str:
     return requested if requested != "auto" else ("cuda" if gpu_available() else "cpu")
 
 
-def feature_spec(df: pd.DataFrame, categorical: tuple[str, ...]) -> ma.FeatureSpec:
+def feature_spec(df: pd.DataFrame, categorical: tuple[str, ...], keys: tuple[str, ...]
+                 ) -> ma.FeatureSpec:
     """Features = every column but keys and label; vocabularies from the training rows."""
-    names = tuple(c for c in df.columns if c not in (*KEY_COLUMNS, LABEL))
+    names = tuple(c for c in df.columns if c not in (*keys, LABEL))
     vocab = {c: tuple(sorted(df[c].dropna().astype(str).unique())) for c in names
              if c in categorical}
     return ma.FeatureSpec(names, vocab)
 
 
-def split_validation(df: pd.DataFrame, fraction: float, seed: int
+def split_validation(df: pd.DataFrame, fraction: float, seed: int, key: str
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out whole entities (never the same user on both sides), deterministically."""
-    users = np.array(sorted(df["user_id"].unique()))
-    held = set(np.random.default_rng(seed).permutation(users)[: int(len(users) * fraction)])
-    mask = df["user_id"].isin(held)
+    """Hold out whole entities (never the same one on both sides), deterministically."""
+    entities = np.array(sorted(df[key].unique()))
+    held = set(np.random.default_rng(seed).permutation(entities)[: int(len(entities) * fraction)])
+    mask = df[key].isin(held)
     return df[~mask], df[mask]
 
 
@@ -147,7 +148,7 @@ def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = 
     With `train.engine: spark` the dataset at `dataset_path` is trained on by xgboost.spark
     on the configured Spark master (precast.spark_train); the artifact is the same.
     """
-    spec = feature_spec(train_df, cfg.features.categorical)
+    spec = feature_spec(train_df, cfg.features.categorical, key_columns(cfg.events))
     device = choose_device(cfg.train.device)
     log.info("training on %d rows, %d features, device=%s, engine=%s", len(train_df),
              len(spec.names), device, cfg.train.engine)
@@ -160,7 +161,8 @@ def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = 
         booster = spark_train.fit(cfg, dataset_path, spec, device)
         check_device(booster, device)
         return best_rounds(booster), spec, device
-    fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed)
+    fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed,
+                                        cfg.events.entity_key)
     return fit(fit_df, valid_df, spec, cfg.train, device), spec, device
 
 
@@ -175,7 +177,10 @@ def load_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     manifest = lk.read_json(lk.manifest_path(path))
     if manifest is None:
         raise FileNotFoundError(f"no dataset at {path}; run the features step first")
-    df = pd.read_parquet(path).sort_values(list(KEY_COLUMNS), kind="stable")
+    if "key_columns" not in manifest:
+        raise FileNotFoundError(f"the dataset at {path} names no key_columns (written by an "
+                                "older precast); run the features step again")
+    df = pd.read_parquet(path).sort_values(list(manifest["key_columns"]), kind="stable")
     return df.reset_index(drop=True), manifest
 
 

@@ -2,7 +2,7 @@
 
 Run: `python jobs/validate.py --dataset features --date 2026-03-01` (or `precast run validate`).
 Suites are JSON files in `expectations/`, read through `precast.resources.suite`; a kwargs
-value `{"$config": "events.event_types"}` is filled from the Config at run time, and an
+value `{"$config": "events.kind.values"}` is filled from the Config at run time, and an
 optional `"kinds": ["train", "test"]` limits an expectation to those feature datasets.
 The GX context is file-backed under `PRECAST_HOME/gx` (built on first use, cached per home
 in the process); every run updates the Data Docs in
@@ -95,11 +95,15 @@ def resolve_config_refs(value: Any, cfg: Config) -> Any:
 
 
 def _config_value(cfg: Config, dotted: str) -> Any:
+    """The Config value at `dotted` (sections and mappings alike: events.attributes.plan)."""
     node: Any = cfg
     for part in dotted.split("."):
-        if not hasattr(node, part):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif not isinstance(node, dict) and hasattr(node, part):
+            node = getattr(node, part)
+        else:
             raise SuiteError(f"unknown config path {dotted!r} in a $config reference")
-        node = getattr(node, part)
     return node
 
 

@@ -1,0 +1,209 @@
+"""Raw logs mapped by configuration (precast.raw_events through extract): other field names,
+nested paths, every time format, derived ids, wrong JSON types and attribute rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from precast.config import Config, ConfigError, load_config
+from precast.lake import Lake
+from precast.steps import extract
+
+DAY = date(2026, 3, 1)
+# An online shop's order log: other names, epoch seconds, no event id, nested details.
+SHOP: dict[str, Any] = {
+    "key": {"column": "customer_id", "field": "customer.id"},
+    "id": None,
+    "time": {"field": "time", "format": "epoch_s"},
+    "kind": {"column": "action", "values": ["view", "order", "refund"]},
+    "attributes": {
+        "total": {"field": "order.total", "type": "double", "min": 0, "finite": True},
+        "items": {"field": "order.items", "type": "long", "min": 1},
+        "gift": {"field": "order.gift", "type": "boolean"},
+        "channel": {"field": "meta.channel", "required": True, "values": ["web", "app"]},
+    },
+    "objects": {"details": "order"},
+}
+T0 = int(datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp())
+
+
+def _cfg(tmp_path: Path, events: dict[str, Any]) -> Config:
+    cfg = load_config(environ={"PRECAST_HOME": str(tmp_path / "home")})
+    return cfg.with_overrides({"events": events, "extract.max_quarantine_rate": 1.0})
+
+
+def _line(**fields: Any) -> str:
+    event = {"customer": {"id": "c1"}, "time": T0, "action": "order",
+             "order": {"total": 12.5, "items": 2, "gift": False}, "meta": {"channel": "web"}}
+    for dotted, value in fields.items():
+        *outer, last = dotted.split("__")
+        node = event
+        for part in outer:
+            node = node[part]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+    return json.dumps(event)
+
+
+def _parse(spark, cfg: Config, lines: list[str]) -> tuple[list[Any], list[Any], list[Any]]:
+    df = spark.createDataFrame([(v,) for v in lines], "value string")
+    clean, quarantine, duplicates = extract.parse_events(df, DAY, cfg.events)
+    return clean.collect(), quarantine.collect(), duplicates.collect()
+
+
+def _outcomes(spark, cfg: Config, cases: dict[str, str]) -> dict[str, Any]:
+    """Parse every case's line (each has its name as `eid`, the mapped id) in one Spark job:
+    name -> the clean row, or the quarantine reason."""
+    clean, quarantine, _ = _parse(spark, cfg, list(cases.values()))
+    out: dict[str, Any] = {r["event_id"]: r for r in clean}
+    out.update({json.loads(r["raw"])["eid"]: r["reason"] for r in quarantine})
+    return out
+
+
+WITH_ID = {**SHOP, "id": {"field": "eid"}}
+TIMES: dict[str, list[tuple[Any, datetime | str]]] = {  # value -> UTC instant, or the reason
+    "iso8601": [
+        ("2026-03-01T10:00:00Z", datetime(2026, 3, 1, 10)),
+        ("2026-03-01T10:00:00.250Z", datetime(2026, 3, 1, 10, 0, 0, 250000)),
+        ("2026-03-01T10:00:00.123456789Z", datetime(2026, 3, 1, 10, 0, 0, 123456)),
+        ("2026-03-01T10:00:00+02:00", datetime(2026, 3, 1, 8)),
+        ("2026-03-01T23:30:00-0030", "ts_outside_partition"),  # 2026-03-02 00:00 UTC
+        ("2026-03-01T01:00:00.5+01:30", "ts_outside_partition"),  # 2026-02-28 23:30:00.5
+        ("2026-03-01T10:00:00", "wrong_type:time"), ("2026-03-01 10:00:00Z", "wrong_type:time"),
+        ("2026-03-01", "wrong_type:time"), ("2026-02-30T10:00:00Z", "wrong_type:time"),
+        (1772359200, "wrong_type:time")],
+    "epoch_s": [
+        (1772359200, datetime(2026, 3, 1, 10)),
+        (1772359200.123456, datetime(2026, 3, 1, 10, 0, 0, 123456)),
+        (1772323200, datetime(2026, 3, 1)), (1772323199.999, "ts_outside_partition"),
+        ("1772359200", "wrong_type:time"), ("NaN", "wrong_type:time"),
+        (1e300, "wrong_type:time"), ({"s": 1}, "wrong_type:time")],
+    "epoch_ms": [
+        (1772359200123, datetime(2026, 3, 1, 10, 0, 0, 123000)),
+        (1772359200123.5, datetime(2026, 3, 1, 10, 0, 0, 123500)),
+        (True, "wrong_type:time"), ([1772359200123], "wrong_type:time")],
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(TIMES))
+def test_every_time_format_gives_the_utc_instant_or_a_reason(spark, tmp_path: Path,
+                                                             fmt: str) -> None:
+    cfg = _cfg(tmp_path, {**WITH_ID, "time": {"field": "time", "format": fmt}})
+    cases = {f"t{i}": _line(eid=f"t{i}", time=value) for i, (value, _) in enumerate(TIMES[fmt])}
+    got = _outcomes(spark, cfg, cases)
+    for i, (value, expected) in enumerate(TIMES[fmt]):
+        outcome = got[f"t{i}"]
+        assert (outcome if isinstance(outcome, str) else outcome["ts"]) == expected, value
+
+
+def test_nested_paths_typed_attributes_and_objects_become_the_clean_columns(
+        spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, SHOP)
+    assert cfg.events.columns == ("event_id", "customer_id", "ts", "action", "total", "items",
+                                  "gift", "channel", "details")
+    line = _line(order={"total": 12.5, "items": 2, "gift": True, "sku": "A-1"})
+    (row,), quarantine, _ = _parse(spark, cfg, [line])
+    assert quarantine == []
+    assert (row["customer_id"], row["ts"], row["action"], row["total"], row["items"],
+            row["gift"], row["channel"]) == ("c1", datetime(2026, 3, 1, 12), "order", 12.5, 2,
+                                             True, "web")
+    assert json.loads(row["details"]) == {"gift": True, "items": 2, "sku": "A-1", "total": 12.5}
+
+
+def test_missing_optional_values_are_null_and_a_missing_object_too(spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, SHOP)
+    (row,), quarantine, _ = _parse(spark, cfg, [_line(order=KeyError)])
+    assert quarantine == []
+    assert (row["total"], row["items"], row["gift"], row["details"]) == (None, None, None, None)
+
+
+def test_derived_ids_are_stable_across_reruns_and_collapse_true_duplicates(
+        spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, SHOP)
+    first = _line()
+    reordered = json.dumps(dict(reversed(list(json.loads(first).items()))),
+                           separators=(" , ", " : "))
+    other = _line(order__items=3)
+    clean, quarantine, duplicates = _parse(spark, cfg, [first, reordered, other, first])
+    again, _, _ = _parse(spark, cfg, [other, first])
+    assert quarantine == []
+    assert len(clean) == 2 and len(duplicates) == 2  # same JSON content, any key order
+    assert {r["event_id"] for r in clean} == {r["event_id"] for r in again}
+    assert all(len(r["event_id"]) == 64 for r in clean)
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"customer__id": {"v": "c1"}}, "wrong_type:customer.id"),
+    ({"customer__id": ["c1"]}, "wrong_type:customer.id"),
+    ({"customer": "c1"}, "wrong_type:customer"),
+    ({"order__total": "12.50"}, "wrong_type:order.total"),
+    ({"order__items": 2.5}, "wrong_type:order.items"),
+    ({"order__gift": "yes"}, "wrong_type:order.gift"),
+    ({"meta__channel": {"name": "web"}}, "wrong_type:meta.channel"),
+    ({"action": ["order"]}, "wrong_type:action"),
+    ({"order": "12.50 EUR"}, "wrong_type:order"),
+    ({"customer__id": KeyError}, "missing_field:customer.id"),
+    ({"customer__id": None}, "missing_field:customer.id"),
+    ({"meta__channel": KeyError}, "missing_field:meta.channel"),
+    ({"action": "login"}, "unknown_event_type"),
+    ({"order__total": -1.0}, "invalid_value:total"),
+    ({"order__total": "NaN"}, "invalid_value:total"),
+    ({"order__items": 0}, "invalid_value:items"),
+    ({"meta__channel": "phone"}, "invalid_value:channel"),
+]
+
+
+def test_each_bad_value_is_quarantined_with_its_reason_never_coerced(spark,
+                                                                     tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, WITH_ID)
+    got = _outcomes(spark, cfg, {f"b{i}": _line(eid=f"b{i}", **change)
+                                 for i, (change, _) in enumerate(BAD)})
+    assert {f"b{i}": got[f"b{i}"] for i in range(len(BAD))} == {
+        f"b{i}": reason for i, (_, reason) in enumerate(BAD)}
+
+
+def test_a_number_for_a_text_field_is_its_text(spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, SHOP)
+    (row,), _, _ = _parse(spark, cfg, [_line(customer__id=1042)])
+    assert row["customer_id"] == "1042"
+
+
+def test_extract_of_the_shop_log_writes_the_mapped_columns_and_counts(
+        spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, SHOP)
+    lake = Lake(cfg.lake_root)
+    raw = Path(lake.raw_events(DAY))
+    raw.mkdir(parents=True)
+    lines = [_line(), _line(), _line(order__items=5), _line(action="login"), "{oops"]
+    (raw / "orders.jsonl").write_text("\n".join(lines) + "\n")
+    result = extract.run(cfg, DAY, spark)
+    (day,) = result.days
+    assert (day.read, day.kept, day.duplicates, day.quarantined) == (5, 2, 1, 2)
+    assert day.by_reason == {"malformed_json": 1, "unknown_event_type": 1}
+    written = spark.read.parquet(lake.events(DAY))
+    assert tuple(written.columns) == cfg.events.columns
+    assert sorted(r["items"] for r in written.collect()) == [2, 5]
+
+
+@pytest.mark.parametrize(("events", "message"), [
+    ({"key": {"column": "customer id"}}, "events.key.column"),
+    ({"key": {"field": "customer..id"}}, "events.key.field"),
+    ({"attributes": {"ts": {}}}, "repeated: ['ts']"),
+    ({"attributes": {"a": {"field": "order"}, "b": {"field": "order.total"}}},
+     "field 'order' cannot be a value and hold 'order.total'"),
+    ({"attributes": {"n": {"type": "long", "values": ["1"]}}}, "values apply to string"),
+    ({"attributes": {"n": {"type": "string", "min": 0}}}, "min/max apply to long and double"),
+    ({"time": {"format": "epoch_us"}}, "events.time.format"),
+])
+def test_a_bad_mapping_fails_at_load_naming_the_field(tmp_path: Path, events: dict[str, Any],
+                                                      message: str) -> None:
+    with pytest.raises(ConfigError, match="config error at events") as info:
+        _cfg(tmp_path, events)
+    assert message in str(info.value)
