@@ -127,6 +127,4 @@ def _dry_run_sql(cfg: Config, spark: SparkSession, clean: DataFrame, day: date,
         spark.catalog.dropTempView("events")
         spark.catalog.dropTempView("entities")
     report.problems.extend(features.unreturned(cfg, dict(report.feature_columns)))
-    labelled = dict(report.label_columns)
-    report.problems.extend(f"{fc.labels_sql} returns no column {c!r} (the row key and the label)"
-                           for c in (*keys, features.LABEL) if c not in labelled)
+    report.problems.extend(features.unlabelled(fc, keys, dict(report.label_columns)))

@@ -116,12 +116,18 @@ def _parsed(path: str) -> Column:
     return node
 
 
+def _variant_at(path: str) -> Column:
+    """The line's own value at `path`, as VARIANT (null when absent)."""
+    from pyspark.sql import functions as F
+
+    return F.variant_get(F.try_parse_json("value"), json_path(path), "variant")
+
+
 def _variant_type(path: str) -> Column:
     """The JSON type of the line's own value at `path` (null when absent)."""
     from pyspark.sql import functions as F
 
-    value = F.variant_get(F.try_parse_json("value"), json_path(path), "variant")
-    return F.schema_of_variant(value)
+    return F.schema_of_variant(_variant_at(path))
 
 
 def _is_container(path: str) -> Column:
@@ -129,22 +135,23 @@ def _is_container(path: str) -> Column:
     return kind.startswith("OBJECT") | kind.startswith("ARRAY")
 
 
-def _present_not_object(path: str) -> Column:
-    """True where the line has a non-null value at `path` that is not an object."""
+def _present_and_not(path: str, accepted: str) -> Column:
+    """True where the line has a non-null value at `path` whose JSON type does not match the
+    regular expression `accepted`."""
     from pyspark.sql import functions as F
 
     found = _variant_type(path)
-    return found.isNotNull() & (found != F.lit("VOID")) & ~found.startswith("OBJECT")
+    return found.isNotNull() & (found != F.lit("VOID")) & ~found.rlike(accepted)
+
+
+def _present_not_object(path: str) -> Column:
+    """True where the line has a non-null value at `path` that is not an object."""
+    return _present_and_not(path, "^OBJECT")
 
 
 def _wrong_type(kind: str, path: str) -> Column:
     """True where the line's value at `path` is present and not of the declared `kind`."""
-    from pyspark.sql import functions as F
-
-    if kind == "string":
-        return _is_container(path)
-    found = _variant_type(path)
-    return found.isNotNull() & (found != F.lit("VOID")) & ~found.rlike(ACCEPTS[kind])
+    return _is_container(path) if kind == "string" else _present_and_not(path, ACCEPTS[kind])
 
 
 def _first_wrong_type(events: EventsConfig) -> Column:
@@ -258,7 +265,7 @@ def clean_values(events: EventsConfig) -> list[Column]:
         canonical = F.to_json(F.try_parse_json("value"))
         out.insert(0, F.sha2(canonical, 256).alias(EVENT_ID))
     for column, path in events.objects.items():
-        value = F.variant_get(F.try_parse_json("value"), json_path(path), "variant")
-        found = F.schema_of_variant(value)
-        out.append(F.when(found.startswith("OBJECT"), F.to_json(value)).alias(column))
+        value = _variant_at(path)
+        out.append(F.when(F.schema_of_variant(value).startswith("OBJECT"),
+                          F.to_json(value)).alias(column))
     return out

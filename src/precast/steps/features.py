@@ -88,12 +88,11 @@ def unreturned(cfg: Config, returned: Iterable[str]) -> list[str]:
             for column, where in configured_columns(cfg) if column not in have]
 
 
-def require_columns(df: DataFrame, needed: tuple[str, ...], sql_file: str, why: str) -> None:
-    """One line naming the columns `sql_file` does not return (and what it returns)."""
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise SqlColumnsError(f"{sql_file} returns no column {', '.join(map(repr, missing))} "
-                              f"({why}); it returns: {', '.join(df.columns)}")
+def unlabelled(fc: FeaturesConfig, keys: tuple[str, str], returned: Iterable[str]) -> list[str]:
+    """One line per row-key or label column that the label SQL does not return."""
+    have = set(returned)
+    return [f"{fc.labels_sql} returns no column {c!r} (the row key and the label)"
+            for c in (*keys, LABEL) if c not in have]
 
 
 def feature_args(snapshot: date, fc: FeaturesConfig) -> dict[str, Any]:
@@ -118,7 +117,9 @@ def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: Featu
     """Join the label SQL (the target within the horizon) onto one snapshot's features."""
     feats.createOrReplaceTempView("entities")
     labels = spark.sql(resources.sql(fc.labels_sql), args=label_args(snapshot, fc))
-    require_columns(labels, (*keys, LABEL), fc.labels_sql, "the row key and the label")
+    problems = unlabelled(fc, keys, labels.columns)
+    if problems:
+        raise SqlColumnsError("; ".join(problems))
     return feats.join(labels, list(keys), "inner")
 
 
