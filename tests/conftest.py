@@ -20,6 +20,8 @@ import pytest
 from precast.config import Config, load_config
 from precast.runtime import prepare_environment
 from tests.helpers import (
+    FAST_SPARK_SQL,
+    JIT_FLAGS,
     REPO,
     Mailbox,
     World,
@@ -38,11 +40,11 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
 @pytest.fixture(scope="session")
 def spark():
-    """One real local SparkSession for the whole test session."""
+    """One real local SparkSession for the whole test session (tiny-data settings)."""
     from precast.spark import spark_session
 
     cfg = load_config(environ={})
-    conf = {**cfg.engines.spark.conf, "spark.sql.shuffle.partitions": "2"}
+    conf = {**cfg.engines.spark.conf, **FAST_SPARK_SQL, "spark.driver.extraJavaOptions": JIT_FLAGS}
     session = spark_session(
         cfg.with_overrides({"engines.spark.master": "local[2]", "engines.spark.conf": conf})
     )
@@ -153,16 +155,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest tests (`slow`) come first, then the world's, each kind in the random
-    order pytest-randomly gave it, so that two workers start the long ones at once instead
-    of ending with one of them. A test of the world outside WORLD_MODULES is an error."""
+    """The longest work units (`slow`, longest first) come first, then the world's, then
+    the rest, each in the random order pytest-randomly gave it: two workers start the long
+    ones at once, and the short ones even out the end. A test of the world outside
+    WORLD_MODULES is an error."""
     for item in items:
         uses_world = set(getattr(item, "fixturenames", ())) & WORLD_FIXTURES
         if uses_world and work_unit(item.nodeid) != "world":
             raise pytest.UsageError(f"{item.nodeid} uses {sorted(uses_world)}: add its module "
                                     "to WORLD_MODULES in tests/conftest.py")
-    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else
-               1 if work_unit(item.nodeid) == "world" else 2)
+    def order(item: pytest.Item) -> tuple[int, float]:
+        slow = item.get_closest_marker("slow")
+        if slow:
+            return (0, -slow.kwargs.get("minutes", 1))
+        return (1 if work_unit(item.nodeid) == "world" else 2, 0)
+
+    items.sort(key=order)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -148,3 +148,27 @@ def test_every_dataset_manifest_names_its_key_columns(spark, small_cfg: Config) 
         df, manifest = train.load_dataset(info.path)
         assert manifest["key_columns"] == ["user_id", "snapshot_date"]
         assert list(df["user_id"]) == sorted(df["user_id"])
+
+
+def test_a_train_snapshot_is_read_from_an_earlier_test_dataset_of_the_same_days(
+        spark, small_cfg: Config, caplog: pytest.LogCaptureFixture) -> None:
+    """Run D's train snapshot (D - 14) is run D - 7's test snapshot: read back when run D - 7
+    read the same days, computed again when a day it read has changed since."""
+    write_events(spark, small_cfg)
+    fresh = read(features.run(small_cfg, D, ("train",), spark=spark).get("train").path)
+    earlier = date(2026, 1, 13)
+    features.run(small_cfg, earlier, ("test",), spark=spark)
+    reused = "snapshot 2026-01-06 read from the test dataset of 2026-01-13"
+
+    with caplog.at_level("INFO", logger="precast.steps.features"):
+        result = features.run(small_cfg, D, ("train",), spark=spark)
+    assert reused in caplog.text
+    assert read(result.get("train").path) == fresh
+
+    caplog.clear()
+    write_events(spark, small_cfg, [*EVENTS, ("u2", 3, "page_view", None)], fingerprint="new")
+    with caplog.at_level("INFO", logger="precast.steps.features"):
+        result = features.run(small_cfg, D, ("train",), spark=spark)
+    assert reused not in caplog.text  # the test dataset of 2026-01-13 read other days
+    (u2,) = [row for row in read(result.get("train").path) if row["user_id"] == "u2"]
+    assert u2["active_days_30d"] == 2  # the new event of day 3 counts

@@ -33,8 +33,8 @@ import pytest
 
 from tests.helpers import FAST_START_SPARK, REPO, World, make_world, pg_database
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres,
-              pytest.mark.timeout(1200)]  # the backfill test alone takes 4-6 min
+pytestmark = [pytest.mark.slow(minutes=13), pytest.mark.postgres,
+              pytest.mark.timeout(1200)]  # the backfill test alone takes 3-7 min
 
 PORT = 28081
 ARTIFACTS = REPO / ".precast" / "test-artifacts" / "airflow-e2e"
@@ -87,7 +87,7 @@ class Rest:
                     self.call("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}",
                               {"state": "failed"})
 
-    def wait(self, dag_id: str, find: Any, timeout: float = 420) -> dict[str, Any]:
+    def wait(self, dag_id: str, find: Any, timeout: float = 600) -> dict[str, Any]:
         """Poll until a run matching `find` reaches success or failed; return it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -319,7 +319,7 @@ def _outputs(world: World, days: list[date]) -> dict[str, Any]:
 
 def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
     world, rest = deployment.world, deployment.rest
-    days = [world.run_date - timedelta(days=n) for n in (2, 1, 0)]
+    days = [world.run_date - timedelta(days=n) for n in (1, 0)]  # two runs make a backfill
     command = [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id",
                "precast_training", "--from-date", days[0].isoformat(), "--to-date",
                days[-1].isoformat(), "--dag-run-conf", json.dumps({"data_only": True})]
@@ -330,7 +330,7 @@ def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         newest = max(rest.call("GET", "/backfills?dag_id=precast_training")["backfills"],
                      key=lambda b: b["id"])
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + 900  # a hang guard, not a speed check
         while rest.call("GET", f"/backfills/{newest['id']}")["completed_at"] is None:
             assert time.monotonic() < deadline, f"backfill {newest['id']} did not complete"
             rest.quiet_schedules()
@@ -339,7 +339,7 @@ def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
                                                              run_type="backfill")}
         return [runs[d.isoformat()] for d in days]
     first = backfill()
-    assert [r["state"] for r in first] == ["success"] * 3
+    assert [r["state"] for r in first] == ["success"] * len(days)
     for run in first:
         states = rest.task_states("precast_training", run["dag_run_id"])
         assert states["train"][0] == states["gate"][0] == "skipped", states
@@ -348,7 +348,7 @@ def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
     assert all(before[key][0] == before[key][1] for key in before if key.startswith("events"))
 
     again = backfill("--reprocess-behavior", "completed")
-    assert [r["state"] for r in again] == ["success"] * 3
+    assert [r["state"] for r in again] == ["success"] * len(days)
     assert all(rest.task_states("precast_training", r["dag_run_id"])["extract"][1] >= 2
                for r in again)  # really ran again, not skipped
     assert _outputs(world, days) == before

@@ -191,6 +191,7 @@ def deploy(dagbag: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_path
     yield _deploy
 
 
+@pytest.mark.slow(minutes=13)
 def test_drift_is_flagged_retrained_and_republished(deploy: Any, mailbox: Mailbox) -> None:
     from precast import champions, registry, store
 
@@ -291,6 +292,7 @@ def _gate_metrics(cfg: Any, champion: Any) -> dict[str, float]:
     return {"challenger": round(rule["value"], 4), "champion": round(rule["champion"], 4)}
 
 
+@pytest.mark.slow(minutes=6)
 def test_without_drift_no_drift_alert_and_no_retraining(deploy: Any) -> None:
     control: Deployment = deploy(None)
     for index in range(FIRST + 1, DRIFT + 4):

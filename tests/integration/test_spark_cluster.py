@@ -31,7 +31,7 @@ from precast.airflow_local import stop_process_tree
 from precast.config import SparkConfig
 from tests.helpers import FAST_START_SPARK, JIT_FLAGS, REPO, make_world
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=3)
 
 SPARK_CLASS = Path(sys.executable).parent / "spark-class"
 SUBMITTED = {"precast-extract", "precast-validate_events", "precast-features"}

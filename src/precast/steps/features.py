@@ -5,12 +5,18 @@ Snapshots are derived from the run date alone, so reruns and backfills are idemp
 test = run_date - horizon (the latest labelled snapshot); train = snapshots spaced by the
 interval whose label horizon ends on or before the test snapshot (no label leakage);
 inference = run_date.
+
+Each snapshot's SQL sees the clean events up to the end of its label horizon (up to the
+snapshot itself when unlabelled), so a labelled snapshot is a function of those days alone:
+a train snapshot that an earlier run wrote as its test dataset, from the same days (same
+data version), is read back instead of computed again (daily runs compute two snapshots,
+not train_snapshots + 2).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -123,11 +129,27 @@ def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: Featu
     return feats.join(labels, list(keys), "inner")
 
 
+def snapshot_end(kind: str, snapshot: date, fc: FeaturesConfig) -> date:
+    """The last events day a snapshot's SQL may read: its label horizon's end, if labelled."""
+    labelled = kind != "inference"
+    return snapshot + timedelta(days=fc.label_horizon_days if labelled else 0)
+
+
 def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig,
-          keys: tuple[str, str]) -> DataFrame:
-    """One dataset: the union of its snapshots, labelled unless it is `inference`."""
+          keys: tuple[str, str], events: DataFrame,
+          reuse: Callable[[date], DataFrame | None] = lambda snapshot: None) -> DataFrame:
+    """One dataset: the union of its snapshots, labelled unless it is `inference`; a
+    snapshot that `reuse` returns is not computed again."""
+    from pyspark.sql import functions as F
+
     frames = []
     for snapshot in snapshots:
+        done = reuse(snapshot)
+        if done is not None:
+            frames.append(done)
+            continue
+        end = snapshot_end(kind, snapshot, fc)
+        events.where(F.col("dt") <= F.lit(end)).createOrReplaceTempView("events")
         feats = features_for(spark, snapshot, fc, keys)
         frames.append(feats if kind == "inference"
                       else with_labels(spark, feats, snapshot, fc, keys))
@@ -193,23 +215,47 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
             raise SqlColumnsError("; ".join(problems))
         return FeaturesResult(run_date, tuple(
             _build_dataset(spark, lake, kind, run_date, plan[kind], label_end[kind], fc,
-                           key_columns(cfg.events))
+                           key_columns(cfg.events), events)
             for kind in kinds))
     finally:
         events.unpersist()
 
 
+def _version(lake: lk.Lake, kind: str, snapshots: tuple[date, ...], label_end: date,
+             fc: FeaturesConfig) -> str:
+    """The data version of a dataset: its snapshots, the clean days it reads, SQL, config."""
+    sql_text = [resources.sql(fc.features_sql), resources.sql(fc.labels_sql)]
+    return lk.content_hash(kind, [s.isoformat() for s in snapshots],
+                           _fingerprints(lake, label_end), sql_text, fc.model_dump(mode="json"))
+
+
+def _written_test_snapshot(spark: SparkSession, lake: lk.Lake,
+                           fc: FeaturesConfig) -> Callable[[date], DataFrame | None]:
+    """A labelled snapshot as the test dataset of an earlier run wrote it, when that run
+    read the same days with the same SQL and config (its data version says so)."""
+
+    def written(snapshot: date) -> DataFrame | None:
+        run_date = snapshot_end("test", snapshot, fc)
+        path = lake.dataset("test", run_date)
+        manifest = lk.read_json(lk.manifest_path(path))
+        if not manifest or manifest.get("data_version") != _version(
+                lake, "test", (snapshot,), run_date, fc):
+            return None
+        log.info("features: snapshot %s read from the test dataset of %s", snapshot, run_date)
+        return spark.read.parquet(path)
+
+    return written
+
+
 def _build_dataset(spark: SparkSession, lake: lk.Lake, kind: str, run_date: date,
                    snapshots: tuple[date, ...], label_end: date, fc: FeaturesConfig,
-                   keys: tuple[str, str]) -> DatasetInfo:
+                   keys: tuple[str, str], events: DataFrame) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
-    sql_text = [resources.sql(fc.features_sql),
-                resources.sql(fc.labels_sql)]
     path = lake.dataset(kind, run_date)
     names = [s.isoformat() for s in snapshots]
-    version = lk.content_hash(kind, names, _fingerprints(lake, label_end), sql_text,
-                              fc.model_dump(mode="json"))
-    rows, rate = _write(build(spark, kind, snapshots, fc, keys), path, {
+    version = _version(lake, kind, snapshots, label_end, fc)
+    reuse = _written_test_snapshot(spark, lake, fc) if kind == "train" else (lambda s: None)
+    rows, rate = _write(build(spark, kind, snapshots, fc, keys, events, reuse), path, {
         "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
         "snapshots": names, "key_columns": list(keys)})
     if rows == 0:
