@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from precast.config import EVENT_ID, EVENT_TIME, EventsConfig
+from precast.lake import content_hash
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
@@ -80,6 +81,12 @@ def _spark_type(kind: str) -> DataType:
 
     return {"string": T.StringType(), "long": T.LongType(), "double": T.DoubleType(),
             "boolean": T.BooleanType()}[kind]
+
+
+def mapping_version(events: EventsConfig) -> str:
+    """The version of a mapping, kept in each extracted day's manifest: clean events
+    extracted under another mapping have other columns, values or quarantine reasons."""
+    return content_hash("events mapping", events.model_dump(mode="json"))
 
 
 def parse_schema(events: EventsConfig) -> StructType:

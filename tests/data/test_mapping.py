@@ -207,3 +207,31 @@ def test_a_bad_mapping_fails_at_load_naming_the_field(tmp_path: Path, events: di
     with pytest.raises(ConfigError, match="config error at events") as info:
         _cfg(tmp_path, events)
     assert message in str(info.value)
+
+
+def test_a_changed_mapping_extracts_the_lookback_again_and_features_name_older_days(
+        spark, tmp_path: Path) -> None:
+    """Clean events are as the mapping makes them: days in the lookback that an earlier
+    mapping extracted are extracted again; older ones stop the features step, named."""
+    from precast.steps import features
+
+    before = _cfg(tmp_path, SHOP)
+    lake = Lake(before.lake_root)
+    days = [date(2026, 2, 27), date(2026, 2, 28), DAY]
+    for back, day in enumerate(reversed(days)):
+        raw = Path(lake.raw_events(day))
+        raw.mkdir(parents=True)
+        (raw / "orders.jsonl").write_text(_line(time=T0 - back * 86_400, order__coupon="X1"))
+    assert [d.day for d in extract.run(before, DAY, spark).days] == days
+    after = before.with_overrides({"events.attributes.coupon": {"field": "order.coupon"}})
+
+    assert [d.day for d in extract.run(after, DAY, spark).days] == days  # all of them again
+    for day in days:
+        assert [r["coupon"] for r in spark.read.parquet(lake.events(day)).collect()] == ["X1"]
+    assert [d.day for d in extract.run(after, DAY, spark).days] == [DAY]  # up to date
+
+    extract.run(before.with_overrides({"extract.lookback_days": 0}), DAY, spark)
+    with pytest.raises(features.MappingChangedError) as info:
+        features.run(before, DAY, ("inference",), spark=spark)
+    assert str(info.value).startswith(
+        "clean events of 2 day(s) (2026-02-27 to 2026-02-28) under ")

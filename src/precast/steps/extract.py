@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from precast import raw_events
 from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig
 from precast.lake import Lake, content_hash, delete_dir, exists, list_partitions, manifest_path
+from precast.lake import read_json as read_lake_json
 from precast.lake import write_json as write_lake_json
 
 if TYPE_CHECKING:
@@ -230,8 +231,10 @@ def _day_counts(day: date, groups: dict[str | None, tuple[int, str]]) -> DayCoun
     )
 
 
-def days_to_extract(lake: Lake, run_date: date, lookback_days: int) -> list[date]:
-    """The run date plus earlier days in the lookback with raw data but no clean manifest."""
+def days_to_extract(lake: Lake, run_date: date, lookback_days: int,
+                    mapping: str) -> list[date]:
+    """The run date plus earlier days in the lookback with raw data whose clean events are
+    missing or were extracted under another mapping (`raw_events.mapping_version`)."""
     if not exists(lake.raw_events(run_date)):
         raise RawPartitionMissing(
             f"no raw events for {run_date}: {lake.raw_events(run_date)} does not exist"
@@ -240,8 +243,15 @@ def days_to_extract(lake: Lake, run_date: date, lookback_days: int) -> list[date
     earlier = (run_date - timedelta(days=k) for k in range(lookback_days, 0, -1))
     return [
         d for d in earlier
-        if d.isoformat() in raw and not exists(manifest_path(lake.events(d)))
+        if d.isoformat() in raw and extracted_with(lake, d) != mapping
     ] + [run_date]
+
+
+def extracted_with(lake: Lake, day: date) -> str | None:
+    """The mapping version a day's clean events were extracted under (None: not extracted,
+    or by a precast that did not record it)."""
+    manifest = read_lake_json(manifest_path(lake.events(day)))
+    return None if manifest is None else manifest.get("mapping")
 
 
 def _overwrite_days(df: DataFrame, path: str, sort: Sequence[str]) -> None:
@@ -256,14 +266,15 @@ def _overwrite_days(df: DataFrame, path: str, sort: Sequence[str]) -> None:
     )
 
 
-def _manifest(counts: DayCounts, lake: Lake, columns: Sequence[str]) -> dict[str, Any]:
+def _manifest(counts: DayCounts, lake: Lake, events: EventsConfig) -> dict[str, Any]:
     """The `_manifest.json` document of one extracted day (no timestamps: reruns match)."""
     return {
         "day": counts.day.isoformat(), "read": counts.read, "kept": counts.kept,
         "quarantined": counts.quarantined, "duplicates": counts.duplicates,
         "quarantine_rate": round(counts.quarantine_rate, 6),
         "quarantine_by_reason": counts.by_reason, "fingerprint": counts.fingerprint,
-        "columns": [*columns, "dt"], "source": lake.raw_events(counts.day),
+        "columns": [*events.columns, "dt"], "mapping": raw_events.mapping_version(events),
+        "source": lake.raw_events(counts.day),
     }
 
 
@@ -277,7 +288,7 @@ def _publish(classified: DataFrame, lake: Lake, events: EventsConfig,
     for c in counts:
         if not c.quarantined + c.duplicates:
             delete_dir(lake.quarantine(c.day))
-        write_lake_json(manifest_path(lake.quarantine(c.day)), _manifest(c, lake, events.columns))
+        write_lake_json(manifest_path(lake.quarantine(c.day)), _manifest(c, lake, events))
     passing = set(passing)
     ok = [c for c in counts if c.day in passing]
     if any(c.kept for c in ok):
@@ -288,7 +299,7 @@ def _publish(classified: DataFrame, lake: Lake, events: EventsConfig,
     for c in ok:
         if not c.kept:
             delete_dir(lake.events(c.day))
-        write_lake_json(manifest_path(lake.events(c.day)), _manifest(c, lake, events.columns))
+        write_lake_json(manifest_path(lake.events(c.day)), _manifest(c, lake, events))
 
 
 def _failure_message(failing: Sequence[DayCounts], limit: float) -> str:
@@ -321,7 +332,8 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     from precast.spark import spark_session
 
     lake = Lake(cfg.lake_root)
-    days = days_to_extract(lake, run_date, cfg.extract.lookback_days)
+    days = days_to_extract(lake, run_date, cfg.extract.lookback_days,
+                           raw_events.mapping_version(cfg.events))
     spark = spark or spark_session(cfg)
     parsed = parse_lines(read_lines(spark, lake, days), cfg.events)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK_DESER)  # one scan and parse for all

@@ -22,8 +22,9 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from precast import lake as lk
-from precast import resources
+from precast import raw_events, resources
 from precast.config import Config, EventsConfig, FeaturesConfig
+from precast.steps.extract import extracted_with
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -45,6 +46,10 @@ class SqlColumnsError(ValueError):
 
 class NotEnoughHistoryError(ValueError):
     """The lake lacks the clean events a snapshot needs."""
+
+
+class MappingChangedError(ValueError):
+    """Clean events a run reads were extracted under another events mapping."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,19 @@ def _check_history(lake: lk.Lake, needed: date) -> None:
         )
 
 
+def _check_mapping(lake: lk.Lake, last_day: date, events: EventsConfig) -> None:
+    """Every clean day up to `last_day` was extracted under the configured mapping (days
+    whose manifest does not record one pass)."""
+    current = raw_events.mapping_version(events)
+    stale = [day for day in lk.list_partitions(lake.events(), "dt") if day <= last_day.isoformat()
+             and extracted_with(lake, date.fromisoformat(day)) not in (None, current)]
+    if stale:
+        raise MappingChangedError(
+            f"clean events of {len(stale)} day(s) ({stale[0]} to {stale[-1]}) under "
+            f"{lake.events()} were extracted under another events mapping than the config's; "
+            "extract them again (`precast run extract --date DAY` for each, or a backfill)")
+
+
 def _write(df: DataFrame, path: str, info: dict[str, Any]) -> tuple[int, float | None]:
     """Write `df` and its manifest; row count and label rate come from one read-back."""
     from pyspark.sql import functions as F
@@ -206,6 +224,7 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     plan = snapshot_plan(run_date, fc)
     label_end = {"train": plan["test"][0], "test": run_date, "inference": run_date}
     _check_history(lake, max(label_end[k] for k in kinds))
+    _check_mapping(lake, max(label_end.values()), cfg.events)
     events = spark.read.parquet(lake.events()).where(F.col("dt") <= F.lit(max(label_end.values())))
     events.persist().createOrReplaceTempView("events")  # every snapshot's SQL reads it
     try:
