@@ -24,7 +24,7 @@ from precast.html_report import page
 from precast.html_report import svg as _svg
 
 if TYPE_CHECKING:
-    from precast.steps.gate import Decision, Evaluation, Scored
+    from precast.gate_evidence import Decision, Evaluation, Scored
 
 CHALLENGER_COLOR, CHAMPION_COLOR = "#d95f02", "#1b9e77"
 CURVE_POINTS = 400  # curves are thinned to this many points (the file stays small)

@@ -17,7 +17,7 @@ from precast import registry
 from precast.config import Config
 
 if TYPE_CHECKING:
-    from precast.steps.gate import Decision, SliceResult
+    from precast.gate_evidence import Decision, SliceResult
 
 CARD_FILE = "model_card.md"
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "mean_score",
