@@ -17,8 +17,8 @@ import pytest
 from precast import gate_report
 from precast import metrics as mx
 from precast.config import Config, GateConfig
-from precast.steps import gate
 from precast.gate_evidence import Evaluation, Scored
+from precast.steps import gate
 
 
 def _test_set(rows: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from precast import lake as lk
 from precast import raw_events, resources
 from precast.config import Config, EventsConfig, FeaturesConfig
-from precast.steps.extract import extracted_with
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -142,14 +141,14 @@ def snapshot_end(kind: str, snapshot: date, fc: FeaturesConfig) -> date:
 
 def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig,
           keys: tuple[str, str], events: DataFrame,
-          reuse: Callable[[date], DataFrame | None] = lambda snapshot: None) -> DataFrame:
+          reuse: Callable[[date], DataFrame | None] | None = None) -> DataFrame:
     """One dataset: the union of its snapshots, labelled unless it is `inference`; a
     snapshot that `reuse` returns is not computed again."""
     from pyspark.sql import functions as F
 
     frames = []
     for snapshot in snapshots:
-        done = reuse(snapshot)
+        done = reuse(snapshot) if reuse else None
         if done is not None:
             frames.append(done)
             continue
@@ -164,14 +163,19 @@ def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: Featu
     return out.orderBy(*keys)
 
 
-def _fingerprints(lake: lk.Lake, last_day: date) -> dict[str, str]:
+Manifests = dict[str, dict[str, Any] | None]  # clean events day -> extract's manifest
+
+
+def _clean_manifests(lake: lk.Lake, last_day: date) -> Manifests:
+    """Extract's manifest of every clean events day up to `last_day`, read once per run."""
+    return {day: lk.read_json(lk.manifest_path(lake.events(date.fromisoformat(day))))
+            for day in lk.list_partitions(lake.events(), "dt") if day <= last_day.isoformat()}
+
+
+def _fingerprints(manifests: Manifests, last_day: date) -> dict[str, str]:
     """Content fingerprints of every clean events day up to `last_day` (from extract)."""
-    out: dict[str, str] = {}
-    for day in lk.list_partitions(lake.events(), "dt"):
-        if date.fromisoformat(day) <= last_day:
-            manifest = lk.read_json(lk.manifest_path(lake.events(date.fromisoformat(day))))
-            out[day] = manifest["fingerprint"] if manifest else "missing"
-    return out
+    return {day: manifest["fingerprint"] if manifest else "missing"
+            for day, manifest in manifests.items() if day <= last_day.isoformat()}
 
 
 def _check_history(lake: lk.Lake, needed: date) -> None:
@@ -184,12 +188,12 @@ def _check_history(lake: lk.Lake, needed: date) -> None:
         )
 
 
-def _check_mapping(lake: lk.Lake, last_day: date, events: EventsConfig) -> None:
-    """Every clean day up to `last_day` was extracted under the configured mapping (days
-    whose manifest does not record one pass)."""
+def _check_mapping(lake: lk.Lake, manifests: Manifests, events: EventsConfig) -> None:
+    """Every clean day read was extracted under the configured mapping (days whose manifest
+    does not record one pass)."""
     current = raw_events.mapping_version(events)
-    stale = [day for day in lk.list_partitions(lake.events(), "dt") if day <= last_day.isoformat()
-             and extracted_with(lake, date.fromisoformat(day)) not in (None, current)]
+    stale = [day for day, manifest in manifests.items()
+             if (manifest or {}).get("mapping") not in (None, current)]
     if stale:
         raise MappingChangedError(
             f"clean events of {len(stale)} day(s) ({stale[0]} to {stale[-1]}) under "
@@ -224,7 +228,8 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     plan = snapshot_plan(run_date, fc)
     label_end = {"train": plan["test"][0], "test": run_date, "inference": run_date}
     _check_history(lake, max(label_end[k] for k in kinds))
-    _check_mapping(lake, max(label_end.values()), cfg.events)
+    manifests = _clean_manifests(lake, max(label_end.values()))
+    _check_mapping(lake, manifests, cfg.events)
     events = spark.read.parquet(lake.events()).where(F.col("dt") <= F.lit(max(label_end.values())))
     events.persist().createOrReplaceTempView("events")  # every snapshot's SQL reads it
     try:
@@ -233,22 +238,23 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
         if problems:  # before any Spark job: a config/SQL mismatch, in one line
             raise SqlColumnsError("; ".join(problems))
         return FeaturesResult(run_date, tuple(
-            _build_dataset(spark, lake, kind, run_date, plan[kind], label_end[kind], fc,
-                           key_columns(cfg.events), events)
+            _build_dataset(spark, lake, manifests, kind, run_date, plan[kind], label_end[kind],
+                           fc, key_columns(cfg.events), events)
             for kind in kinds))
     finally:
         events.unpersist()
 
 
-def _version(lake: lk.Lake, kind: str, snapshots: tuple[date, ...], label_end: date,
+def _version(manifests: Manifests, kind: str, snapshots: tuple[date, ...], label_end: date,
              fc: FeaturesConfig) -> str:
     """The data version of a dataset: its snapshots, the clean days it reads, SQL, config."""
     sql_text = [resources.sql(fc.features_sql), resources.sql(fc.labels_sql)]
     return lk.content_hash(kind, [s.isoformat() for s in snapshots],
-                           _fingerprints(lake, label_end), sql_text, fc.model_dump(mode="json"))
+                           _fingerprints(manifests, label_end), sql_text,
+                           fc.model_dump(mode="json"))
 
 
-def _written_test_snapshot(spark: SparkSession, lake: lk.Lake,
+def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manifests,
                            fc: FeaturesConfig) -> Callable[[date], DataFrame | None]:
     """A labelled snapshot as the test dataset of an earlier run wrote it, when that run
     read the same days with the same SQL and config (its data version says so)."""
@@ -258,7 +264,7 @@ def _written_test_snapshot(spark: SparkSession, lake: lk.Lake,
         path = lake.dataset("test", run_date)
         manifest = lk.read_json(lk.manifest_path(path))
         if not manifest or manifest.get("data_version") != _version(
-                lake, "test", (snapshot,), run_date, fc):
+                manifests, "test", (snapshot,), run_date, fc):
             return None
         log.info("features: snapshot %s read from the test dataset of %s", snapshot, run_date)
         return spark.read.parquet(path)
@@ -266,14 +272,15 @@ def _written_test_snapshot(spark: SparkSession, lake: lk.Lake,
     return written
 
 
-def _build_dataset(spark: SparkSession, lake: lk.Lake, kind: str, run_date: date,
-                   snapshots: tuple[date, ...], label_end: date, fc: FeaturesConfig,
+def _build_dataset(spark: SparkSession, lake: lk.Lake, manifests: Manifests, kind: str,
+                   run_date: date, snapshots: tuple[date, ...], label_end: date,
+                   fc: FeaturesConfig,
                    keys: tuple[str, str], events: DataFrame) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
     path = lake.dataset(kind, run_date)
     names = [s.isoformat() for s in snapshots]
-    version = _version(lake, kind, snapshots, label_end, fc)
-    reuse = _written_test_snapshot(spark, lake, fc) if kind == "train" else (lambda s: None)
+    version = _version(manifests, kind, snapshots, label_end, fc)
+    reuse = _written_test_snapshot(spark, lake, manifests, fc) if kind == "train" else None
     rows, rate = _write(build(spark, kind, snapshots, fc, keys, events, reuse), path, {
         "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
         "snapshots": names, "key_columns": list(keys)})
