@@ -12,7 +12,7 @@ import pytest
 
 from precast.config import Config, ConfigError, load_config
 from precast.lake import Lake
-from precast.steps import extract
+from precast.steps import extract, features
 
 DAY = date(2026, 3, 1)
 # An online shop's order log: other names, epoch seconds, no event id, nested details.
@@ -213,8 +213,6 @@ def test_a_changed_mapping_extracts_the_lookback_again_and_features_name_older_d
         spark, tmp_path: Path) -> None:
     """Clean events are as the mapping makes them: days in the lookback that an earlier
     mapping extracted are extracted again; older ones stop the features step, named."""
-    from precast.steps import features
-
     before = _cfg(tmp_path, SHOP)
     lake = Lake(before.lake_root)
     days = [date(2026, 2, 27), date(2026, 2, 28), DAY]
