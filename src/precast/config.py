@@ -262,10 +262,15 @@ class TrainConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The registered model's name and aliases."""
+    """What is predicted, and the registered model's and experiment's names (default: the
+    use case's name)."""
 
-    name: str = "precast_churn"
-    experiment: str = "precast"
+    name: str = ""
+    experiment: str = ""
+    # binary: the label is 0/1 and the score a probability; regression: a number (RMSE...).
+    task: Literal["binary", "regression"] = "binary"
+    # What the label means, in words, for reports and model cards ("cancels within 14 days").
+    target_description: str = "the label"
     # The model card's prose (every registered version gets a card; see precast.model_card).
     intended_use: str = (
         "Ranks active subscribers by their probability of cancelling within the label "
@@ -420,7 +425,10 @@ class MonitorConfig(_Section):
 
 
 class DemoConfig(_Section):
-    """Defaults for `precast demo-data` and `make demo`."""
+    """Defaults for `precast demo-data` and `precast demo`: the use case's data generator
+    (a Python file in the use case's folder, or a module name) and its arguments."""
+
+    generator: str = ""
 
     users: int = Field(20_000, ge=1)
     days: int = Field(60, ge=1)
@@ -450,9 +458,15 @@ class ValidationConfig(_Section):
     data_docs: bool = True
 
 
-class Config(_Section):
-    """The whole configuration; `home` is PRECAST_HOME."""
+UseCaseName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
+
+class Config(_Section):
+    """One use case's whole configuration; `home` is PRECAST_HOME, `folder` the folder of the
+    config file (relative paths in it resolve from there; None: the working directory)."""
+
+    name: UseCaseName = "precast"
+    folder: Path | None = None
     home: Path = Path(".precast")
     events: EventsConfig = EventsConfig()
     extract: ExtractConfig = ExtractConfig()
@@ -467,6 +481,23 @@ class Config(_Section):
     airflow: AirflowConfig = AirflowConfig()
     serve: ServeConfig = ServeConfig()
     monitor: MonitorConfig = MonitorConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_named_after_use_case(cls, data: Any) -> Any:
+        """model.name and model.experiment default to the use case's name."""
+        if isinstance(data, dict):
+            name = data.get("name") or "precast"
+            model = data.get("model") or {}
+            model = dict(model.model_dump() if isinstance(model, ModelConfig) else model)
+            model["name"] = model.get("name") or name
+            model["experiment"] = model.get("experiment") or name
+            data = {**data, "model": model}
+        return data
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config: relative ones resolve from the config file's folder."""
+        return Path(path) if Path(path).is_absolute() else (self.folder or Path()) / path
 
     @property
     def lake_root(self) -> str:
@@ -552,4 +583,6 @@ def load_config(
         raise ConfigError(f"config file not found: {path}")
     for dotted, value in _env_overrides(environ).items():
         _set_dotted(data, dotted.split("."), value)
+    if path.exists():
+        data["folder"] = str(path.resolve().parent)
     return _validate(data)
