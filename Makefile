@@ -35,15 +35,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: prereqs $(STAMP)
 
+# USE_CASE=examples/shop make demo runs another use case's folder.
+USE_CASE ?= examples/churn
 demo: venv
-	$(BIN)/precast demo
+	$(BIN)/precast --use-case $(USE_CASE) demo
 
 lint: venv
-	$(BIN)/ruff check src dags jobs tests sql expectations
+	$(BIN)/ruff check src dags jobs tests sql expectations examples
 	$(BIN)/mypy src/precast
 
 airflow: venv
-	$(BIN)/precast airflow up
+	$(BIN)/precast --use-case $(USE_CASE) airflow up
 
 # $(call apt_install,PACKAGES,WHO): install Debian packages with apt-get (sudo when not root),
 # updating the package lists once if the first try fails; one line of reason when it cannot.

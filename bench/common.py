@@ -35,6 +35,7 @@ from precast.lake import Lake
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
+CHURN = REPO / "examples" / "churn" / "precast.yaml"
 PG_ADMIN_URL = os.environ.get(
     "BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DB_PREFIX = "precast_bench_"
@@ -152,7 +153,7 @@ def bench_home() -> Path:
 
 def bench_config(**overrides: Any) -> Config:
     """Default config with PRECAST_HOME in .precast/bench/home and the given overrides."""
-    cfg = load_config(REPO / "precast.yaml", environ={"PRECAST_HOME": str(bench_home() / "home")})
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(bench_home() / "home")})
     return cfg.with_overrides(overrides) if overrides else cfg
 
 

@@ -20,6 +20,7 @@ import pytest
 from precast.config import Config, load_config
 from precast.runtime import prepare_environment
 from tests.helpers import (
+    CHURN,
     FAST_SPARK_SQL,
     JIT_FLAGS,
     REPO,
@@ -43,7 +44,7 @@ def spark():
     """One real local SparkSession for the whole test session (tiny-data settings)."""
     from precast.spark import spark_session
 
-    cfg = load_config(environ={})
+    cfg = load_config(CHURN, environ={})
     conf = {**cfg.engines.spark.conf, **FAST_SPARK_SQL, "spark.driver.extraJavaOptions": JIT_FLAGS}
     session = spark_session(
         cfg.with_overrides({"engines.spark.master": "local[2]", "engines.spark.conf": conf})
@@ -84,7 +85,7 @@ def mailbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
 @pytest.fixture
 def cfg(tmp_path: Path) -> Config:
     """Default config with PRECAST_HOME in a fresh temporary folder."""
-    return load_config(environ={"PRECAST_HOME": str(tmp_path / "home")})
+    return load_config(CHURN, environ={"PRECAST_HOME": str(tmp_path / "home")})
 
 
 @pytest.fixture

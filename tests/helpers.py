@@ -28,6 +28,8 @@ from precast.steps.train import TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
+EXAMPLES = REPO / "examples"
+CHURN = EXAMPLES / "churn" / "precast.yaml"  # the churn example's config (its use case folder)
 PG_ADMIN_URL = os.environ.get(
     "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -79,10 +81,29 @@ class Trained:
     test_rows: pd.DataFrame
 
 
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` laid on top: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
+def use_case_copy(root: Path, data: dict[str, Any], example: Path = CHURN) -> Path:
+    """A use-case folder at `root`: a copy of an example's folder (SQL, suites, generator)
+    with `data` laid over its config; the config file's path."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(example.parent, root, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(example.name, "__pycache__"))
+    path = root / example.name
+    path.write_text(yaml.safe_dump(merged(yaml.safe_load(example.read_text()), data)))
+    return path
+
+
 def write_world_config(root: Path, data: dict[str, Any]) -> World:
-    """Write `data` (home under `root`) as the world's precast.yaml and load it."""
-    path = root / "precast.yaml"
-    path.write_text(yaml.safe_dump({**data, "home": str(root / "home")}))
+    """Write the churn example with `data` (home under `root`) as the world's use case."""
+    path = use_case_copy(root, {**data, "home": str(root / "home")})
     return World(load_config(path, environ={}), path, RUN_DATE)
 
 

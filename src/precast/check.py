@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from precast import resources
 from precast.config import Config
 from precast.lake import Lake, list_partitions
 
@@ -110,14 +109,15 @@ def _dry_run_sql(cfg: Config, spark: SparkSession, clean: DataFrame, day: date,
     from precast.steps import features
 
     fc, keys = cfg.features, features.key_columns(cfg.events)
+    queries = features.Queries.of(cfg)
     clean.createOrReplaceTempView("events")
     sql_file = fc.features_sql
     try:
-        feats = spark.sql(resources.sql(sql_file), args=features.feature_args(day, fc))
+        feats = features.features_for(spark, day, fc, queries)
         report.feature_columns.extend(_types(feats))
         feats.createOrReplaceTempView("entities")
         sql_file = fc.labels_sql
-        labels = spark.sql(resources.sql(sql_file), args=features.label_args(day, fc))
+        labels = spark.sql(queries.labels, args=features.label_args(day, fc))
         report.label_columns.extend(_types(labels))
     except PySparkException as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

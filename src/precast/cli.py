@@ -13,10 +13,11 @@
     precast store setup --reader precast_reader --writer precast_writer   # PostgreSQL roles
     precast status
     precast check           # dry-run the mapping and SQL on a sample of the newest raw day
-    precast demo            # what `make demo` runs
+    precast demo --use-case examples/shop   # any use case's folder (`make demo`: churn)
     precast airflow up      # Airflow's components on this machine (down, status)
 
-Every command takes `--config PATH` (default precast.yaml) and honours PRECAST_HOME.
+Every command takes `--use-case DIR` (the use case's folder, holding precast.yaml) or
+`--config PATH` (its config file; default ./precast.yaml) and honours PRECAST_HOME.
 Exit status: 0 success, 1 a step or lookup failed, 2 bad usage or configuration,
 3 a step failed in a way that retrying cannot fix (pipeline.NOT_RETRYABLE).
 """
@@ -53,10 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     from precast.pipeline import CHAINS, STEPS
 
     parser = argparse.ArgumentParser(prog="precast", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default=None, help="YAML config (default precast.yaml)")
+    parser.add_argument("--config", "--use-case", dest="config", default=None,
+                        help="the use case: its folder or its YAML config "
+                             "(default ./precast.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     common = argparse.ArgumentParser(add_help=False)  # the same options after the command
-    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", "--use-case", dest="config", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,11 +152,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import demo_data
     from precast.lake import Lake
+    from precast.use_case import generator
 
     d = cfg.demo
-    result = demo_data.generate(
+    result = generator(cfg)(
         cfg.lake_root, users=args.users or d.users, days=args.days or d.days,
         seed=d.seed if args.seed is None else args.seed,
         start_date=args.start_date or d.start_date,
@@ -327,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_CONFIG
     try:
         return COMMANDS[args.command](cfg, args)
+    except ConfigError as exc:  # found while the command ran (a file the config names)
+        print(f"precast: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     except KeyboardInterrupt:
         print("precast: interrupted", file=sys.stderr)
         return 130

@@ -76,7 +76,7 @@ class KeyMap(_Section):
     """The entity key: clean column `column`, read from raw field `field` (default: the
     column's name). Numbers are taken as their text; objects and arrays are wrong_type."""
 
-    column: ColumnName = "user_id"
+    column: ColumnName = "entity_id"
     field: OptionalPath = ""
 
     @property
@@ -105,10 +105,7 @@ class KindMap(_Section):
 
     column: ColumnName = "event_type"
     field: OptionalPath = ""
-    values: tuple[str, ...] = (
-        "session_start", "page_view", "play", "purchase",
-        "support_ticket", "plan_change", "cancel",
-    )
+    values: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -138,16 +135,6 @@ class AttributeMap(_Section):
         return self
 
 
-def _churn_attributes() -> dict[str, AttributeMap]:
-    return {
-        "plan": AttributeMap(field="properties.plan", values=("free", "basic", "premium")),
-        "device": AttributeMap(field="properties.device", values=("ios", "android", "web", "tv")),
-        "country": AttributeMap(field="properties.country",
-                                values=("US", "GB", "DE", "FR", "BR", "IN")),
-        "amount": AttributeMap(field="properties.amount", type="double"),
-    }
-
-
 class EventsConfig(_Section):
     """How raw log lines map onto the clean `events` view that feature SQL reads.
 
@@ -159,8 +146,8 @@ class EventsConfig(_Section):
     key: KeyMap = KeyMap()
     id: IdMap | None = IdMap()
     time: TimeMap = TimeMap()
-    kind: KindMap | None = KindMap()
-    attributes: dict[ColumnName, AttributeMap] = Field(default_factory=_churn_attributes)
+    kind: KindMap | None = None
+    attributes: dict[ColumnName, AttributeMap] = Field(default_factory=dict)
     objects: dict[ColumnName, FieldPath] = Field(default_factory=dict)  # column -> dotted path
 
     @property
@@ -213,8 +200,8 @@ class FeaturesConfig(_Section):
     label_horizon_days: int = Field(14, ge=1)
     snapshot_interval_days: int = Field(7, ge=1)
     train_snapshots: int = Field(3, ge=1)
-    categorical: tuple[str, ...] = ("plan", "device", "country")
-    required: tuple[str, ...] = ("tenure_days", "days_since_last_event")
+    categorical: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _windows_ordered(self) -> FeaturesConfig:
@@ -248,9 +235,7 @@ class TrainConfig(_Section):
     scheduled_runs: Literal["train", "data_only"] = "train"
     # Feature name -> +1 (score never falls as it rises) or -1 (never rises); passed to
     # XGBoost as monotone_constraints. A name the training data lacks fails training.
-    monotone: dict[str, int] = Field(
-        default_factory=lambda: {"support_tickets_30d": 1, "sessions_7d": -1, "sessions_30d": -1}
-    )
+    monotone: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("monotone")
     @classmethod
@@ -272,21 +257,12 @@ class ModelConfig(_Section):
     # What the label means, in words, for reports and model cards ("cancels within 14 days").
     target_description: str = "the label"
     # The model card's prose (every registered version gets a card; see precast.model_card).
-    intended_use: str = (
-        "Ranks active subscribers by their probability of cancelling within the label "
-        "horizon, so retention teams can prioritise outreach. Scores are refreshed in batch "
-        "and served from the prediction table; they are not meant for pricing, credit or "
-        "any decision about an individual without human review.")
+    intended_use: str = "Not described yet: say who uses the scores, for what, and what not."
     known_limits: tuple[str, ...] = (
         "Trained on recent behaviour only: a change in the product or in how events are "
         "logged can shift scores until the next retraining (see monitoring).",
         "Slices with fewer rows than gate.min_slice_rows are not evaluated separately.",
-        "Entities with no events in the long window are not scored (they get the fallback).",
     )
-
-
-def _tenure_buckets() -> dict[str, tuple[float, ...]]:
-    return {"tenure_days": (30.0, 90.0, 180.0)}
 
 
 class GateConfig(_Section):
@@ -295,12 +271,12 @@ class GateConfig(_Section):
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     tolerance: float = Field(0.01, ge=0)
-    floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    floors: dict[str, float] = Field(default_factory=dict)
     # |mean prediction - observed label rate| on the test set must stay within this (None: off)
     max_mean_score_gap: float | None = Field(0.05, ge=0)
     # Slice columns of the test set; numeric ones are bucketed by slice_bins (left-closed).
-    slices: tuple[str, ...] = ("country", "plan", "device", "tenure_days")
-    slice_bins: dict[str, tuple[float, ...]] = Field(default_factory=_tenure_buckets)
+    slices: tuple[str, ...] = ()
+    slice_bins: dict[str, tuple[float, ...]] = Field(default_factory=dict)
     min_slice_rows: int = Field(200, ge=1)
     require_slices: bool = True  # every compared slice must be not worse than slice_tolerance
     slice_tolerance: float = Field(0.05, ge=0)  # slices are smaller, so noisier, than the whole
@@ -403,10 +379,9 @@ class MonitorConfig(_Section):
     retrain_n: int = Field(3, ge=1)
     retrain_cooldown_days: int = Field(7, ge=0)
     # Per-feature drift limits over the ones above ({feature: {rule: limit}}); a limit of None
-    # stores the measure but never alerts on it. tenure_days grows by one every day for every
-    # user who stays, so its distribution moves away from any training reference by design.
-    feature_limits: dict[str, dict[str, float | None]] = Field(
-        default_factory=lambda: {"tenure_days": dict.fromkeys(("psi_max", "p_value_min"))})
+    # stores the measure but never alerts on it (for a feature that moves away from any
+    # training reference by design, such as a tenure that grows by one every day).
+    feature_limits: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     # New alerts are e-mailed to these addresses through Airflow's SMTP connection
     # `smtp_conn_id` (apache-airflow-providers-smtp: host, port, login, extra from_email).
     email_to: list[str] = Field(default_factory=list)
@@ -456,6 +431,9 @@ class ValidationConfig(_Section):
     # Every validation updates the Data Docs under PRECAST_HOME/gx (the page a failure names);
     # false skips that rebuild (about a third of a validation's time), e.g. in tests.
     data_docs: bool = True
+    # The use case's own suites (<dataset>.json), run after precast's contracts; relative to
+    # the config file's folder. A dataset without a file here gets precast's contracts only.
+    suites: str = "expectations"
 
 
 UseCaseName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -559,9 +537,11 @@ def _validate(data: dict[str, Any]) -> Config:
 
 
 def config_path(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
-    """The config file in use: `path`, else PRECAST_CONFIG, else ./precast.yaml."""
+    """The config file in use: `path`, else PRECAST_CONFIG, else ./precast.yaml; a folder
+    (a use case's) means the precast.yaml in it."""
     named = (os.environ if environ is None else environ).get("PRECAST_CONFIG", DEFAULT_CONFIG)
-    return Path(path or named)
+    chosen = Path(path or named)
+    return chosen / DEFAULT_CONFIG if chosen.is_dir() else chosen
 
 
 def load_config(

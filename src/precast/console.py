@@ -134,14 +134,15 @@ def print_check(report: Any) -> None:
 
 def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
     """Generate data, run training then predict for `run_date`, print timings and lookups."""
-    from precast import demo_data, pipeline
+    from precast import pipeline
     from precast.lookup import LookupClient
+    from precast.use_case import generator
 
     total = time.perf_counter()
-    print(f"precast demo: {users:,} users x {days} days, run date {run_date}, "
-          f"home {cfg.home.resolve()}", flush=True)
+    print(f"precast demo of use case {cfg.name}: {users:,} entities x {days} days, "
+          f"run date {run_date}, home {cfg.home.resolve()}", flush=True)
     started = time.perf_counter()
-    data = demo_data.generate(cfg.lake_root, users=users, days=days, seed=cfg.demo.seed,
+    data = generator(cfg)(cfg.lake_root, users=users, days=days, seed=cfg.demo.seed,
                               start_date=cfg.demo.start_date,
                               corrupt_fraction=cfg.demo.corrupt_fraction,
                               drift_day=cfg.demo.drift_day)

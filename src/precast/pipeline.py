@@ -30,7 +30,8 @@ CHAINS = {"training": TRAINING, "predict": PREDICT, "monitor": MONITOR}
 NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
                  "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError",
                  "PredictionsInputError", "EmptyPredictionsError", "DuplicateEntityError",
-                 "RollbackTargetError", "PromoteError", "RetrainInputsError")
+                 "RollbackTargetError", "PromoteError", "RetrainInputsError",
+                 "UseCaseFileError")
 
 
 def _extract(cfg: Config, day: date, **_: Any) -> Any:

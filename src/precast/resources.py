@@ -1,6 +1,9 @@
-"""The one resolver for SQL files (`sql/`) and expectation suites (`expectations/`).
+"""The one resolver for SQL files and expectation suites.
 
-Both folders ship inside the wheel as `precast.sql` and `precast.expectations`.
+precast's own (`sql/`: the store, lookups, monitoring; `expectations/`: the contracts every
+use case's datasets meet) ship inside the wheel as `precast.sql` and `precast.expectations`.
+A use case's feature and label SQL and its own suites live in its folder, beside its config
+file (:func:`use_case_sql`, :func:`use_case_suite`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,11 @@ import json
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from precast.config import Config
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -34,6 +41,37 @@ def sql(name: str) -> str:
 def suite(name: str) -> dict[str, Any]:
     """The expectation suite `expectations/<name>.json` as a dict."""
     data: dict[str, Any] = json.loads(_read("precast.expectations", name, ".json"))
+    return data
+
+
+class UseCaseFileError(FileNotFoundError):
+    """A file the use case's config names is missing or unreadable; the message names the
+    config field and the path."""
+
+
+def use_case_sql(cfg: Config, field: str) -> str:
+    """The text of the SQL file that config field `features.<field>` names (relative paths
+    resolve from the config file's folder)."""
+    name = getattr(cfg.features, field)
+    path = cfg.resolve(name)
+    if not path.is_file():
+        raise UseCaseFileError(f"features.{field}: no SQL file {path} (use case {cfg.name}, "
+                               f"config in {cfg.folder or Path.cwd()})")
+    return path.read_text(encoding="utf-8")
+
+
+def use_case_suite(cfg: Config, name: str) -> dict[str, Any] | None:
+    """The use case's own suite `<validation.suites>/<name>.json`, or None when it has none
+    (a use case without a config file has only precast's contracts)."""
+    if cfg.folder is None:
+        return None
+    path = cfg.resolve(cfg.validation.suites) / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UseCaseFileError(f"{path}: not valid JSON ({exc})") from None
     return data
 
 

@@ -19,15 +19,16 @@ from precast.airflow_local import (
 )
 from precast.cli import main
 from precast.config import Config, load_config
+from tests.helpers import CHURN
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _airflow(tmp_path: Path, **settings: object) -> LocalAirflow:
     env = {"PRECAST_HOME": str(tmp_path / "home"), "PRECAST_CONFIG": str(tmp_path / "none.yaml")}
-    cfg: Config = load_config(REPO / "precast.yaml", environ=env)
+    cfg: Config = load_config(CHURN, environ=env)
     return LocalAirflow(cfg.with_overrides({f"airflow.{k}": v for k, v in settings.items()}),
-                        REPO / "precast.yaml")
+                        CHURN)
 
 
 def test_environment_follows_the_port_and_owns_the_home(tmp_path: Path) -> None:
@@ -41,7 +42,7 @@ def test_environment_follows_the_port_and_owns_the_home(tmp_path: Path) -> None:
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
-    assert env["PRECAST_CONFIG"] == str(REPO / "precast.yaml")
+    assert env["PRECAST_CONFIG"] == str(CHURN)
     # one secret shared by every component, kept private and stable across calls
     secret = home / ".jwt_secret"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == secret.read_text()
@@ -83,8 +84,8 @@ def test_status_and_down_of_a_stopped_deployment(tmp_path: Path, monkeypatch: py
     assert airflow.health() == {}
     monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PRECAST_AIRFLOW__PORT", "28124")
-    assert main(["airflow", "status", "--config", str(REPO / "precast.yaml")]) == 1
-    assert main(["airflow", "down", "--config", str(REPO / "precast.yaml")]) == 0
+    assert main(["airflow", "status", "--config", str(CHURN)]) == 1
+    assert main(["airflow", "down", "--config", str(CHURN)]) == 0
     out = capsys.readouterr().out
     assert "api-server     stopped" in out and "nothing was running" in out
 

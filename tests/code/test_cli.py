@@ -6,14 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from precast.cli import main
+from precast.cli import EXIT_BAD_CONFIG, main
+from tests.helpers import CHURN
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The churn example's use case, its home in a temporary folder."""
     monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PRECAST_CONFIG", str(CHURN.parent))
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
+
+
+def test_a_use_case_without_a_generator_exits_2_naming_the_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "precast.yaml").write_text("name: bare\n")
+    assert main(["demo-data", "--use-case", str(tmp_path)]) == EXIT_BAD_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err == ("precast: config error at demo.generator: use case bare names no data "
+                   "generator (a .py file in its folder, or a module)")
 
 
 def test_demo_data_writes_raw_days(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

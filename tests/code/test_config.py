@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from precast.config import ConfigError, load_config
+from tests.helpers import CHURN
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ def test_defaults_run_on_one_machine(tmp_path: Path) -> None:
 
 
 def test_shipped_example_loads() -> None:
-    cfg = load_config(REPO / "precast.yaml", environ={})
+    cfg = load_config(CHURN, environ={})
     assert cfg.model.name == "precast_churn"
     assert cfg.features.label_horizon_days == 14
 
@@ -28,7 +29,7 @@ def test_shipped_example_loads() -> None:
 def test_env_overrides_nested_fields_and_home(tmp_path: Path) -> None:
     env = {"PRECAST_HOME": str(tmp_path / "h"), "PRECAST_GATE__TOLERANCE": "0.05",
            "PRECAST_ENGINES__SPARK__MASTER": "spark://127.0.0.1:7077"}
-    cfg = load_config(REPO / "precast.yaml", environ=env)
+    cfg = load_config(CHURN, environ=env)
     assert cfg.gate.tolerance == 0.05
     assert cfg.engines.spark.master == "spark://127.0.0.1:7077"
     assert cfg.lake_root == str((tmp_path / "h" / "lake").resolve())

@@ -97,7 +97,7 @@ def test_decision_lists_every_rule_with_its_numbers() -> None:
 def test_floors_and_calibration_decide_alone_without_a_champion() -> None:
     _, labels = _test_set()
     overconfident = np.clip(_scores(labels, 1.2, 1) + 0.3, 0, 1)
-    policy = GateConfig(max_mean_score_gap=0.05)
+    policy = GateConfig(max_mean_score_gap=0.05, floors={"roc_auc": 0.6})
     decision = gate.decide(policy, mx.classification_metrics(labels, overconfident), None)
     assert [(r.name, r.passed) for r in decision.rules] == [
         ("floor roc_auc", True), ("mean score within gap of label rate", False)]

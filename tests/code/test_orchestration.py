@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from precast import orchestration as orch
 from precast.cli import EXIT_NOT_RETRYABLE, main
 from precast.config import Config, load_config, redact_url
+from tests.helpers import CHURN
 
 PASSWORD = "p@ss:w/rd%?#&+ é"  # every character a URL cares about
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -174,7 +175,7 @@ def test_submitted_job_loads_the_same_config(cfg: Config) -> None:
         "engines.spark.master": "spark://h:7077", "stores.lake": "yes"}  # "yes": YAML bool
     task_cfg = cfg.with_overrides(overrides)
     env = orch.submit_env(task_cfg, "features", overrides)
-    job_cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("PRECAST_")})
+    job_cfg = load_config(CHURN, environ={k: v for k, v in env.items() if k.startswith("PRECAST_")})
     assert job_cfg.engines.spark.app_name == "precast-features"
     assert job_cfg.with_overrides({"engines.spark.app_name": "precast"}) == task_cfg
     assert env["PYSPARK_PYTHON"] == sys.executable
@@ -210,7 +211,8 @@ def test_cli_exits_3_when_retrying_cannot_help(tmp_path: Path, monkeypatch: pyte
                                                spark) -> None:
     monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "features", "--date", "2026-02-05"]) == EXIT_NOT_RETRYABLE
+    assert main(["--use-case", str(CHURN.parent), "run", "features", "--date", "2026-02-05"]
+                ) == EXIT_NOT_RETRYABLE
     assert "NotEnoughHistoryError" in capsys.readouterr().err
 
 

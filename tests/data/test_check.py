@@ -7,12 +7,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from precast import check, cli
 from precast.config import Config, load_config
 from precast.demo_data import generate
 from precast.lake import Lake
+from tests.helpers import CHURN, use_case_copy
 
 START = date(2026, 1, 1)
 NEWEST = START + timedelta(days=2)
@@ -21,7 +21,8 @@ NEWEST = START + timedelta(days=2)
 @pytest.fixture(scope="module")
 def lake_cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """Three generated days with planted bad lines (read only by these tests)."""
-    cfg = load_config(environ={"PRECAST_HOME": str(tmp_path_factory.mktemp("check") / "home")})
+    home = tmp_path_factory.mktemp("check") / "home"
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(home)})
     generate(cfg.lake_root, users=300, days=3, seed=5, start_date=START, corrupt_fraction=0.08)
     return cfg
 
@@ -67,14 +68,13 @@ def test_a_key_field_absent_from_the_logs_is_named(spark, lake_cfg: Config) -> N
 
 def test_the_cli_prints_the_report_and_exits_1_on_problems(
         spark, lake_cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "precast.yaml"
-    path.write_text(yaml.safe_dump({"home": str(lake_cfg.home)}))
+    path = use_case_copy(tmp_path / "uc", {"home": str(lake_cfg.home)})
     assert cli.main(["check", "--config", str(path), "--sample", "300"]) == 0
     out = capsys.readouterr().out
     assert f"raw day {NEWEST}" in out and "300 lines sampled" in out
     assert "no problems" in out and "e.g. line" in out
-    path.write_text(yaml.safe_dump({"home": str(lake_cfg.home),
-                                    "features": {"categorical": ["plan", "colour"]}}))
+    use_case_copy(tmp_path / "uc", {"home": str(lake_cfg.home),
+                                    "features": {"categorical": ["plan", "colour"]}})
     assert cli.main(["check", "--config", str(path)]) == 1
     assert "features.categorical names 'colour', which features.sql does not return" in (
         capsys.readouterr().out)

@@ -14,6 +14,7 @@ from precast.config import Config, load_config
 from precast.demo_data import KINDS, generate
 from precast.lake import Lake, read_json
 from precast.steps import extract
+from tests.helpers import CHURN
 
 START = date(2026, 1, 1)
 DAYS = [START + timedelta(days=i) for i in range(5)]
@@ -26,7 +27,7 @@ CLEAN_SCHEMA = [
 
 
 def _cfg(home: Path, **overrides: object) -> Config:
-    cfg = load_config(environ={"PRECAST_HOME": str(home)})
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(home)})
     return cfg.with_overrides({"extract.max_quarantine_rate": 0.5, **overrides})
 
 

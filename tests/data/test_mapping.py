@@ -13,6 +13,7 @@ import pytest
 from precast.config import Config, ConfigError, load_config
 from precast.lake import Lake
 from precast.steps import extract, features
+from tests.helpers import CHURN
 
 DAY = date(2026, 3, 1)
 # An online shop's order log: other names, epoch seconds, no event id, nested details.
@@ -33,7 +34,7 @@ T0 = int(datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp())
 
 
 def _cfg(tmp_path: Path, events: dict[str, Any]) -> Config:
-    cfg = load_config(environ={"PRECAST_HOME": str(tmp_path / "home")})
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(tmp_path / "home")})
     return cfg.with_overrides({"events": events, "extract.max_quarantine_rate": 1.0})
 
 

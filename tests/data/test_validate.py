@@ -5,9 +5,11 @@ One PRECAST_HOME (and so one GX context) is shared by the module to keep it fast
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from precast import lake as lk
 from precast import resources
 from precast.config import Config, load_config
 from precast.steps import validate as v
+from tests.helpers import CHURN
 
 RUN_DATE = date(2026, 3, 1)
 FEATURE_COUNTS = ("sessions_7d", "sessions_30d", "page_views_7d", "plays_7d", "plays_30d",
@@ -27,7 +30,8 @@ EVENTS_SCHEMA = ("event_id string, user_id string, ts timestamp, event_type stri
 @pytest.fixture(scope="module")
 def vcfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """One home for the module: the GX context and its Data Docs are built once."""
-    return load_config(environ={"PRECAST_HOME": str(tmp_path_factory.mktemp("validate") / "home")})
+    home = tmp_path_factory.mktemp("validate") / "home"
+    return load_config(CHURN, environ={"PRECAST_HOME": str(home)})
 
 
 def features_frame(n: int = 60, labelled: bool = True, snapshot: date = RUN_DATE) -> pd.DataFrame:
@@ -84,12 +88,41 @@ def page_text(path: str) -> str:
 
 def test_every_shipped_suite_builds_and_explains_each_expectation(vcfg: Config) -> None:
     for name in v.DATASETS:
-        doc = resources.suite(name)
-        assert doc["name"] == name
-        assert all(e["notes"].strip() for e in doc["expectations"])
+        docs = [resources.suite(name), resources.use_case_suite(vcfg, name)]
+        assert all(doc and doc["name"] == name for doc in docs)
+        entries = [e for doc in docs if doc for e in doc["expectations"]]
+        assert all(e["notes"].strip() for e in entries)
         specs = v.suite_specs(vcfg, name)
-        assert len(specs) == len(doc["expectations"])
+        assert len(specs) == len(entries)  # every `when` holds for the churn example
         assert all(v.to_expectation(s, name).notes == s.notes for s in specs)
+
+
+def test_a_use_cases_own_suite_comes_from_its_folder_after_precasts(tmp_path: Path) -> None:
+    folder = tmp_path / "uc"
+    (folder / "checks").mkdir(parents=True)
+    (folder / "precast.yaml").write_text("name: uc\nvalidation: {suites: checks}\n")
+    (folder / "checks" / "predictions.json").write_text(json.dumps({"name": "predictions",
+        "expectations": [{"type": "expect_column_max_to_be_between", "notes": "spend cap",
+                          "kwargs": {"column": "score", "max_value": 1e6}}]}))
+    cfg = load_config(folder / "precast.yaml", environ={})
+    specs = v.suite_specs(cfg, "predictions")
+    assert [s.type for s in specs][-1] == "expect_column_max_to_be_between"
+    assert len(specs) == len(resources.suite("predictions")["expectations"]) + 1
+    assert resources.use_case_suite(cfg, "events") is None
+
+
+def test_when_drops_what_the_config_does_not_have(vcfg: Config) -> None:
+    no_kind = vcfg.with_overrides({"events.kind": None})
+    regression = Config.model_validate({"model": {"task": "regression"}})
+
+    def columns(cfg: Config, name: str) -> list[tuple[str, Any]]:
+        return [(s.type, s.kwargs.get("column")) for s in v.suite_specs(cfg, name)]
+
+    assert ("expect_column_values_to_not_be_null", "event_type") in columns(vcfg, "events")
+    assert all(column != "event_type" for _, column in columns(no_kind, "events"))
+    bounded = ("expect_column_values_to_be_between", "score")
+    assert bounded in columns(vcfg, "predictions")
+    assert bounded not in columns(regression, "predictions")
 
 
 def test_allowed_values_come_from_config(vcfg: Config) -> None:
@@ -193,7 +226,7 @@ def test_features_violations_fail_and_are_named(vcfg: Config) -> None:
 
 def test_without_data_docs_the_same_failures_are_named_and_no_site_is_built(
         tmp_path: Path) -> None:
-    cfg = load_config(environ={"PRECAST_HOME": str(tmp_path / "home")}).with_overrides(
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(tmp_path / "home")}).with_overrides(
         {"validation.data_docs": False})
     bad = features_frame()
     bad.loc[5, "plan"] = "enterprise"
@@ -293,8 +326,7 @@ def test_events_day_from_the_lake_passes_on_our_spark_session(vcfg: Config, spar
 
     assert result.success, result.failed
     assert result.suite == "events"
-    assert result.statistics["evaluated_expectations"] == len(
-        resources.suite("events")["expectations"])
+    assert result.statistics["evaluated_expectations"] == len(v.suite_specs(vcfg, "events"))
     source = v._home(str(v.gx_root(vcfg))).context.data_sources.get("spark")
     assert source.get_execution_engine().spark is spark  # GX started no session of its own
 

@@ -29,7 +29,7 @@ import pytest
 from precast import lake as lk
 from precast.airflow_local import stop_process_tree
 from precast.config import SparkConfig
-from tests.helpers import FAST_START_SPARK, JIT_FLAGS, REPO, make_world
+from tests.helpers import CHURN, FAST_START_SPARK, JIT_FLAGS, REPO, make_world
 
 pytestmark = pytest.mark.slow(minutes=3)
 
@@ -165,7 +165,7 @@ def test_a_failure_retrying_cannot_fix_stays_final_across_spark_submit(
     from precast import orchestration
     from precast.config import load_config
 
-    cfg = load_config(environ={"PRECAST_HOME": str(tmp_path / "empty")}).with_overrides(
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(tmp_path / "empty")}).with_overrides(
         {"engines.spark.master": spark_cluster.master, "engines.spark.conf": CLUSTER_CONF})
     with pytest.raises(AirflowFailException, match="features failed for 2026-02-05: "
                                                    "NotEnoughHistoryError: clean events end at"):

@@ -116,17 +116,30 @@ def label_args(snapshot: date, fc: FeaturesConfig) -> dict[str, Any]:
     return {"snapshot_date": snapshot, "horizon_days": fc.label_horizon_days}
 
 
+@dataclass(frozen=True)
+class Queries:
+    """The use case's feature and label SQL, read once per run from its folder."""
+
+    features: str
+    labels: str
+
+    @classmethod
+    def of(cls, cfg: Config) -> Queries:
+        return cls(resources.use_case_sql(cfg, "features_sql"),
+                   resources.use_case_sql(cfg, "labels_sql"))
+
+
 def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig,
-                 keys: tuple[str, str]) -> DataFrame:
+                 queries: Queries) -> DataFrame:
     """Run the feature SQL for one snapshot against the `events` view."""
-    return spark.sql(resources.sql(fc.features_sql), args=feature_args(snapshot, fc))
+    return spark.sql(queries.features, args=feature_args(snapshot, fc))
 
 
 def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: FeaturesConfig,
-                keys: tuple[str, str]) -> DataFrame:
+                keys: tuple[str, str], queries: Queries) -> DataFrame:
     """Join the label SQL (the target within the horizon) onto one snapshot's features."""
     feats.createOrReplaceTempView("entities")
-    labels = spark.sql(resources.sql(fc.labels_sql), args=label_args(snapshot, fc))
+    labels = spark.sql(queries.labels, args=label_args(snapshot, fc))
     problems = unlabelled(fc, keys, labels.columns)
     if problems:
         raise SqlColumnsError("; ".join(problems))
@@ -140,7 +153,7 @@ def snapshot_end(kind: str, snapshot: date, fc: FeaturesConfig) -> date:
 
 
 def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig,
-          keys: tuple[str, str], events: DataFrame,
+          keys: tuple[str, str], queries: Queries, events: DataFrame,
           reuse: Callable[[date], DataFrame | None] | None = None) -> DataFrame:
     """One dataset: the union of its snapshots, labelled unless it is `inference`; a
     snapshot that `reuse` returns is not computed again."""
@@ -154,9 +167,9 @@ def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: Featu
             continue
         end = snapshot_end(kind, snapshot, fc)
         events.where(F.col("dt") <= F.lit(end)).createOrReplaceTempView("events")
-        feats = features_for(spark, snapshot, fc, keys)
+        feats = features_for(spark, snapshot, fc, queries)
         frames.append(feats if kind == "inference"
-                      else with_labels(spark, feats, snapshot, fc, keys))
+                      else with_labels(spark, feats, snapshot, fc, keys, queries))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
@@ -222,6 +235,7 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
 
     from precast.spark import spark_session
 
+    queries = Queries.of(cfg)
     spark = spark or spark_session(cfg)
     lake = lk.Lake(cfg.lake_root)
     fc = cfg.features
@@ -233,29 +247,28 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     events = spark.read.parquet(lake.events()).where(F.col("dt") <= F.lit(max(label_end.values())))
     events.persist().createOrReplaceTempView("events")  # every snapshot's SQL reads it
     try:
-        problems = unreturned(cfg, features_for(spark, run_date, fc, key_columns(cfg.events)
-                                                ).columns)
+        problems = unreturned(cfg, features_for(spark, run_date, fc, queries).columns)
         if problems:  # before any Spark job: a config/SQL mismatch, in one line
             raise SqlColumnsError("; ".join(problems))
         return FeaturesResult(run_date, tuple(
             _build_dataset(spark, lake, manifests, kind, run_date, plan[kind], label_end[kind],
-                           fc, key_columns(cfg.events), events)
+                           fc, (key_columns(cfg.events), queries), events)
             for kind in kinds))
     finally:
         events.unpersist()
 
 
 def _version(manifests: Manifests, kind: str, snapshots: tuple[date, ...], label_end: date,
-             fc: FeaturesConfig) -> str:
+             fc: FeaturesConfig, queries: Queries) -> str:
     """The data version of a dataset: its snapshots, the clean days it reads, SQL, config."""
-    sql_text = [resources.sql(fc.features_sql), resources.sql(fc.labels_sql)]
     return lk.content_hash(kind, [s.isoformat() for s in snapshots],
-                           _fingerprints(manifests, label_end), sql_text,
+                           _fingerprints(manifests, label_end), [queries.features, queries.labels],
                            fc.model_dump(mode="json"))
 
 
 def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manifests,
-                           fc: FeaturesConfig) -> Callable[[date], DataFrame | None]:
+                           fc: FeaturesConfig, queries: Queries
+                           ) -> Callable[[date], DataFrame | None]:
     """A labelled snapshot as the test dataset of an earlier run wrote it, when that run
     read the same days with the same SQL and config (its data version says so)."""
 
@@ -264,7 +277,7 @@ def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manife
         path = lake.dataset("test", run_date)
         manifest = lk.read_json(lk.manifest_path(path))
         if not manifest or manifest.get("data_version") != _version(
-                manifests, "test", (snapshot,), run_date, fc):
+                manifests, "test", (snapshot,), run_date, fc, queries):
             return None
         log.info("features: snapshot %s read from the test dataset of %s", snapshot, run_date)
         return spark.read.parquet(path)
@@ -274,14 +287,16 @@ def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manife
 
 def _build_dataset(spark: SparkSession, lake: lk.Lake, manifests: Manifests, kind: str,
                    run_date: date, snapshots: tuple[date, ...], label_end: date,
-                   fc: FeaturesConfig,
-                   keys: tuple[str, str], events: DataFrame) -> DatasetInfo:
+                   fc: FeaturesConfig, sql: tuple[tuple[str, str], Queries],
+                   events: DataFrame) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
+    keys, queries = sql
     path = lake.dataset(kind, run_date)
     names = [s.isoformat() for s in snapshots]
-    version = _version(manifests, kind, snapshots, label_end, fc)
-    reuse = _written_test_snapshot(spark, lake, manifests, fc) if kind == "train" else None
-    rows, rate = _write(build(spark, kind, snapshots, fc, keys, events, reuse), path, {
+    version = _version(manifests, kind, snapshots, label_end, fc, queries)
+    reuse = (_written_test_snapshot(spark, lake, manifests, fc, queries) if kind == "train"
+             else None)
+    rows, rate = _write(build(spark, kind, snapshots, fc, keys, queries, events, reuse), path, {
         "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
         "snapshots": names, "key_columns": list(keys)})
     if rows == 0:

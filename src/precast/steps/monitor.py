@@ -9,7 +9,7 @@ Run: `precast run monitor --date D` (after the day's training and predict chains
 - **Estimate**: the ROC AUC to expect on D's predictions if the scores are calibrated
   (metrics.expected_roc_auc), stored while D's labels are pending.
 - **Realised performance**: snapshot S = D − label horizon now has complete labels; they are
-  the test dataset of D (sql/labels.sql over the newer logs). S's published predictions
+  the test dataset of D (the use case's label SQL over the newer logs). S's published predictions
   (kept in the lake as Parquet, retired or not) joined to them give live ROC AUC, log loss,
   calibration error and bias (mean score − observed rate), overall and per slice, stored
   beside S's estimate so the estimate's error shows over time. Breaches are alerted.

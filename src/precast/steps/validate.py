@@ -1,9 +1,13 @@
 """Validation (Great Expectations): the `events`, `features` and `predictions` suites.
 
 Run: `python jobs/validate.py --dataset features --date 2026-03-01` (or `precast run validate`).
-Suites are JSON files in `expectations/`, read through `precast.resources.suite`; a kwargs
-value `{"$config": "events.kind.values"}` is filled from the Config at run time, and an
-optional `"kinds": ["train", "test"]` limits an expectation to those feature datasets.
+A dataset's suite is precast's contract for it (`expectations/<dataset>.json`, shipped in the
+wheel) followed by the use case's own expectations (`<validation.suites>/<dataset>.json` in
+its folder, when there is one), both read through `precast.resources`. A kwargs value
+`{"$config": "events.kind.values"}` is filled from the Config at run time; an optional
+`"kinds": ["train", "test"]` limits an expectation to those feature datasets, and an optional
+`"when"` to configs where a path is set (`"events.kind"`) or has a value
+(`{"model.task": "binary"}`).
 The GX context is file-backed under `PRECAST_HOME/gx` (built on first use, cached per home
 in the process); every run updates the Data Docs in
 `PRECAST_HOME/gx/uncommitted/data_docs/local_site/`. A failed suite raises
@@ -47,7 +51,7 @@ SITE = "local_site"
 INDEX_LIMIT = 100  # validation results listed on the Data Docs index (keeps rebuilds O(1))
 NO_DOCS = "not built (validation.data_docs is false)"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
-_ENTRY_KEYS = {"type", "kwargs", "notes", "kinds"}
+_ENTRY_KEYS = {"type", "kwargs", "notes", "kinds", "when"}
 _DOMAIN_KEYS = ("column", "column_list", "column_A", "column_B")
 
 
@@ -122,13 +126,35 @@ def _plain(value: Any) -> Any:
 
 
 def suite_specs(cfg: Config, name: str, kind: str | None = None) -> list[ExpectationSpec]:
-    """The entries of `expectations/<name>.json` that apply to `kind` (None: all)."""
-    doc = resources.suite(name)
-    entries = doc.get("expectations")
-    if not isinstance(entries, list) or not entries:
-        raise SuiteError(f"suite {name}: 'expectations' must be a non-empty list")
-    specs = [_spec(cfg, name, i, entry) for i, entry in enumerate(entries)]
+    """precast's and the use case's entries for dataset `name` that apply to `kind` (None:
+    all) under this config."""
+    docs = [(f"precast's {name}", resources.suite(name))]
+    if (own := resources.use_case_suite(cfg, name)) is not None:
+        docs.append((f"{cfg.name}'s {name}", own))
+    specs = []
+    for label, doc in docs:
+        entries = doc.get("expectations")
+        if not isinstance(entries, list) or (not entries and label.startswith("precast")):
+            raise SuiteError(f"suite {label}: 'expectations' must be a non-empty list")
+        specs += [_spec(cfg, label, i, entry) for i, entry in enumerate(entries)
+                  if _applies(cfg, label, i, entry)]
     return [s for s in specs if kind is None or s.kinds is None or kind in s.kinds]
+
+
+def _applies(cfg: Config, suite: str, index: int, entry: Any) -> bool:
+    """Whether an entry's `when` holds: a config path that is set, or paths with values."""
+    when = entry.get("when") if isinstance(entry, dict) else None
+    if when is None:
+        return True
+    try:
+        if isinstance(when, str):
+            return bool(_config_value(cfg, when))
+        if isinstance(when, dict):
+            return all(_config_value(cfg, path) == value for path, value in when.items())
+    except SuiteError as exc:
+        raise SuiteError(f"suite {suite}, expectation #{index}: when: {exc}") from None
+    raise SuiteError(f"suite {suite}, expectation #{index}: 'when' must be a config path "
+                     "or an object of config paths and values")
 
 
 def _spec(cfg: Config, suite: str, index: int, entry: Any) -> ExpectationSpec:

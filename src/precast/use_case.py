@@ -1,0 +1,57 @@
+"""A use case's own code: the data generator that `precast demo` and `demo-data` run.
+
+`demo.generator` names a Python file in the use case's folder (`generate.py`) or an
+importable module (`precast.demo_data`); either defines
+
+    generate(lake_root, users, days, seed, start_date, corrupt_fraction=0.0, drift_day=None)
+
+which writes raw log lines under `Lake(lake_root).raw_events(day)` and returns an object
+with `lines_per_day` (day -> lines written).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any, Protocol
+
+from precast.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from datetime import date
+
+
+class Generated(Protocol):
+    lines_per_day: dict[str, int]
+
+
+class Generator(Protocol):
+    def __call__(self, lake_root: str, users: int, days: int, seed: int, start_date: date,
+                 corrupt_fraction: float = 0.0, drift_day: int | None = None) -> Generated: ...
+
+
+def generator(cfg: Config) -> Generator:
+    """The use case's `generate` function (ConfigError naming demo.generator if unusable)."""
+    name = cfg.demo.generator
+    if not name:
+        raise ConfigError(f"config error at demo.generator: use case {cfg.name} names no data "
+                          "generator (a .py file in its folder, or a module)")
+    module: Any
+    if name.endswith(".py"):
+        path = cfg.resolve(name)
+        spec = importlib.util.spec_from_file_location(f"precast_generator_{cfg.name}", path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise ConfigError(f"config error at demo.generator: no Python file {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"config error at demo.generator: cannot import {name!r} "
+                              f"({exc})") from None
+    found = getattr(module, "generate", None)
+    if not callable(found):
+        raise ConfigError(f"config error at demo.generator: {name} defines no generate()")
+    generate: Generator = found
+    return generate
