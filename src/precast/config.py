@@ -11,7 +11,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -25,7 +25,8 @@ from pydantic import (
 )
 
 ENV_PREFIX = "PRECAST_"
-NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_TEST_")  # the config file itself; the test suite's flags
+# The config file itself, the deployment's list of use cases, the test suite's flags.
+NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_")
 DEFAULT_CONFIG = "precast.yaml"
 
 
@@ -38,6 +39,19 @@ def redact_url(url: str) -> str:
         return url
     user, hostport = parts.netloc.rsplit("@", 1)
     return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{hostport}"))
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """A PostgreSQL URL whose sessions use `schema` (libpq `options=-c search_path=...`);
+    other URLs unchanged. An explicit search_path in the URL wins."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith(("postgresql", "postgres")):
+        return url
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    options = query.get("options", "")
+    if "search_path" not in options:
+        query["options"] = f"{options} -c search_path={schema}".strip()
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class ConfigError(ValueError):
@@ -332,10 +346,15 @@ class EnginesConfig(_Section):
 class StoresConfig(_Section):
     """Where things live. Empty values default to folders under PRECAST_HOME."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     lake: str = ""
     mlflow_tracking_uri: str = ""
     mlflow_artifacts: str = ""
     predictions_url: str = ""
+    # PostgreSQL: the use case's schema (default: its name), where its snapshot tables, its
+    # predictions_current view and its control tables live. SQLite: one file per use case.
+    schema_: str = Field("", alias="schema", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
     keep_snapshots: int = Field(5, ge=1)
     swap_lock_timeout_ms: int = Field(1000, ge=1, description="per attempt, waiting for readers")
     swap_attempts: int = Field(10, ge=1)
@@ -413,6 +432,13 @@ class DemoConfig(_Section):
     drift_day: int | None = None
 
 
+_AIRFLOW_DEFAULTS = {
+    "schedules": {"training": "@daily", "predict": "0 6 * * *"},
+    "connections": {"predictions": "precast_predictions", "mlflow": "precast_mlflow",
+                    "spark": "precast_spark"},
+}
+
+
 class AirflowConfig(_Section):
     """The one-machine Airflow deployment that `precast airflow up` runs."""
 
@@ -423,6 +449,22 @@ class AirflowConfig(_Section):
     parallelism: int = Field(0, ge=0, description="task slots; 0 = one per core, at least 2")
     all_admins: bool = True  # simple auth manager without sign-in, for one machine
     start_timeout_s: int = Field(180, ge=10)
+    # The use case's DAGs (<name>__training, ...): cron schedules (UTC) of the timed ones,
+    # and the Airflow connections and variable whose values override config fields (see
+    # precast.orchestration). Use cases may share a database: each has its own schema.
+    schedules: dict[str, str] = Field(default_factory=dict, validate_default=True)
+    connections: dict[str, str] = Field(default_factory=dict, validate_default=True)
+    lake_variable: str = "precast_lake"
+
+    @field_validator("schedules", "connections")
+    @classmethod
+    def _known_keys_over_defaults(cls, v: dict[str, str], info: Any) -> dict[str, str]:
+        """The defaults, with the keys given replaced (an unknown key is an error)."""
+        defaults = _AIRFLOW_DEFAULTS[info.field_name]
+        unknown = sorted(set(v) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}; allowed: {', '.join(defaults)}")
+        return {**defaults, **v}
 
 
 class ValidationConfig(_Section):
@@ -478,8 +520,20 @@ class Config(_Section):
         return Path(path) if Path(path).is_absolute() else (self.folder or Path()) / path
 
     @property
+    def space(self) -> Path:
+        """The use case's own folder under PRECAST_HOME: GX context, reports, run records
+        and (SQLite) its prediction store."""
+        return self.home / self.name
+
+    @property
     def lake_root(self) -> str:
-        return self.stores.lake or str((self.home / "lake").resolve())
+        """The use case's lake: `<stores.lake or PRECAST_HOME/lake>/<name>`."""
+        root = self.stores.lake or str((self.home / "lake").resolve())
+        return f"{root.rstrip('/')}/{self.name}"
+
+    @property
+    def store_schema(self) -> str:
+        return self.stores.schema_ or self.name
 
     @property
     def tracking_uri(self) -> str:
@@ -491,17 +545,20 @@ class Config(_Section):
 
     @property
     def predictions_url(self) -> str:
-        url = self.stores.predictions_url or f"sqlite:///{(self.home / 'predictions.db').resolve()}"
-        return os.path.expandvars(url)
+        """The use case's prediction store: its PostgreSQL schema, or its SQLite file."""
+        own_file = f"sqlite:///{(self.space / 'predictions.db').resolve()}"
+        url = self.stores.predictions_url or own_file
+        return with_search_path(os.path.expandvars(url), self.store_schema)
 
     @property
     def serve_url(self) -> str:
         """The database URL the lookup API reads with (a read-only role in production)."""
-        return os.path.expandvars(self.serve.database_url) or self.predictions_url
+        url = os.path.expandvars(self.serve.database_url)
+        return with_search_path(url, self.store_schema) if url else self.predictions_url
 
     def with_overrides(self, overrides: dict[str, Any]) -> Config:
         """A copy with dotted-path overrides applied and validated, e.g. {"gate.tolerance": 0}."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", by_alias=True)
         for dotted, value in overrides.items():
             _set_dotted(data, dotted.split("."), value)
         return _validate(data)

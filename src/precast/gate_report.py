@@ -35,7 +35,7 @@ TOP_FEATURES = 15
 def report_path(cfg: Config, run_date: date, challenger: str, champion: str | None) -> Path:
     """Where a gate run's report goes: <home>/reports/gate/<run date>/..."""
     against = f"-vs-v{champion}" if champion else "-first"
-    folder = cfg.home / "reports" / "gate" / run_date.isoformat()
+    folder = cfg.space / "reports" / "gate" / run_date.isoformat()
     return folder / f"gate-v{challenger}{against}.html"
 
 

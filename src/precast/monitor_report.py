@@ -28,7 +28,7 @@ NOT_ALERTED_COLOR = "#9e9e9e"
 
 
 def report_path(cfg: Config, run_date: date) -> Path:
-    return cfg.home / "reports" / "monitor" / run_date.isoformat() / f"monitor-{run_date}.html"
+    return cfg.space / "reports" / "monitor" / run_date.isoformat() / f"monitor-{run_date}.html"
 
 
 def write(cfg: Config, run_date: date, model_version: str, reference_scores: np.ndarray,

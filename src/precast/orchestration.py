@@ -1,10 +1,14 @@
 """Task factories for the DAGs in `dags/`: Airflow and the standard library only at import.
 
+The DAG file generates five DAGs per configured use case (:func:`use_cases`: the folders or
+config files in PRECAST_USE_CASES, else PRECAST_CONFIG, else ./precast.yaml), named
+`<use case>__training`, `__predict`, `__monitor`, `__promote` and `__rollback`, with assets
+of their own (`<use case>__champion`, `__predictions`, `__retrain`).
 Each task resolves its run date (Param `snapshot_date`, else the date carried by the
 triggering champion asset event, else the logical date, else the run's `run_after`) and
-its config: the file named by PRECAST_CONFIG (default `precast.yaml`) with `PRECAST_*`
-overrides, then the Airflow connections and variables in CONNECTIONS and VARIABLES where
-they exist. A Spark step (SPARK_JOBS) on a master that is not `local...` runs as
+its use case's config: its file with `PRECAST_*` overrides, then the Airflow connections
+and variable named in its `airflow.connections` / `airflow.lake_variable` where they exist.
+A Spark step (SPARK_JOBS) on a master that is not `local...` runs as
 `spark-submit jobs/<step>.py`; every other step runs in-process. Failures that retrying
 cannot fix (a failed suite, a rejected challenger, a quarantine rate over the limit, bad
 config) fail at once, across the spark-submit boundary too (CLI exit status 3).
@@ -20,6 +24,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,20 +42,87 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ASSET = Asset(name="precast_champion", uri="file:///precast/champion")
-PREDICTIONS_ASSET = Asset(name="precast_predictions", uri="file:///precast/predictions")
-# What every precast DAG shares (schedule, Params and callbacks are each DAG's own).
+# What every precast DAG shares (schedule, Params, tags and callbacks are each DAG's own).
 DAG_DEFAULTS: dict[str, Any] = {
-    "start_date": datetime(2026, 1, 1, tzinfo=UTC), "catchup": False, "max_active_runs": 1,
-    "tags": ["precast"]}
-# Emitted by precast_monitor when the retrain rule holds; precast_training is scheduled on it.
-RETRAIN_ASSET = Asset(name="precast_retrain", uri="file:///precast/retrain")
-# Airflow connection / variable id -> the config field it overrides.
-CONNECTIONS = {"precast_predictions": "stores.predictions_url",
-               "precast_mlflow": "stores.mlflow_tracking_uri",
-               "precast_spark": "engines.spark.master"}
-VARIABLES = {"precast_lake": "stores.lake"}
+    "start_date": datetime(2026, 1, 1, tzinfo=UTC), "catchup": False, "max_active_runs": 1}
+# airflow.connections key -> the config field its connection overrides.
+CONNECTION_FIELDS = {"predictions": "stores.predictions_url",
+                     "mlflow": "stores.mlflow_tracking_uri",
+                     "spark": "engines.spark.master"}
+LAKE_FIELD = "stores.lake"  # what the airflow.lake_variable Variable overrides
 SPARK_MASTER = "engines.spark.master"
+USE_CASES_ENV = "PRECAST_USE_CASES"
+
+
+@dataclass(frozen=True)
+class UseCase:
+    """What a use case's DAGs need at parse time: its name, config file and Airflow settings."""
+
+    name: str
+    config: Path
+    schedules: dict[str, str]
+    connections: dict[str, str]  # config field -> Airflow connection id
+    lake_variable: str
+
+    def dag_id(self, role: str) -> str:
+        return f"{self.name}__{role}"
+
+    def _asset(self, what: str) -> Asset:
+        return Asset(name=f"{self.name}__{what}", uri=f"file:///precast/{self.name}/{what}")
+
+    @property
+    def champion_asset(self) -> Asset:
+        """Emitted by the gate on promotion; schedules the use case's predict DAG."""
+        return self._asset("champion")
+
+    @property
+    def predictions_asset(self) -> Asset:
+        """Emitted by publish; schedules the use case's monitor DAG."""
+        return self._asset("predictions")
+
+    @property
+    def retrain_asset(self) -> Asset:
+        """Emitted by monitor when the retrain rule holds; schedules its training DAG."""
+        return self._asset("retrain")
+
+    def load(self, overrides: dict[str, str] | None = None) -> Config:
+        """The use case's validated config (PRECAST_* overrides, then `overrides`)."""
+        from precast.config import load_config
+
+        cfg = load_config(self.config)
+        return cfg.with_overrides(dict(overrides)) if overrides else cfg
+
+
+def use_case_paths(environ: dict[str, str] | None = None) -> list[Path]:
+    """The config files of the configured use cases: PRECAST_USE_CASES (folders or files,
+    separated by the OS path separator), else the one config file in use, if it exists."""
+    from precast.config import config_path
+
+    env = os.environ if environ is None else environ
+    named = [p for p in env.get(USE_CASES_ENV, "").split(os.pathsep) if p.strip()]
+    paths = [config_path(p.strip()) for p in named] or [config_path(None, dict(env))]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if named and missing:
+        raise FileNotFoundError(f"{USE_CASES_ENV} names no config file at {', '.join(missing)}")
+    return [p.resolve() for p in paths if p.is_file()]
+
+
+def use_cases(environ: dict[str, str] | None = None) -> list[UseCase]:
+    """Every configured use case (config files only: no Spark, Beam or MLflow imports); two
+    with one name are refused, naming both files."""
+    from precast.config import load_config
+
+    found: dict[str, UseCase] = {}
+    for path in use_case_paths(environ):
+        cfg = load_config(path, environ)
+        if cfg.name in found:
+            raise ValueError(f"use cases {found[cfg.name].config} and {path} are both named "
+                             f"{cfg.name!r}: give each its own `name:`")
+        found[cfg.name] = UseCase(
+            cfg.name, path, dict(cfg.airflow.schedules),
+            {CONNECTION_FIELDS[k]: conn for k, conn in cfg.airflow.connections.items()},
+            cfg.airflow.lake_variable)
+    return list(found.values())
 # The steps that use Spark, and the job (file under jobs/, arguments) that runs each one.
 SPARK_JOBS = {"extract": ("extract.py",),
               "validate_events": ("validate.py", "--dataset", "events"),
@@ -66,7 +138,7 @@ SNAPSHOT_PARAM = Param(
 TOLERANCE_PARAM = Param(
     None, type=["null", "number"], minimum=0, maximum=1, title="Gate tolerance override",
     description="How much worse (on the gate metric) the challenger may be than the champion. "
-                "Empty: gate.tolerance from precast.yaml.",
+                "Empty: gate.tolerance from the use case's config.",
 )
 DATA_ONLY_PARAM = Param(
     False, type="boolean", title="Data steps only",
@@ -179,12 +251,13 @@ def http_url(conn: Connection) -> str:
     return f"{host}/{path}" if path else host
 
 
-def airflow_overrides() -> dict[str, str]:
-    """Dotted config overrides from the Airflow connections and variables that exist."""
+def airflow_overrides(uc: UseCase) -> dict[str, str]:
+    """Dotted config overrides from the use case's Airflow connections and variable that
+    exist."""
     from precast.config import redact_url as redact
 
     out: dict[str, str] = {}
-    for conn_id, field in CONNECTIONS.items():
+    for field, conn_id in uc.connections.items():
         try:
             conn = Connection.get(conn_id)
         except AirflowNotFoundException:
@@ -194,11 +267,11 @@ def airflow_overrides() -> dict[str, str]:
         except ValueError as exc:
             raise AirflowFailException(f"Airflow connection {conn_id}: {exc}") from None
         log.info("config %s = %s (Airflow connection %s)", field, redact(out[field]), conn_id)
-    for key, field in VARIABLES.items():
-        value = Variable.get(key, default=None)
-        if value:
-            out[field] = str(value)
-            log.info("config %s = %s (Airflow variable %s)", field, redact(out[field]), key)
+    value = Variable.get(uc.lake_variable, default=None) if uc.lake_variable else None
+    if value:
+        out[LAKE_FIELD] = str(value)
+        log.info("config %s = %s (Airflow variable %s)", LAKE_FIELD, redact(out[LAKE_FIELD]),
+                 uc.lake_variable)
     return out
 
 
@@ -234,14 +307,14 @@ def submit_command(cfg: Config, step: str, day: date, jobs: Path) -> list[str]:
             str(jobs / job), "--date", day.isoformat(), *args]
 
 
-def submit_env(cfg: Config, step: str, overrides: dict[str, str]) -> dict[str, str]:
-    """This process's environment plus what makes the job load the same config as the task."""
-    from precast.config import ENV_PREFIX, config_path
+def submit_env(cfg: Config, step: str, overrides: dict[str, str],
+               config: Path) -> dict[str, str]:
+    """This process's environment plus what makes the job load the same config as the task
+    (`config`: the use case's file)."""
+    from precast.config import ENV_PREFIX
 
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PRECAST_HOME": str(cfg.home.resolve())}
-    config = config_path()
-    if config.exists():
-        env["PRECAST_CONFIG"] = str(config.resolve())
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PRECAST_HOME": str(cfg.home.resolve()),
+           "PRECAST_CONFIG": str(config)}
     # The job builds its session from its config: master and app name must match the command.
     fields = {**overrides, SPARK_MASTER: cfg.engines.spark.master,
               "engines.spark.app_name": f"{cfg.engines.spark.app_name}-{step}"}
@@ -251,7 +324,7 @@ def submit_env(cfg: Config, step: str, overrides: dict[str, str]) -> dict[str, s
 
 
 def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
-                  jobs: Path) -> dict[str, Any]:
+                  jobs: Path, config: Path) -> dict[str, Any]:
     """Run `step` via spark-submit, streaming its output to the log; its run record's result."""
     from precast import pipeline
     from precast.cli import EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE
@@ -261,7 +334,8 @@ def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
              " ".join(command))
     tail: deque[str] = deque(maxlen=40)
     reason = ""
-    with subprocess.Popen(command, env=submit_env(cfg, step, overrides), stdout=subprocess.PIPE,
+    with subprocess.Popen(command, env=submit_env(cfg, step, overrides, config),
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout or ():
             line = line.rstrip()
@@ -288,13 +362,6 @@ def one_line_reason(step: str, day: date, exc: BaseException) -> str:
     return f"{step} failed for {day}: {type(exc).__name__}: {text}".rstrip(": ")
 
 
-def _config(overrides: dict[str, str]) -> Config:
-    from precast.config import load_config
-
-    cfg = load_config()
-    return cfg.with_overrides(dict(overrides)) if overrides else cfg
-
-
 def data_only_reason(params: dict[str, Any], run_type: str, scheduled_runs: str) -> str | None:
     """Why a run stops after the data steps (train and gate skipped), or None when it trains:
     the `data_only` Param, or a scheduled run while `train.scheduled_runs` is data_only."""
@@ -302,11 +369,11 @@ def data_only_reason(params: dict[str, Any], run_type: str, scheduled_runs: str)
         return "data_only run, the data steps ended with validate_features"
     if run_type == "scheduled" and scheduled_runs == "data_only":
         return ("scheduled run with train.scheduled_runs: data_only (training runs when "
-                "precast_monitor requests it, or by hand)")
+                "the monitor DAG requests it, or by hand)")
     return None
 
 
-def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
+def _execute(step: str, uc: UseCase, context: dict[str, Any]) -> dict[str, Any]:
     params = context.get("params") or {}
     from precast import pipeline
     from precast.runtime import prepare_environment
@@ -314,16 +381,16 @@ def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
     prepare_environment()
     day = run_date(context)
     options = {"tolerance": params["tolerance"]} if params.get("tolerance") is not None else {}
-    overrides = airflow_overrides()
+    overrides = airflow_overrides(uc)
     try:
-        cfg = _config(overrides)
+        cfg = uc.load(overrides)
         dag_run = context.get("dag_run")
         skip = step in MODEL_STEPS and data_only_reason(
             params, str(getattr(dag_run, "run_type", "") or ""), cfg.train.scheduled_runs)
         if skip:
             raise AirflowSkipException(f"{step} skipped: {skip}")
         if on_cluster(cfg, step):
-            summary = run_submitted(cfg, step, day, overrides, jobs_dir(context))
+            summary = run_submitted(cfg, step, day, overrides, jobs_dir(context), uc.config)
         else:
             log.info("precast step %s for %s (in-process)", step, day)
             summary = pipeline.to_jsonable(pipeline.run_step(cfg, step, day, **options))
@@ -340,9 +407,10 @@ def _execute(step: str, context: dict[str, Any]) -> dict[str, Any]:
     return {"run_date": day.isoformat(), "step": step, "result": summary}
 
 
-def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
+def step_task(step: str, uc: UseCase, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
               one_at_a_time: bool = False) -> Any:
-    """A TaskFlow task that runs precast step `step`; retries only where I/O can recover.
+    """A TaskFlow task that runs precast step `step` of use case `uc`; retries only where I/O
+    can recover.
 
     `one_at_a_time`: never two instances at once across runs (backfills run dates in
     parallel; extract fills shared earlier days, the gate moves the one champion alias).
@@ -352,14 +420,23 @@ def step_task(step: str, *, retries: int = 0, outlets: tuple[Asset, ...] = (),
           outlets=list(outlets), max_active_tis_per_dag=1 if one_at_a_time else None,
           doc_md=f"Runs `precast run {step}` for the run's date.")
     def _run(**context: Any) -> dict[str, Any]:
-        return _execute(step, context)
+        return _execute(step, uc, context)
 
     return _run
 
 
-def alert_on_failure(context: Any) -> None:
-    """DAG `on_failure_callback`: a failed run becomes an alert (log line, `alerts` row,
-    webhook), once per day and DAG. Never raises: a broken alert must not hide the failure."""
+def alert_on_failure(uc: UseCase) -> Callable[[Any], None]:
+    """The DAG `on_failure_callback` of a use case's DAGs (see :func:`record_failure`)."""
+
+    def callback(context: Any) -> None:
+        record_failure(uc, context)
+
+    return callback
+
+
+def record_failure(uc: UseCase, context: Any) -> None:
+    """A failed run becomes an alert of its use case (log line, `alerts` row, webhook), once
+    per day and DAG. Never raises: a broken alert must not hide the failure."""
     try:
         from precast.alerts import Alert, raise_alerts
         from precast.runtime import prepare_environment
@@ -372,7 +449,7 @@ def alert_on_failure(context: Any) -> None:
         except (KeyError, ValueError, TypeError):
             day = date.today()
         reason = str(context.get("reason") or context.get("exception") or "failed")
-        raise_alerts(_config(airflow_overrides()), [Alert(
+        raise_alerts(uc.load(airflow_overrides(uc)), [Alert(
             day, "dag_run_failed", dag_id,
             f"{dag_id} run {getattr(dag_run, 'run_id', '?')} failed: {reason}"[:1000],
             severity="critical")])
@@ -380,12 +457,13 @@ def alert_on_failure(context: Any) -> None:
         log.exception("could not record the failed run as an alert")
 
 
-def retrain_rule_task() -> Any:
-    """precast_monitor's last task: emits RETRAIN_ASSET (with the date) when the retrain
-    rule holds, and is skipped (no event) with the reason when it does not."""
+def retrain_rule_task(uc: UseCase) -> Any:
+    """The monitor DAG's last task: emits the use case's retrain asset (with the date) when
+    the retrain rule holds, and is skipped (no event) with the reason when it does not."""
+    asset = uc.retrain_asset
 
-    @task(task_id="retrain_rule", retries=0, outlets=[RETRAIN_ASSET],
-          doc_md="Emits the precast_retrain asset when monitoring alerted in k of the last n "
+    @task(task_id="retrain_rule", retries=0, outlets=[asset],
+          doc_md=f"Emits the {asset.name} asset when monitoring alerted in k of the last n "
                  "windows (monitor.retrain_*), outside the cool-down; else skipped.")
     def _run(**context: Any) -> dict[str, Any]:
         from dataclasses import asdict
@@ -395,20 +473,20 @@ def retrain_rule_task() -> Any:
 
         prepare_environment()
         day = run_date(context)
-        cfg = _config(airflow_overrides())
+        cfg = uc.load(airflow_overrides(uc))
         decision = monitor.retrain_decision(cfg, day)
         log.info("%s", decision.reason)
         if not decision.retrain:
             raise AirflowSkipException(decision.reason)
         monitor.request_retrain(cfg, day, decision)
-        context["outlet_events"][RETRAIN_ASSET].extra = {"snapshot_date": day.isoformat(),
-                                                         "reason": decision.reason}
+        context["outlet_events"][asset].extra = {"snapshot_date": day.isoformat(),
+                                                 "reason": decision.reason}
         return {"run_date": day.isoformat(), **asdict(decision)}
 
     return _run
 
 
-def _manual_task(task_id: str, doc: str, dag_id: str,
+def _manual_task(task_id: str, doc: str, uc: UseCase,
                  work: Callable[[Config, dict[str, Any], str], Any]) -> Any:
     """A task of a manual DAG: `work(cfg, params, who)` as the triggering user; a refusal
     (a ValueError such as RollbackTargetError or PromoteError) fails it at once, with the
@@ -424,8 +502,8 @@ def _manual_task(task_id: str, doc: str, dag_id: str,
         dag_run = context.get("dag_run")
         user = getattr(dag_run, "triggering_user_name", None) or "airflow"
         try:
-            result = work(_config(airflow_overrides()), context.get("params") or {},
-                          f"{user} ({dag_id})")
+            result = work(uc.load(airflow_overrides(uc)), context.get("params") or {},
+                          f"{user} ({uc.dag_id(task_id)})")
         except ValueError as exc:
             log.error("%s failed: %s", task_id, exc)
             raise AirflowFailException(f"{task_id} failed: {exc}") from exc
@@ -434,8 +512,8 @@ def _manual_task(task_id: str, doc: str, dag_id: str,
     return _run
 
 
-def rollback_task() -> Any:
-    """The `precast_rollback` task: serve the Param `target`, recording who and why."""
+def rollback_task(uc: UseCase) -> Any:
+    """The rollback DAG's task: serve the Param `target`, recording who and why."""
 
     def work(cfg: Config, params: dict[str, Any], who: str) -> Any:
         from precast.steps import rollback
@@ -444,11 +522,11 @@ def rollback_task() -> Any:
                             reason=str(params.get("reason", "")))
 
     return _manual_task("rollback", "Runs `precast rollback --to TARGET --reason REASON` as the "
-                        "triggering user.", "precast_rollback", work)
+                        "triggering user.", uc, work)
 
 
-def promote_task() -> Any:
-    """The `precast_promote` task: the Param `action` on the champion, recording who and why."""
+def promote_task(uc: UseCase) -> Any:
+    """The promote DAG's task: the Param `action` on the champion, recording who and why."""
 
     def work(cfg: Config, params: dict[str, Any], who: str) -> Any:
         from precast.steps import promote
@@ -459,4 +537,4 @@ def promote_task() -> Any:
                            version=str(version) if version not in (None, "") else None)
 
     return _manual_task("promote", "Runs `precast promote --ACTION [--version V] --reason "
-                        "REASON` as the triggering user.", "precast_promote", work)
+                        "REASON` as the triggering user.", uc, work)

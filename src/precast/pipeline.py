@@ -125,7 +125,7 @@ def retryable(exc: BaseException) -> bool:
 
 def record_path(cfg: Config, day: date, step: str) -> Path:
     """Where the run record of `step` for `day` lives."""
-    return cfg.home / "runs" / day.isoformat() / f"{step}.json"
+    return cfg.space / "runs" / day.isoformat() / f"{step}.json"
 
 
 def record(cfg: Config, day: date, step: str, payload: dict[str, Any]) -> Path:
@@ -171,7 +171,7 @@ def run_chain(cfg: Config, chain: str, day: date, on_step: Callable[[str, Any, f
 
 def last_records(cfg: Config, limit: int = 1) -> list[tuple[str, list[dict[str, Any]]]]:
     """The most recent run dates' step records, newest first."""
-    runs = cfg.home / "runs"
+    runs = cfg.space / "runs"
     days = sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True) if runs.exists() else []
     return [(d.name, [json.loads(f.read_text()) for f in sorted(d.glob("*.json"),
                                                                   key=lambda f: f.stat().st_mtime)])

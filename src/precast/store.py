@@ -235,8 +235,15 @@ def _run(conn: Connection, name: str, params: dict[str, Any] | None = None) -> A
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the control table if it is missing (idempotent)."""
+    """Create the control tables, and on PostgreSQL the use case's schema (the first of the
+    session's search_path), if they are missing (idempotent)."""
     with engine.begin() as conn:
+        if _dialect(conn) == "postgresql" and conn.exec_driver_sql(
+                "SELECT current_schema()").scalar_one() is None:
+            path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
+            first = path.split(",")[0].strip().strip('"')
+            conn.exec_driver_sql(_one("store_schema_create_postgresql", conn.dialect,
+                                      schema=first))
         for stmt in _render("store_schema", conn.dialect):
             conn.exec_driver_sql(stmt)
 

@@ -134,7 +134,7 @@ def test_metric_rows_of_a_snapshot_and_kind_are_replaced_on_rerun(store_url: str
                                                   MetricRow("plan", "p_value", float("nan"))])
     alerts.write_metrics(cfg, DAY, "3", "estimate", [MetricRow("score", "roc_auc", 0.8)])
     alerts.write_metrics(cfg, DAY, "3", "drift", [MetricRow("plan", "psi", 0.2, rows_used=12)])
-    engine = store.make_engine(store_url)
+    engine = store.make_engine(cfg.predictions_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.text(

@@ -31,7 +31,7 @@ def test_a_use_case_without_a_generator_exits_2_naming_the_field(
 def test_demo_data_writes_raw_days(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo-data", "--users", "20", "--days", "3", "--seed", "1"]) == 0
     assert "over 3 days" in capsys.readouterr().out
-    assert len(list((home / "lake" / "raw" / "events").glob("dt=*/events.jsonl"))) == 3
+    assert len(list((home / "lake" / "churn" / "raw" / "events").glob("dt=*/events.jsonl"))) == 3
 
 
 def test_failing_step_exits_1_with_one_line(home: Path, capsys: pytest.CaptureFixture[str]

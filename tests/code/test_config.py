@@ -32,7 +32,7 @@ def test_env_overrides_nested_fields_and_home(tmp_path: Path) -> None:
     cfg = load_config(CHURN, environ=env)
     assert cfg.gate.tolerance == 0.05
     assert cfg.engines.spark.master == "spark://127.0.0.1:7077"
-    assert cfg.lake_root == str((tmp_path / "h" / "lake").resolve())
+    assert cfg.lake_root == str((tmp_path / "h" / "lake" / "churn").resolve())
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,7 @@ def test_report_is_one_offline_html_file_with_pictures_and_the_decision(
     cfg = Config(home=tmp_path, gate=policy)
     record = gate.decision_record(ev, decision, policy, policy.tolerance)
     path = gate_report.write(cfg, date(2026, 3, 2), ev, decision, record)
-    assert path == tmp_path / "reports" / "gate" / "2026-03-02" / (
+    assert path == tmp_path / "precast" / "reports" / "gate" / "2026-03-02" / (
         "gate-v7-vs-v6.html" if with_champion else "gate-v7-first.html")
     page = path.read_text()
     assert page.count("<svg") == 5  # ROC, PR, reliability, slices, importances

@@ -98,17 +98,52 @@ def test_redact_hides_only_the_password() -> None:
     assert redact_url("http://u@h:5000") == "http://u@h:5000"
 
 
+def use_case(path: Path) -> orch.UseCase:
+    (found,) = orch.use_cases({orch.USE_CASES_ENV: str(path)})
+    return found
+
+
+CHURN_UC = use_case(CHURN.parent)
+
+
 @pytest.fixture
 def no_airflow_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for conn_id in orch.CONNECTIONS:
+    for conn_id in CHURN_UC.connections.values():
         monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id.upper()}", raising=False)
-    for key in orch.VARIABLES:
-        monkeypatch.delenv(f"AIRFLOW_VAR_{key.upper()}", raising=False)
+    monkeypatch.delenv(f"AIRFLOW_VAR_{CHURN_UC.lake_variable.upper()}", raising=False)
     return monkeypatch
 
 
 def test_no_connections_no_overrides(no_airflow_settings: pytest.MonkeyPatch) -> None:
-    assert orch.airflow_overrides() == {}
+    assert orch.airflow_overrides(CHURN_UC) == {}
+
+
+def test_use_cases_come_from_their_folders_with_their_own_dags_and_assets(
+        tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "precast.yaml").write_text(
+        "name: shop\nairflow: {schedules: {training: '0 3 * * 1'},"
+        " connections: {predictions: shop_store}}\n")
+    churn, other = orch.use_cases({orch.USE_CASES_ENV: f"{CHURN.parent}:{shop / 'precast.yaml'}"})
+    assert (churn.name, churn.config, other.name) == ("churn", CHURN.resolve(), "shop")
+    assert other.dag_id("predict") == "shop__predict"
+    assert other.champion_asset.name == "shop__champion"
+    assert other.champion_asset.uri != churn.champion_asset.uri
+    assert other.schedules == {"training": "0 3 * * 1", "predict": "0 6 * * *"}
+    assert other.connections["stores.predictions_url"] == "shop_store"
+    assert other.connections["stores.mlflow_tracking_uri"] == "precast_mlflow"  # shared
+    assert churn.connections["stores.predictions_url"] == "precast_predictions"
+
+
+def test_two_use_cases_with_one_name_or_a_missing_file_are_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "precast.yaml").write_text("name: churn\n")
+    with pytest.raises(ValueError, match="are both named 'churn'"):
+        orch.use_cases({orch.USE_CASES_ENV: f"{CHURN.parent}:{copy}"})
+    with pytest.raises(FileNotFoundError, match="PRECAST_USE_CASES names no config file"):
+        orch.use_cases({orch.USE_CASES_ENV: str(tmp_path / "nowhere")})
 
 
 def test_airflow_conn_env_vars_round_trip_into_config(
@@ -122,13 +157,13 @@ def test_airflow_conn_env_vars_round_trip_into_config(
     env.setenv("AIRFLOW_CONN_PRECAST_MLFLOW", "http://mlflow:5000")
     env.setenv("AIRFLOW_VAR_PRECAST_LAKE", "s3://bucket/lake")
     with caplog.at_level(logging.INFO, logger="precast.orchestration"):
-        overrides = orch.airflow_overrides()
+        overrides = orch.airflow_overrides(CHURN_UC)
     out = cfg.with_overrides(overrides)
     assert make_url(out.predictions_url).password == PASSWORD
     assert make_url(out.predictions_url).database == "precast"
     assert out.engines.spark.master == "spark://spark-master:7077"
     assert out.tracking_uri == "http://mlflow:5000"
-    assert out.lake_root == "s3://bucket/lake"
+    assert out.lake_root == "s3://bucket/lake/churn"  # the use case's prefix
     assert "Airflow connection precast_predictions" in caplog.text
     assert "Airflow variable precast_lake" in caplog.text
     assert PASSWORD not in caplog.text and "p%40ss" not in caplog.text
@@ -140,7 +175,7 @@ def test_a_bad_connection_fails_the_task_without_retries(
 
     no_airflow_settings.setenv("AIRFLOW_CONN_PRECAST_PREDICTIONS", "mysql://h/db")
     with pytest.raises(AirflowFailException, match="precast_predictions: conn_type 'mysql'"):
-        orch.airflow_overrides()
+        orch.airflow_overrides(CHURN_UC)
 
 
 def test_only_spark_steps_on_a_cluster_master_are_submitted(cfg: Config) -> None:
@@ -174,8 +209,8 @@ def test_submitted_job_loads_the_same_config(cfg: Config) -> None:
         conn_type="postgres", host="db", login="u", password=PASSWORD, schema="x")),
         "engines.spark.master": "spark://h:7077", "stores.lake": "yes"}  # "yes": YAML bool
     task_cfg = cfg.with_overrides(overrides)
-    env = orch.submit_env(task_cfg, "features", overrides)
-    job_cfg = load_config(CHURN, environ={k: v for k, v in env.items() if k.startswith("PRECAST_")})
+    env = orch.submit_env(task_cfg, "features", overrides, CHURN)
+    job_cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("PRECAST_")})
     assert job_cfg.engines.spark.app_name == "precast-features"
     assert job_cfg.with_overrides({"engines.spark.app_name": "precast"}) == task_cfg
     assert env["PYSPARK_PYTHON"] == sys.executable
@@ -190,12 +225,11 @@ def test_model_steps_are_skipped_by_data_only_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "precast.yaml"
     config.write_text(f"home: {tmp_path / 'home'}\ntrain: {{scheduled_runs: {scheduled_runs}}}\n")
-    monkeypatch.setenv("PRECAST_CONFIG", str(config))
     context = {"params": {"snapshot_date": "2026-01-05", **params},
                "dag_run": type("DagRun", (), {"run_type": run_type})()}
     for step in orch.MODEL_STEPS:
         with pytest.raises(AirflowSkipException, match=f"{step} skipped: {why}"):
-            orch._execute(step, context)
+            orch._execute(step, use_case(config), context)
 
 
 def test_only_data_only_runs_stop_after_the_data_steps() -> None:

@@ -360,7 +360,7 @@ def test_step_publishes_a_parquet_predictions_folder(cfg: Config) -> None:
     (info,) = store.snapshots(cfg.predictions_url)
     assert (info.mlflow_run_id, info.training_data_version, info.code_version) == (
         "r1", "t1", "c1")
-    assert Path(cfg.home / "predictions.db").exists()
+    assert Path(cfg.home / "churn" / "predictions.db").exists()  # the use case's own file
 
 
 def test_step_rerun_keeps_serving_the_same_snapshot(cfg: Config) -> None:

@@ -1,14 +1,16 @@
-"""Both DAGs import cleanly, wire only, and run end to end under `dag.test()`."""
+"""A use case's DAGs import cleanly, wire only, and run end to end under `dag.test()`."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import DAGS, make_world, run_ok
+from precast.orchestration import USE_CASES_ENV
+from tests.helpers import CHURN, DAGS, make_world, run_ok
 
 HEAVY = ("pyspark", "apache_beam", "xgboost", "mlflow", "great_expectations", "pandas",
          "precast.steps", "precast.pipeline")
@@ -16,8 +18,10 @@ HEAVY = ("pyspark", "apache_beam", "xgboost", "mlflow", "great_expectations", "p
 
 def test_dags_import_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    training = dagbag.dags["precast_training"]
-    predict = dagbag.dags["precast_predict"]
+    assert sorted(dagbag.dags) == [f"churn__{role}" for role in (
+        "monitor", "predict", "promote", "rollback", "training")]
+    training = dagbag.dags["churn__training"]
+    predict = dagbag.dags["churn__predict"]
     assert [t.task_id for t in training.topological_sort()] == [
         "extract", "validate_events", "features", "validate_features", "train", "gate"]
     assert [t.task_id for t in predict.topological_sort()] == [
@@ -30,20 +34,20 @@ def test_dags_import_without_errors(dagbag) -> None:
     assert predict.task_dict["publish"].max_active_tis_per_dag == 1
     assert training.task_dict["gate"].retries == 0  # a rejection cannot be retried away
     assert training.task_dict["validate_features"].retries == 0
-    assert [a.name for a in training.task_dict["gate"].outlets] == ["precast_champion"]
-    rollback = dagbag.dags["precast_rollback"]
+    assert [a.name for a in training.task_dict["gate"].outlets] == ["churn__champion"]
+    rollback = dagbag.dags["churn__rollback"]
     assert type(rollback.timetable).__name__ == "NullTimetable"  # manual only
     assert set(rollback.params) == {"target", "reason"}
     assert [t.task_id for t in rollback.tasks] == ["rollback"]
     assert type(training.timetable).__name__ == "AssetOrTimeSchedule"  # daily or on request
-    assert "precast_retrain" in str(training.timetable.asset_condition)
-    monitor = dagbag.dags["precast_monitor"]
+    assert "churn__retrain" in str(training.timetable.asset_condition)
+    monitor = dagbag.dags["churn__monitor"]
     assert [t.task_id for t in monitor.topological_sort()] == ["monitor", "retrain_rule"]
-    assert [a.name for a in monitor.task_dict["retrain_rule"].outlets] == ["precast_retrain"]
-    assert "precast_predictions" in str(monitor.timetable.asset_condition)
+    assert [a.name for a in monitor.task_dict["retrain_rule"].outlets] == ["churn__retrain"]
+    assert "churn__predictions" in str(monitor.timetable.asset_condition)
     for dag in (training, predict, monitor):
         assert dag.on_failure_callback, f"{dag.dag_id} raises no alert when a run fails"
-    promote = dagbag.dags["precast_promote"]
+    promote = dagbag.dags["churn__promote"]
     assert type(promote.timetable).__name__ == "NullTimetable"  # manual only
     assert set(promote.params) == {"action", "version", "reason"}
     assert [t.task_id for t in promote.tasks] == ["promote"]
@@ -55,24 +59,24 @@ def test_dag_files_import_nothing_heavy() -> None:
         f"for f in {sorted(str(p) for p in DAGS.glob('*.py'))!r}: runpy.run_path(f)\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))\n"
     )
-    out = run_ok([sys.executable, "-c", code])
+    out = run_ok([sys.executable, "-c", code], env={**os.environ, USE_CASES_ENV: str(CHURN)})
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-def test_both_dags_run_end_to_end(dagbag, airflow_db, tmp_path: Path, spark,
+def test_both_dags_run_end_to_end(dags_of, airflow_db, tmp_path: Path, spark,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from precast import registry, store
     from precast.lookup import LookupClient
 
     world = make_world(tmp_path)
-    monkeypatch.setenv("PRECAST_CONFIG", str(world.config_path))
+    dagbag = dags_of(world.config_path)
     monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
     conf = {"snapshot_date": world.run_date.isoformat()}
-    run = dagbag.dags["precast_training"].test(run_conf={**conf, "data_only": False})
+    run = dagbag.dags["churn__training"].test(run_conf={**conf, "data_only": False})
     assert run.state == "success"
     champion = registry.by_alias(world.cfg, registry.CHAMPION)
     assert champion is not None and champion.tags["run_date"] == world.run_date.isoformat()
-    run = dagbag.dags["precast_predict"].test(run_conf=conf)
+    run = dagbag.dags["churn__predict"].test(run_conf=conf)
     assert run.state == "success"
     current = store.current(world.cfg.predictions_url)
     assert current is not None and current.model_version == champion.version
@@ -86,7 +90,7 @@ def test_both_dags_run_end_to_end(dagbag, airflow_db, tmp_path: Path, spark,
 
 
 def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
-    """A newer model v2 is promoted and published; precast_rollback `model:<v1>` serves v1's
+    """A newer model v2 is promoted and published; churn__rollback `model:<v1>` serves v1's
     snapshot again and moves the champion alias back; a bad target fails the task."""
     import pyarrow as pa
     from mlflow import MlflowClient
@@ -102,13 +106,13 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
         "scored_at": pa.array([first.published_at], pa.timestamp("us", tz="UTC"))})
     meta = store.SnapshotMeta(first.snapshot_date, champion.name, str(v2), "d2")
     second = store.publish(world.cfg.predictions_url, [batch], meta, keep=5)
-    rollback = dagbag.dags["precast_rollback"]
+    rollback = dagbag.dags["churn__rollback"]
     run = rollback.test(run_conf={"target": f"model:{champion.version}", "reason": "v2 is off"})
     assert run.state == "success"
     served = store.current(world.cfg.predictions_url)
     assert served is not None and served.snapshot_id == first.snapshot_id != second.snapshot_id
     assert served.activation_reason == "v2 is off"
-    assert (served.activated_by or "").endswith("(precast_rollback)")
+    assert (served.activated_by or "").endswith("(churn__rollback)")
     assert registry.by_alias(world.cfg, registry.CHAMPION).version == champion.version
     run = rollback.test(run_conf={"target": "model:404", "reason": "no such version"})
     assert run.state == "failed"
@@ -118,28 +122,30 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
 
 
 def _a_failed_run_is_an_alert(world, run) -> None:
-    """The DAGs' on_failure_callback records a failed run once as an alert."""
+    """The DAGs' on_failure_callback records a failed run once as an alert of its use case."""
     from precast import alerts
-    from precast.orchestration import alert_on_failure
+    from precast.orchestration import alert_on_failure, use_cases
 
+    (uc,) = use_cases()
+    assert uc.config == world.config_path.resolve()
     for _ in range(2):
-        alert_on_failure({"dag_run": run, "reason": "task_failure"})
+        alert_on_failure(uc)({"dag_run": run, "reason": "task_failure"})
     (alert,) = [a for a in alerts.alerts_of(world.cfg) if a["rule"] == "dag_run_failed"]
-    assert alert["subject"] == "precast_rollback" and alert["severity"] == "critical"
-    assert alert["message"].startswith(f"precast_rollback run {run.run_id} failed: task_failure")
+    assert alert["subject"] == "churn__rollback" and alert["severity"] == "critical"
+    assert alert["message"].startswith(f"churn__rollback run {run.run_id} failed: task_failure")
 
 
 def _promote_through_the_dag(dagbag, world, v1: str, v2: str) -> None:
-    """precast_promote pins the champion, then forces v2 in, as the triggering user; every
+    """churn__promote pins the champion, then forces v2 in, as the triggering user; every
     change is in champion_history; an unknown version fails the task."""
     from precast import champions, registry
 
-    promote = dagbag.dags["precast_promote"]
+    promote = dagbag.dags["churn__promote"]
     run = promote.test(run_conf={"action": "pin", "reason": "quarter-end freeze"})
     assert run.state == "success"
     pinned = champions.current(world.cfg.predictions_url, world.cfg.model.name)
     assert pinned is not None and pinned.pinned and pinned.model_version == v1
-    assert pinned.decided_by.endswith("(precast_promote)")
+    assert pinned.decided_by.endswith("(churn__promote)")
     run = promote.test(run_conf={"action": "force", "version": "404", "reason": "typo"})
     assert run.state == "failed"
     run = promote.test(run_conf={"action": "force", "version": v2, "reason": "reviewed"})

@@ -45,8 +45,8 @@ def test_scoring_features_equal_training_features(trained: Trained,
     assert len(exact) >= 14  # counts, days and categoricals: identical values
     for column in exact:
         assert served[column].tolist() == trained_on[column].tolist(), column
-    # Every column exactly, spend_30d too (the churn example's features.sql sums it as DECIMAL, so the
-    # order in which Spark adds the amounts cannot change the last bit).
+    # Every column exactly, spend_30d too (the churn example's features.sql sums it as DECIMAL,
+    # so the order in which Spark adds the amounts cannot change the last bit).
     pd.testing.assert_frame_equal(ma.to_frame(served, trained.spec),
                                   ma.to_frame(trained_on, trained.spec), check_exact=True)
     np.testing.assert_array_equal(ma.predict(trained.booster, served, trained.spec),

@@ -289,7 +289,7 @@ def _configure(context: AbstractDataContext) -> None:
 
 def gx_root(cfg: Config) -> Path:
     """Where the GX context lives: `PRECAST_HOME/gx`."""
-    return (cfg.home / "gx").resolve()
+    return (cfg.space / "gx").resolve()
 
 
 def docs_index(cfg: Config) -> Path:
