@@ -1,4 +1,4 @@
-"""Build the inference feature dataset only (Spark SQL); what precast_predict runs first.
+"""Build the inference feature dataset only (Spark SQL); what a predict DAG runs first.
 
     spark-submit jobs/inference_features.py --date 2026-03-01 [--config precast.yaml]
 """

@@ -243,9 +243,9 @@ class TrainConfig(_Section):
     engine: Literal["xgboost", "spark"] = "xgboost"
     spark_workers: int = Field(0, ge=0, description="0 = Spark's default parallelism")
     nthread: int = Field(0, ge=0, description="0 = number of cores")
-    # What a scheduled (daily) precast_training run does: `train` trains and gates; `data_only`
+    # What a scheduled (daily) <use case>__training run does: `train` trains and gates; `data_only`
     # runs the data steps only (the features feed monitoring's ground truth) and leaves
-    # training to precast_monitor's retrain requests and manual runs.
+    # training to <use case>__monitor's retrain requests and manual runs.
     scheduled_runs: Literal["train", "data_only"] = "train"
     # Feature name -> +1 (score never falls as it rises) or -1 (never rises); passed to
     # XGBoost as monotone_constraints. A name the training data lacks fails training.

@@ -113,11 +113,16 @@ def use_cases(environ: dict[str, str] | None = None) -> list[UseCase]:
     from precast.config import load_config
 
     found: dict[str, UseCase] = {}
+    sqlite_files: dict[str, Path] = {}
     for path in use_case_paths(environ):
         cfg = load_config(path, environ)
         if cfg.name in found:
             raise ValueError(f"use cases {found[cfg.name].config} and {path} are both named "
                              f"{cfg.name!r}: give each its own `name:`")
+        url = cfg.predictions_url
+        if url.startswith("sqlite") and sqlite_files.setdefault(url, path) != path:
+            raise ValueError(f"use cases {sqlite_files[url]} and {path} share the SQLite store "
+                             f"{url}: give each its own file (on PostgreSQL each gets a schema)")
         found[cfg.name] = UseCase(
             cfg.name, path, dict(cfg.airflow.schedules),
             {CONNECTION_FIELDS[k]: conn for k, conn in cfg.airflow.connections.items()},

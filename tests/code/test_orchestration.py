@@ -142,6 +142,12 @@ def test_two_use_cases_with_one_name_or_a_missing_file_are_refused(tmp_path: Pat
     (copy / "precast.yaml").write_text("name: churn\n")
     with pytest.raises(ValueError, match="are both named 'churn'"):
         orch.use_cases({orch.USE_CASES_ENV: f"{CHURN.parent}:{copy}"})
+    (copy / "precast.yaml").write_text(
+        f"name: other\nstores: {{predictions_url: 'sqlite:///{tmp_path}/p.db'}}\n")
+    (tmp_path / "precast.yaml").write_text(
+        f"name: third\nstores: {{predictions_url: 'sqlite:///{tmp_path}/p.db'}}\n")
+    with pytest.raises(ValueError, match="share the SQLite store"):
+        orch.use_cases({orch.USE_CASES_ENV: f"{copy}:{tmp_path}"})
     with pytest.raises(FileNotFoundError, match="PRECAST_USE_CASES names no config file"):
         orch.use_cases({orch.USE_CASES_ENV: str(tmp_path / "nowhere")})
 

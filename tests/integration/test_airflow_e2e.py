@@ -3,7 +3,7 @@
 `precast airflow up` starts the api-server, scheduler, dag-processor and triggerer on a
 PostgreSQL metadata database of the test's own; the prediction store reaches the tasks
 only through the Airflow connection `precast_predictions` (AIRFLOW_CONN_*). Headless
-Debian Chromium (Selenium, no browser downloads) triggers `precast_training` from its
+Debian Chromium (Selenium, no browser downloads) triggers `churn__training` from its
 form; everything else is checked through the REST API, the lake and the lookup client.
 Screenshots land in `.precast/test-artifacts/airflow-e2e/`. Everything is stopped at the
 end, also on failure.
@@ -81,7 +81,7 @@ class Rest:
 
     def quiet_schedules(self) -> None:
         """Fail the daily runs for today: the demo logs hold no data for today's date."""
-        for dag_id in ("precast_training", "precast_predict"):
+        for dag_id in ("churn__training", "churn__predict"):
             for run in self.runs(dag_id, run_type="scheduled"):
                 if run["state"] in ("queued", "running"):
                     self.call("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}",
@@ -229,7 +229,7 @@ def test_training_triggered_in_the_browser_then_predict_publishes(deployment, br
 
     world, rest = deployment.world, deployment.rest
     day = world.run_date.isoformat()
-    browser.get(f"{deployment.url}/dags/precast_training")
+    browser.get(f"{deployment.url}/dags/churn__training")
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']").click()
     field = browser.find_element(By.NAME, "element_snapshot_date")
     field.send_keys(world.run_date.strftime("%m%d%Y"))
@@ -240,21 +240,21 @@ def test_training_triggered_in_the_browser_then_predict_publishes(deployment, br
                 if b.text.strip() == "Trigger" and b.get_attribute("aria-label") is None]
     submit.click()
 
-    run = rest.wait("precast_training", lambda r: r["run_type"] == "manual"
+    run = rest.wait("churn__training", lambda r: r["run_type"] == "manual"
                     and (r["conf"] or {}).get("snapshot_date") == day)
-    states = rest.task_states("precast_training", run["dag_run_id"])
+    states = rest.task_states("churn__training", run["dag_run_id"])
     assert run["state"] == "success", states
     assert run["conf"]["snapshot_date"] == day and not run["conf"].get("data_only")
-    browser.get(f"{deployment.url}/dags/precast_training/runs/{run['dag_run_id']}")
+    browser.get(f"{deployment.url}/dags/churn__training/runs/{run['dag_run_id']}")
     _wait_for_text(browser, "gate")
     _screenshot(browser, "2-training-grid.png")
 
     # The predict run that this training run's champion asset started (not an earlier one).
-    predict = rest.wait("precast_predict", lambda r: r["run_type"] == "asset_triggered"
+    predict = rest.wait("churn__predict", lambda r: r["run_type"] == "asset_triggered"
                         and _when(r["run_after"]) > _when(run["start_date"]))
-    assert predict["state"] == "success", rest.task_states("precast_predict",
+    assert predict["state"] == "success", rest.task_states("churn__predict",
                                                              predict["dag_run_id"])
-    browser.get(f"{deployment.url}/dags/precast_predict/runs/{predict['dag_run_id']}")
+    browser.get(f"{deployment.url}/dags/churn__predict/runs/{predict['dag_run_id']}")
     _wait_for_text(browser, "publish")
     _screenshot(browser, "3-predict-grid.png")
     print(f"training + predict through Airflow: {time.time() - started:.0f}s")
@@ -263,11 +263,12 @@ def test_training_triggered_in_the_browser_then_predict_publishes(deployment, br
     assert champion is not None and champion.tags["run_date"] == day
     predictions = Lake(world.cfg.lake_root).predictions(world.run_date)
     ids = ds.dataset(predictions, format="parquet").head(5).column("entity_id").to_pylist()
-    with LookupClient(deployment.predictions_url) as client:
+    served_from = world.cfg.with_overrides({"stores.predictions_url": deployment.predictions_url})
+    with LookupClient(served_from.predictions_url) as client:  # the use case's schema
         rows = client.get([*ids, "nobody"])
     assert [r.found for r in rows] == [True] * 5 + [False]
     assert {r.model_version for r in rows[:5]} == {str(champion.version)}
-    assert not (world.cfg.home / "predictions.db").exists()  # the connection won over config
+    assert not (world.cfg.space / "predictions.db").exists()  # the connection won over config
 
 
 def test_corrupt_day_fails_at_extract_with_a_one_line_reason(deployment) -> None:
@@ -278,16 +279,16 @@ def test_corrupt_day_fails_at_extract_with_a_one_line_reason(deployment) -> None
     raw = Path(Lake(world.cfg.lake_root).raw_events(bad_day))
     raw.mkdir(parents=True)
     (raw / "part-0.jsonl").write_text("".join(f"not json {n}\n" for n in range(200)))
-    run = rest.call("POST", "/dags/precast_training/dagRuns",
+    run = rest.call("POST", "/dags/churn__training/dagRuns",
                     {"logical_date": None, "conf": {"snapshot_date": bad_day.isoformat()}})
-    done = rest.wait("precast_training", lambda r: r["dag_run_id"] == run["dag_run_id"])
-    states = rest.task_states("precast_training", run["dag_run_id"])
+    done = rest.wait("churn__training", lambda r: r["dag_run_id"] == run["dag_run_id"])
+    states = rest.task_states("churn__training", run["dag_run_id"])
     assert done["state"] == "failed"
     assert states["extract"] == ("failed", 1), states  # not retried: retrying cannot help
     assert {t: s for t, (s, _) in states.items() if t != "extract"} == {
         t: "upstream_failed" for t in ("validate_events", "features", "validate_features",
                                        "train", "gate")}
-    log = rest.call("GET", f"/dags/precast_training/dagRuns/{run['dag_run_id']}"
+    log = rest.call("GET", f"/dags/churn__training/dagRuns/{run['dag_run_id']}"
                            "/taskInstances/extract/logs/1")
     events = [e.get("event", "") for e in log["content"] if isinstance(e, dict)]
     reasons = [e for e in events if e.startswith("extract failed for") and "quarantine" in e]
@@ -321,27 +322,27 @@ def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
     world, rest = deployment.world, deployment.rest
     days = [world.run_date - timedelta(days=n) for n in (1, 0)]  # two runs make a backfill
     command = [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id",
-               "precast_training", "--from-date", days[0].isoformat(), "--to-date",
+               "churn__training", "--from-date", days[0].isoformat(), "--to-date",
                days[-1].isoformat(), "--dag-run-conf", json.dumps({"data_only": True})]
 
     def backfill(*extra: str) -> list[dict[str, Any]]:
         done = subprocess.run([*command, *extra], env=deployment.env, capture_output=True,
                               text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
-        newest = max(rest.call("GET", "/backfills?dag_id=precast_training")["backfills"],
+        newest = max(rest.call("GET", "/backfills?dag_id=churn__training")["backfills"],
                      key=lambda b: b["id"])
         deadline = time.monotonic() + 900  # a hang guard, not a speed check
         while rest.call("GET", f"/backfills/{newest['id']}")["completed_at"] is None:
             assert time.monotonic() < deadline, f"backfill {newest['id']} did not complete"
             rest.quiet_schedules()
             time.sleep(3)
-        runs = {r["logical_date"][:10]: r for r in rest.runs("precast_training",
+        runs = {r["logical_date"][:10]: r for r in rest.runs("churn__training",
                                                              run_type="backfill")}
         return [runs[d.isoformat()] for d in days]
     first = backfill()
     assert [r["state"] for r in first] == ["success"] * len(days)
     for run in first:
-        states = rest.task_states("precast_training", run["dag_run_id"])
+        states = rest.task_states("churn__training", run["dag_run_id"])
         assert states["train"][0] == states["gate"][0] == "skipped", states
         assert states["features"][0] == "success", states
     before = _outputs(world, days)
@@ -349,30 +350,30 @@ def test_backfill_of_data_steps_is_idempotent(deployment) -> None:
 
     again = backfill("--reprocess-behavior", "completed")
     assert [r["state"] for r in again] == ["success"] * len(days)
-    assert all(rest.task_states("precast_training", r["dag_run_id"])["extract"][1] >= 2
+    assert all(rest.task_states("churn__training", r["dag_run_id"])["extract"][1] >= 2
                for r in again)  # really ran again, not skipped
     assert _outputs(world, days) == before
 
 
 def test_a_retrain_request_starts_training_for_its_date(deployment) -> None:
-    """The precast_retrain asset event (what precast_monitor's retrain_rule emits) makes the
-    scheduler start precast_training, which works on the date the event carries."""
+    """The churn__retrain asset event (what churn__monitor's retrain_rule emits) makes the
+    scheduler start churn__training, which works on the date the event carries."""
     world, rest = deployment.world, deployment.rest
     day = world.run_date.isoformat()
-    (asset,) = [a for a in rest.call("GET", "/assets?name_pattern=precast_retrain")["assets"]
-                if a["name"] == "precast_retrain"]
+    (asset,) = [a for a in rest.call("GET", "/assets?name_pattern=churn__retrain")["assets"]
+                if a["name"] == "churn__retrain"]
     event = rest.call("POST", "/assets/events", {
         "asset_id": asset["id"], "extra": {"snapshot_date": day, "reason": "retrain: e2e"}})
-    run = rest.wait("precast_training", lambda r: r["run_type"] == "asset_triggered")
-    states = rest.task_states("precast_training", run["dag_run_id"])
+    run = rest.wait("churn__training", lambda r: r["run_type"] == "asset_triggered")
+    states = rest.task_states("churn__training", run["dag_run_id"])
     assert run["state"] == "success", states
     assert {t: s for t, (s, _) in states.items()} == dict.fromkeys(
         ("extract", "validate_events", "features", "validate_features", "train", "gate"),
         "success")
-    consumed = rest.call("GET", f"/dags/precast_training/dagRuns/{run['dag_run_id']}"
+    consumed = rest.call("GET", f"/dags/churn__training/dagRuns/{run['dag_run_id']}"
                                 "/upstreamAssetEvents")["asset_events"]
     assert [e["id"] for e in consumed] == [event["id"]]
-    log = rest.call("GET", f"/dags/precast_training/dagRuns/{run['dag_run_id']}"
+    log = rest.call("GET", f"/dags/churn__training/dagRuns/{run['dag_run_id']}"
                            "/taskInstances/train/logs/1")
     lines = [e.get("event", "") for e in log["content"] if isinstance(e, dict)]
     assert f"precast step train for {day} (in-process)" in lines, lines

@@ -5,15 +5,15 @@ alert.
 The worlds are generated logs of 4,000 users (seed 11). In the drift world the behaviour
 changes from day DRIFT on (activity up, more TV events, the pre-churn signal moves to page
 views, plays and the web device). Training is on request (`train.scheduled_runs:
-data_only`): the daily precast_training run prepares the data only, so the champion trained
+data_only`): the daily churn__training run prepares the data only, so the champion trained
 on the first day stays until monitoring asks for a retraining.
 
-Every simulated day runs what the deployment runs: the daily precast_training run (data
+Every simulated day runs what the deployment runs: the daily churn__training run (data
 steps: dag.test makes manual runs, so `data_only` stands in for the scheduled run under that
-setting), precast_predict, then precast_monitor on the predictions. When monitor's
-`retrain_rule` emits the precast_retrain asset, Airflow's scheduler query
-(DagModel.dags_needing_dagruns) must find precast_training due, and precast_training runs
-for the event's date; a promoted challenger is republished by precast_predict and monitored
+setting), churn__predict, then churn__monitor on the predictions. When monitor's
+`retrain_rule` emits the churn__retrain asset, Airflow's scheduler query
+(DagModel.dags_needing_dagruns) must find churn__training due, and churn__training runs
+for the event's date; a promoted challenger is republished by churn__predict and monitored
 again. The records in `model_metrics` and `alerts` are asserted, and the timeline is written
 to .precast/test-artifacts/drift-scenario/timeline.json.
 """
@@ -78,22 +78,22 @@ class Deployment:
         self.timeline.setdefault(day.isoformat(), []).append(what)
 
     def run(self, dag_id: str, day: date, **conf: Any) -> Any:
-        # Every Param of precast_training given: dag.test() reuses the DAG object, and a Param
+        # Every Param of churn__training given: dag.test() reuses the DAG object, and a Param
         # that an earlier run's conf set would otherwise carry over to the next run.
-        if dag_id == "precast_training":
+        if dag_id == "churn__training":
             conf.setdefault("data_only", False)
         return self.dagbag.dags[dag_id].test(run_conf={"snapshot_date": day.isoformat(), **conf})
 
     def live_day(self, day: date) -> None:
         """The daily runs of `day`, and the retraining monitoring asks for."""
-        daily = self.run("precast_training", day, data_only=True)
+        daily = self.run("churn__training", day, data_only=True)
         assert daily.state == "success"
         assert _states(daily)["train"] == _states(daily)["gate"] == "skipped"
-        assert self.run("precast_predict", day).state == "success"
-        monitor = self.run("precast_monitor", day)
+        assert self.run("churn__predict", day).state == "success"
+        monitor = self.run("churn__monitor", day)
         assert monitor.state == "success"
         rule = _states(monitor)["retrain_rule"]
-        due = "precast_training" in _due_dags()
+        due = "churn__training" in _due_dags()
         assert due == (rule == "success"), (day, rule)
         if rule != "success":
             assert rule == "skipped"
@@ -101,17 +101,17 @@ class Deployment:
         (extra,) = _retrain_events(monitor)
         assert extra["snapshot_date"] == day.isoformat() and extra["reason"].startswith("retrain")
         self.note(day, f"monitor asked for a retraining ({extra['reason']})")
-        _consume("precast_training")  # what the scheduler does when it creates the run
-        retrain = self.run("precast_training", date.fromisoformat(extra["snapshot_date"]))
+        _consume("churn__training")  # what the scheduler does when it creates the run
+        retrain = self.run("churn__training", date.fromisoformat(extra["snapshot_date"]))
         self.retrain_runs[day] = retrain
         if retrain.state != "success":
             assert _states(retrain)["gate"] == "failed"
             self.note(day, "the retrained challenger was rejected; the champion stays")
             return
         self.note(day, "the retrained challenger was promoted")
-        assert self.run("precast_predict", day).state == "success"  # on the champion asset
+        assert self.run("churn__predict", day).state == "success"  # on the champion asset
         self.note(day, "predictions republished by the new champion")
-        assert self.run("precast_monitor", day).state == "success"  # on the predictions asset
+        assert self.run("churn__monitor", day).state == "success"  # on the predictions asset
 
 
 def _states(run: Any) -> dict[str, str]:
@@ -131,8 +131,8 @@ def _retrain_events(run: Any) -> list[dict[str, Any]]:
     with create_session() as session:
         return [dict(extra) for (extra,) in session.execute(
             sa.select(AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.name == "precast_retrain", AssetEvent.source_run_id == run.run_id,
-                   AssetEvent.source_dag_id == "precast_monitor"))]
+            .where(AssetModel.name == "churn__retrain", AssetEvent.source_run_id == run.run_id,
+                   AssetEvent.source_dag_id == "churn__monitor"))]
 
 
 def _due_dags() -> set[str]:
@@ -168,24 +168,23 @@ def _table(world: World, name: str) -> pd.DataFrame:
 
 
 @pytest.fixture
-def deploy(dagbag: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_path: Path,
+def deploy(dags_of: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Build a world (drift day or None) with its first champion, published and monitored."""
 
     def _deploy(drift_day: int | None) -> Deployment:
         world = _world(tmp_path / ("drift" if drift_day is not None else "control"), mailbox,
                        drift_day)
-        monkeypatch.setenv("PRECAST_CONFIG", str(world.config_path))
         monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
-        _consume("precast_training")  # nothing queued from other tests
-        deployment = Deployment(dagbag, world)
-        first = deployment.run("precast_training", _day(FIRST))  # a person trains the first
+        _consume("churn__training")  # nothing queued from other tests
+        deployment = Deployment(dags_of(world.config_path), world)
+        first = deployment.run("churn__training", _day(FIRST))  # a person trains the first
         assert first.state == "success"
         # Asset events queue runs only for unpaused DAGs: unpaused, as in a deployment.
-        run_ok([sys.executable, "-m", "airflow", "dags", "unpause", "precast_training"])
+        run_ok([sys.executable, "-m", "airflow", "dags", "unpause", "churn__training"])
         deployment.note(_day(FIRST), "first champion trained and promoted")
-        assert deployment.run("precast_predict", _day(FIRST)).state == "success"
-        assert deployment.run("precast_monitor", _day(FIRST)).state == "success"
+        assert deployment.run("churn__predict", _day(FIRST)).state == "success"
+        assert deployment.run("churn__monitor", _day(FIRST)).state == "success"
         return deployment
 
     yield _deploy

@@ -1,4 +1,4 @@
-"""The cluster path: precast_training's Spark steps run by spark-submit on a standalone cluster.
+"""The cluster path: a training DAG's Spark steps run by spark-submit on a standalone cluster.
 
 A Spark standalone master and one worker (1 core, 2 GiB) are started on 127.0.0.1 from the
 PySpark package, each in its own session, and stopped with all their children at the end.
@@ -129,15 +129,14 @@ def _completed_apps(url: str, names: set[str], timeout_s: float = 60) -> set[str
 
 
 def test_data_only_training_runs_its_spark_steps_on_the_cluster(
-        spark_cluster: Cluster, lake_variable: Any, dagbag: Any, tmp_path: Path,
+        spark_cluster: Cluster, lake_variable: Any, dags_of: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     world = make_world(tmp_path, TINY)
-    lake_variable(world.cfg.lake_root)
-    monkeypatch.setenv("PRECAST_CONFIG", str(world.config_path))
+    lake_variable(world.cfg.lake_root.removesuffix("/churn"))  # the use case's prefix follows
     monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
     monkeypatch.setenv("PRECAST_ENGINES__SPARK__MASTER", spark_cluster.master)
     monkeypatch.setenv("PRECAST_STORES__LAKE", str(tmp_path / "not-the-lake"))
-    dag = dagbag.dags["precast_training"]
+    dag = dags_of(world.config_path).dags["churn__training"]
 
     run = dag.test(run_conf={"snapshot_date": world.run_date.isoformat(), "data_only": True})
 
@@ -152,7 +151,7 @@ def test_data_only_training_runs_its_spark_steps_on_the_cluster(
         assert manifest is not None and manifest["row_count"] > 0, kind
     assert lk.read_json(lk.manifest_path(lake.events(world.run_date))) is not None
     assert not (tmp_path / "not-the-lake").exists()
-    record = json.loads((world.cfg.home / "runs" / world.run_date.isoformat() / "features.json")
+    record = json.loads((world.cfg.space / "runs" / world.run_date.isoformat() / "features.json")
                         .read_text())
     assert record["status"] == "success" and len(record["result"]["datasets"]) == 3
     assert SUBMITTED <= _completed_apps(spark_cluster.status_url, SUBMITTED)
@@ -169,4 +168,4 @@ def test_a_failure_retrying_cannot_fix_stays_final_across_spark_submit(
         {"engines.spark.master": spark_cluster.master, "engines.spark.conf": CLUSTER_CONF})
     with pytest.raises(AirflowFailException, match="features failed for 2026-02-05: "
                                                    "NotEnoughHistoryError: clean events end at"):
-        orchestration.run_submitted(cfg, "features", date(2026, 2, 5), {}, REPO / "jobs")
+        orchestration.run_submitted(cfg, "features", date(2026, 2, 5), {}, REPO / "jobs", CHURN)

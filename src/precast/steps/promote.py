@@ -8,7 +8,7 @@
 the champion. `--pin` freezes the current champion: the gate then rejects every challenger
 with the pin as the failed rule, until `--unpin`. Each is refused without a reason and is
 recorded with who and why in `champion_history` (precast.champions) and on the model
-version's tags. Manual-only DAG: `precast_promote`.
+version's tags. Manual-only DAG: `<use case>__promote`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the newest retained snapshot scored by model version V and moves the registry's 
 alias to V, so the next scheduled predict keeps serving V (`model:previous`: the champion
 before the current one, from `champion_history`). Who and why are recorded on the snapshot,
 in the `prediction_activations` history and, when the champion moves, in
-`champion_history`. Manual-only DAG: `precast_rollback`.
+`champion_history`. Manual-only DAG: `<use case>__rollback`.
 """
 
 from __future__ import annotations
