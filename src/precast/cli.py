@@ -12,6 +12,7 @@
     precast retrain --like 4    # retrain a version from its records; exit 0 when identical
     precast store setup --reader precast_reader --writer precast_writer   # PostgreSQL roles
     precast status
+    precast init my_use_case    # a commented use-case skeleton: config, SQL, suites
     precast check           # dry-run the mapping and SQL on a sample of the newest raw day
     precast demo --use-case examples/shop   # any use case's folder (`make demo`: churn)
     precast airflow up      # Airflow's components on this machine (down, status)
@@ -143,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     airflow = sub.add_parser("airflow", parents=[common],
                              help="run Airflow's components on this machine (up, down, status)")
     airflow.add_argument("action", choices=["up", "down", "status"])
+
+    init = sub.add_parser("init", parents=[common],
+                          help="write a commented use-case skeleton into a folder")
+    init.add_argument("folder", type=Path)
+    init.add_argument("--name", help="the use case's name (default: the folder's)")
 
     demo = sub.add_parser("demo", parents=[common],
                           help="generate data, run training and predict, summarise")
@@ -298,6 +304,16 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     return console.run_demo(cfg, users, days, run_date)
 
 
+def cmd_init(cfg: Config, args: argparse.Namespace) -> int:
+    from precast.use_case import init
+
+    written = init(args.folder, args.name)
+    print("\n".join(f"wrote {path}" for path in written))
+    print(f"next: put raw logs under the lake (see {written[0].name}), edit the mapping, then "
+          f"`precast --use-case {args.folder} check`")
+    return 0
+
+
 def cmd_airflow(cfg: Config, args: argparse.Namespace) -> int:
     from precast import console
     from precast.airflow_local import LocalAirflow
@@ -315,7 +331,7 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
             "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow,
             "serve": cmd_serve, "snapshots": cmd_snapshots, "rollback": cmd_rollback,
             "store": cmd_store, "retrain": cmd_retrain, "promote": cmd_promote,
-            "champions": cmd_champions, "check": cmd_check}
+            "champions": cmd_champions, "check": cmd_check, "init": cmd_init}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""A use case's own code: the data generator that `precast demo` and `demo-data` run.
+"""Use-case folders: `precast init` writes a skeleton; `demo.generator` is the data
+generator that `precast demo` and `demo-data` run.
 
 `demo.generator` names a Python file in the use case's folder (`generate.py`) or an
 importable module (`precast.demo_data`); either defines
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from precast.config import Config, ConfigError
@@ -55,3 +58,27 @@ def generator(cfg: Config) -> Generator:
         raise ConfigError(f"config error at demo.generator: {name} defines no generate()")
     generate: Generator = found
     return generate
+
+
+SKELETON = ("precast.yaml", "features.sql", "labels.sql", "expectations/events.json",
+            "expectations/features.json", "expectations/predictions.json")
+
+
+def init(folder: Path, name: str | None = None) -> list[Path]:
+    """Write a commented use-case skeleton into `folder` (named after it unless `name`);
+    refuses to overwrite a file that is there already (FileExistsError)."""
+    from importlib import resources
+
+    name = name or re.sub(r"[^a-z0-9_]", "_", folder.resolve().name.lower()).lstrip("0123456789_")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name or ""):
+        raise ConfigError(f"config error at name: cannot make a use case name of {folder.name!r};"
+                          " give --name (lowercase letters, digits and _)")
+    targets = [folder / rel for rel in SKELETON]
+    if there := [str(t) for t in targets if t.exists()]:
+        raise FileExistsError(f"not overwriting {', '.join(there)}")
+    source = resources.files("precast.skeleton")
+    for rel, target in zip(SKELETON, targets, strict=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.joinpath(rel).read_text(encoding="utf-8")
+                          .replace("__NAME__", name), encoding="utf-8")
+    return targets

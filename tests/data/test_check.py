@@ -3,6 +3,7 @@ the feature and label SQL compiled on it, config names checked, nothing written.
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from precast import check, cli
 from precast.config import Config, load_config
 from precast.demo_data import generate
 from precast.lake import Lake
+from precast.use_case import init
 from tests.helpers import CHURN, use_case_copy
 
 START = date(2026, 1, 1)
@@ -78,3 +80,24 @@ def test_the_cli_prints_the_report_and_exits_1_on_problems(
     assert cli.main(["check", "--config", str(path)]) == 1
     assert "features.categorical names 'colour', which features.sql does not return" in (
         capsys.readouterr().out)
+
+
+def test_a_fresh_skeleton_checks_clean_on_logs_of_its_shape(
+        spark, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "my-logs"
+    assert cli.main(["init", str(folder), "--name", "mine"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    cfg = load_config(folder, environ={"PRECAST_HOME": str(tmp_path / "home")})
+    lines = [{"user": {"id": f"e{i % 7}"}, "ts": f"2026-03-01T{i % 24:02d}:00:00Z",
+              "type": "view", "details": {"amount": i / 2}} for i in range(40)]
+    raw = Path(Lake(cfg.lake_root).raw_events(date(2026, 3, 1)))
+    raw.mkdir(parents=True)
+    (raw / "events.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    report = check.run(cfg, spark)
+    assert (report.kept, report.problems) == (40, [])
+    assert [c for c, _ in report.feature_columns] == [
+        "entity_id", "snapshot_date", "events_short", "events_long", "active_days_long",
+        "amount_long", "days_since_last_event"]
+    assert [c for c, _ in report.label_columns] == ["entity_id", "snapshot_date", "label"]
+    with pytest.raises(FileExistsError, match="not overwriting"):
+        init(folder)
