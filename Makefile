@@ -39,7 +39,7 @@ demo: venv
 	$(BIN)/precast demo
 
 lint: venv
-	$(BIN)/ruff check src dags jobs tests sql expectations
+	$(BIN)/ruff check src dags jobs tests sql expectations examples
 	$(BIN)/mypy src/precast
 
 airflow: venv

@@ -241,7 +241,7 @@ def _order_text(orders: _Orders) -> list[str]:
 def _lines(events: _Day, day: date, ids: list[str]) -> list[str]:
     """One JSON line per event, sorted by time (then customer)."""
     epoch = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-    details = [*_order_text(events.orders), ""]
+    details = [*_order_text(events.orders), ""]  # index -1: a line without an order
     ordered = np.lexsort((events.customer, events.second)).tolist()
     cust, kind, second = events.customer.tolist(), events.kind.tolist(), events.second.tolist()
     session, order = events.session.tolist(), events.order.tolist()
