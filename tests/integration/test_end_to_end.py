@@ -17,7 +17,7 @@ from tests.helpers import World, replace_dataset
 
 
 def _records(world: World, step: str) -> dict:
-    path = world.cfg.home / "runs" / world.run_date.isoformat() / f"{step}.json"
+    path = world.cfg.space / "runs" / world.run_date.isoformat() / f"{step}.json"
     return json.loads(path.read_text())
 
 
