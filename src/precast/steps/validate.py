@@ -3,7 +3,9 @@
 Run: `python jobs/validate.py --dataset features --date 2026-03-01` (or `precast run validate`).
 Suites are JSON files in `expectations/`, read through `precast.resources.suite`; a kwargs
 value `{"$config": "events.kind.values"}` is filled from the Config at run time, and an
-optional `"kinds": ["train", "test"]` limits an expectation to those feature datasets.
+optional `"kinds": ["train", "test"]` limits an expectation to those feature datasets, and
+an optional `"tasks": ["binary"]` to use cases of that `model.task` (the predictions suite's
+[0, 1] score bound is binary's: a regression score is a real number in the label's units).
 The GX context is file-backed under `PRECAST_HOME/gx` (built on first use, cached per home
 in the process); every run updates the Data Docs in
 `PRECAST_HOME/gx/uncommitted/data_docs/local_site/`. A failed suite raises
@@ -26,6 +28,7 @@ from urllib.parse import unquote, urlparse
 from precast import lake as lk
 from precast import resources
 from precast.config import Config
+from precast.metrics import TASK_METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +50,7 @@ SITE = "local_site"
 INDEX_LIMIT = 100  # validation results listed on the Data Docs index (keeps rebuilds O(1))
 NO_DOCS = "not built (validation.data_docs is false)"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
-_ENTRY_KEYS = {"type", "kwargs", "notes", "kinds"}
+_ENTRY_KEYS = {"type", "kwargs", "notes", "kinds", "tasks"}
 _DOMAIN_KEYS = ("column", "column_list", "column_A", "column_B")
 
 
@@ -78,6 +81,7 @@ class ExpectationSpec:
     kwargs: dict[str, Any]
     notes: str
     kinds: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None  # the model.task values it applies to (None: all)
 
 
 # ---------------------------------------------------------------- suites (pure)
@@ -122,13 +126,15 @@ def _plain(value: Any) -> Any:
 
 
 def suite_specs(cfg: Config, name: str, kind: str | None = None) -> list[ExpectationSpec]:
-    """The entries of `expectations/<name>.json` that apply to `kind` (None: all)."""
+    """The entries of `expectations/<name>.json` that apply to `kind` (None: all) and to
+    the use case's model.task."""
     doc = resources.suite(name)
     entries = doc.get("expectations")
     if not isinstance(entries, list) or not entries:
         raise SuiteError(f"suite {name}: 'expectations' must be a non-empty list")
     specs = [_spec(cfg, name, i, entry) for i, entry in enumerate(entries)]
-    return [s for s in specs if kind is None or s.kinds is None or kind in s.kinds]
+    return [s for s in specs if (kind is None or s.kinds is None or kind in s.kinds)
+            and (s.tasks is None or cfg.model.task in s.tasks)]
 
 
 def _spec(cfg: Config, suite: str, index: int, entry: Any) -> ExpectationSpec:
@@ -142,13 +148,16 @@ def _spec(cfg: Config, suite: str, index: int, entry: Any) -> ExpectationSpec:
         raise SuiteError(f"{where}: 'kwargs' must be an object")
     if not str(entry.get("notes", "")).strip():
         raise SuiteError(f"{where}: every expectation needs 'notes' saying why it exists")
-    kinds = entry.get("kinds")
+    kinds, tasks = entry.get("kinds"), entry.get("tasks")
+    if tasks is not None and not set(tasks) <= set(TASK_METRICS):
+        raise SuiteError(f"{where}: 'tasks' must name tasks among {sorted(TASK_METRICS)}")
     try:
         kwargs = resolve_config_refs(entry.get("kwargs", {}), cfg)
     except SuiteError as exc:
         raise SuiteError(f"{where}: {exc}") from None
     return ExpectationSpec(entry["type"], kwargs, str(entry["notes"]),
-                           tuple(kinds) if kinds is not None else None)
+                           tuple(kinds) if kinds is not None else None,
+                           tuple(tasks) if tasks is not None else None)
 
 
 def call_text(type_: str, kwargs: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
