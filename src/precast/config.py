@@ -303,11 +303,8 @@ class ModelConfig(_Section):
     # What the label means, in words, for reports and model cards ("cancels within 14 days").
     target_description: str = "the label"
     # The model card's prose (every registered version gets a card; see precast.model_card).
-    intended_use: str = (
-        "Ranks active subscribers by their probability of cancelling within the label "
-        "horizon, so retention teams can prioritise outreach. Scores are refreshed in batch "
-        "and served from the prediction table; they are not meant for pricing, credit or "
-        "any decision about an individual without human review.")
+    # Empty: a sentence made of the task and target_description (model_card.intended_use).
+    intended_use: str = ""
     known_limits: tuple[str, ...] = (
         "Trained on recent behaviour only: a change in the product or in how events are "
         "logged can shift scores until the next retraining (see monitoring).",

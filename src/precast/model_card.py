@@ -49,6 +49,15 @@ def _f(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:.4f}"
 
 
+def intended_use(cfg: Config) -> str:
+    """model.intended_use, else what any use case of its task can say."""
+    if cfg.model.intended_use:
+        return cfg.model.intended_use
+    return (f"Gives every entity {SCORE_MEANS[cfg.model.task]} ({cfg.model.target_description})"
+            ", refreshed in batch and served from the prediction table. Not meant for any "
+            "decision about an individual without human review.")
+
+
 def render(cfg: Config, facts: CardFacts) -> str:
     """The card as markdown."""
     tags = facts.tags
@@ -63,7 +72,7 @@ def render(cfg: Config, facts: CardFacts) -> str:
         "## What is predicted", "",
         f"- task: {task} (the score is {SCORE_MEANS[task]})",
         f"- label: {cfg.model.target_description}", "",
-        "## Intended use", "", cfg.model.intended_use, "",
+        "## Intended use", "", intended_use(cfg), "",
         "## Training data", "",
         f"- data version: `{tags.get('data_version', '–')}`; {span}",
         f"- rows: {tags.get('train_rows', '–')}; {mx.LABEL_MEAN_WORDS[task]} {label_mean}",
