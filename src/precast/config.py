@@ -543,8 +543,9 @@ class Config(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _model_named_after_use_case(cls, data: Any) -> Any:
-        """model.name and model.experiment default to the use case's name."""
+    def _defaults_of_use_case_and_task(cls, data: Any) -> Any:
+        """model.name and model.experiment default to the use case's name; a regression
+        use case's gate and monitor sections start from REGRESSION_DEFAULTS."""
         if isinstance(data, dict):
             name = data.get("name") or "precast"
             model = data.get("model") or {}
