@@ -54,6 +54,7 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
 
     from bench.score import FEATURES
     from precast import metrics as mx
+    from precast.config import xgboost_params
     from precast.steps import train
 
     cfg = bench_config(**{"train.device": payload["device"], "train.monotone": {}})
@@ -66,7 +67,8 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "device": device, "used": used, "xgboost": xgb.__version__,
             "rounds": booster.num_boosted_rounds(), "seed": cfg.train.seed,
             "auc": mx.classification_metrics(test["label"].to_numpy(), scores)["roc_auc"],
-            "params": {**cfg.train.params, "nthread": cfg.train.nthread}}
+            "params": {**xgboost_params(cfg.model.task, cfg.train.params),
+                       "nthread": cfg.train.nthread}}
 
 
 def child_bare(payload: dict[str, Any]) -> dict[str, Any]:

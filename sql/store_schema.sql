@@ -9,7 +9,8 @@
 -- model_version (MLflow registry), mlflow_run_id (the training run: params, metrics),
 -- training_data_version, data_version (the inference features scored) and code_version (git
 -- commit of training). fallback_score is what lookups answer for entities without a
--- prediction (the model's training label rate). activated_* say who last made this snapshot
+-- prediction (the model's training mean of the label: for binary its label rate, for
+-- regression its mean label). activated_* say who last made this snapshot
 -- the served one, and why.
 CREATE TABLE IF NOT EXISTS prediction_snapshots (
     snapshot_id {{serial_key}},

@@ -10,7 +10,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from precast.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
 
 ENV_PREFIX = "PRECAST_"
 # The config file itself, the deployment's list of use cases, the test suite's flags.
@@ -56,6 +58,14 @@ def with_search_path(url: str, schema: str) -> str:
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the field path."""
+
+
+class _FieldError(ValueError):
+    """A check across sections failed; reported at `where` (a dotted field path)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class _Section(BaseModel):
@@ -224,14 +234,34 @@ class FeaturesConfig(_Section):
         return self
 
 
+# The XGBoost objective and eval metric of each task, unless train.params names them.
+TASK_PARAMS: dict[str, dict[str, str]] = {
+    "binary": {"objective": "binary:logistic", "eval_metric": "logloss"},
+    "regression": {"objective": "reg:squarederror", "eval_metric": "rmse"},
+}
+
+
+def objective_fits(task: str, objective: str) -> bool:
+    """binary needs probabilities (binary:logistic); regression any reg:/count: objective."""
+    if task == "binary":
+        return objective == "binary:logistic"
+    return objective.startswith(("reg:", "count:"))
+
+
+def xgboost_params(task: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` (train.params) over the task's objective and eval metric (TASK_PARAMS)."""
+    return {**TASK_PARAMS[task], **params}
+
+
 class TrainConfig(_Section):
-    """XGBoost parameters, seed, device and early stopping."""
+    """XGBoost parameters, seed, device and early stopping. `params.objective` and
+    `params.eval_metric` default from model.task (TASK_PARAMS); an objective named here must
+    fit the task (binary: binary:logistic; regression: reg:... or count:...)."""
 
     params: dict[str, Any] = Field(
         default_factory=lambda: {
-            "objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-            "max_depth": 4, "eta": 0.1, "subsample": 0.9, "colsample_bytree": 0.9,
-            "min_child_weight": 5, "max_cat_to_onehot": 8,
+            "tree_method": "hist", "max_depth": 4, "eta": 0.1, "subsample": 0.9,
+            "colsample_bytree": 0.9, "min_child_weight": 5, "max_cat_to_onehot": 8,
         }
     )
     num_boost_round: int = Field(400, ge=1)
@@ -266,12 +296,14 @@ class ModelConfig(_Section):
 
     name: str = ""
     experiment: str = ""
-    # binary: the label is 0/1 and the score a probability; regression: a number (RMSE...).
-    task: Literal["binary", "regression"] = "binary"
+    # binary: the label is 0/1 and the score a probability; regression: the label is a real
+    # number and the score the predicted value, in the label's units (precast.metrics).
+    task: Task = "binary"
     # What the label means, in words, for reports and model cards ("cancels within 14 days").
     target_description: str = "the label"
     # The model card's prose (every registered version gets a card; see precast.model_card).
-    intended_use: str = "Not described yet: say who uses the scores, for what, and what not."
+    # Empty: a sentence made of the task and target_description (model_card.intended_use).
+    intended_use: str = ""
     known_limits: tuple[str, ...] = (
         "Trained on recent behaviour only: a change in the product or in how events are "
         "logged can shift scores until the next retraining (see monitoring).",
@@ -279,14 +311,26 @@ class ModelConfig(_Section):
     )
 
 
+GateMetric = Literal["roc_auc", "pr_auc", "log_loss", "brier", "rmse", "mae", "r2"]
+
+
 class GateConfig(_Section):
     """Champion policy: floors, calibration, and not worse than the champion overall and on
-    every slice with enough rows."""
+    every slice with enough rows.
 
-    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    `metric`, `floors` and the tolerances follow model.task: binary metrics (roc_auc, pr_auc,
+    log_loss, brier) or regression ones (rmse, mae, r2); which way is better comes from the
+    metric (precast.metrics), and tolerances are in the metric's units. A floor on a metric
+    where lower is better (rmse, mae, log_loss, brier, calibration_error) is a ceiling: the
+    challenger must be at or below it. With model.task regression the defaults are
+    metric rmse, no floors and no max_mean_score_gap (its units are the label's: set it).
+    """
+
+    metric: GateMetric = "roc_auc"
     tolerance: float = Field(0.01, ge=0)
     floors: dict[str, float] = Field(default_factory=dict)
-    # |mean prediction - observed label rate| on the test set must stay within this (None: off)
+    # |mean prediction - mean label| on the test set must stay within this (None: off); for
+    # binary the mean label is the observed label rate, for regression it is in label units.
     max_mean_score_gap: float | None = Field(0.05, ge=0)
     # Slice columns of the test set; numeric ones are bucketed by slice_bins (left-closed).
     slices: tuple[str, ...] = ()
@@ -298,7 +342,7 @@ class GateConfig(_Section):
     @field_validator("floors")
     @classmethod
     def _known_floor_metrics(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = set(v) - {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"}
+        unknown = set(v) - set(HIGHER_IS_BETTER)
         if unknown:
             raise ValueError(f"unknown metrics in floors: {sorted(unknown)}")
         return v
@@ -367,7 +411,9 @@ class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     database_url: str = ""  # default: stores.predictions_url; use a read-only role's URL
-    fallback_score: float | None = Field(None, ge=0, le=1)  # None: the snapshot's label rate
+    # The score of an entity without a prediction. None: the served model's training mean of
+    # the label (binary: its label rate; regression: the mean label). Binary: within [0, 1].
+    fallback_score: float | None = None
     max_batch_ids: int = Field(1000, ge=1)
     max_body_bytes: int = Field(262_144, ge=1024)
     pool_size: int = Field(8, ge=1)
@@ -387,8 +433,11 @@ class MonitorConfig(_Section):
     p_value_min: float | None = Field(None, gt=0, lt=1)  # tests are stored; alert only if set
     missing_rate_increase_max: float = Field(0.05, ge=0)
     oov_rate_max: float = Field(0.05, ge=0)  # unseen categories among present values
-    min_roc_auc: float = Field(0.6, ge=0, le=1)  # live ROC AUC of a labelled snapshot
-    max_bias: float = Field(0.05, ge=0)  # |mean score - observed churn rate|
+    min_roc_auc: float = Field(0.6, ge=0, le=1)  # binary: live ROC AUC of a labelled snapshot
+    # |mean prediction - mean label| of a labelled snapshot (binary: the observed label rate;
+    # regression: label units, off (None) unless set). None: stored, never alerted.
+    max_bias: float | None = Field(0.05, ge=0)
+    max_rmse: float | None = Field(None, gt=0)  # regression: live RMSE of a labelled snapshot
     min_slice_rows: int = Field(200, ge=1)  # per-slice live metrics below this are skipped
     reference_rows: int = Field(200_000, ge=1000)  # training rows sampled as drift reference
     webhook_url: str = ""  # each new alert is POSTed here as JSON (may use ${VAR})
@@ -480,6 +529,20 @@ class ValidationConfig(_Section):
 
 UseCaseName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
+# A regression use case's defaults where binary's do not fit (gate metric and floors) or have
+# no meaning in the label's units (the mean gaps); each can be set in the file.
+REGRESSION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gate": {"metric": "rmse", "floors": {}, "max_mean_score_gap": None},
+    "monitor": {"max_bias": None},
+}
+
+
+def _given(section: Any) -> dict[str, Any]:
+    """The fields a section's data sets: a dict as is, a model's explicitly set fields."""
+    if isinstance(section, BaseModel):
+        return {name: getattr(section, name) for name in section.model_fields_set}
+    return dict(section or {})
+
 
 class Config(_Section):
     """One use case's whole configuration; `home` is PRECAST_HOME, `folder` the folder of the
@@ -504,8 +567,9 @@ class Config(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _model_named_after_use_case(cls, data: Any) -> Any:
-        """model.name and model.experiment default to the use case's name."""
+    def _defaults_of_use_case_and_task(cls, data: Any) -> Any:
+        """model.name and model.experiment default to the use case's name; a regression
+        use case's gate and monitor sections start from REGRESSION_DEFAULTS."""
         if isinstance(data, dict):
             name = data.get("name") or "precast"
             model = data.get("model") or {}
@@ -513,7 +577,33 @@ class Config(_Section):
             model["name"] = model.get("name") or name
             model["experiment"] = model.get("experiment") or name
             data = {**data, "model": model}
+            if model.get("task") == "regression":
+                data.update({section: {**defaults, **_given(data.get(section))}
+                             for section, defaults in REGRESSION_DEFAULTS.items()})
         return data
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Config:
+        """The objective, gate metric, floors and fallback fit model.task."""
+        task = self.model.task
+        objective = self.train.params.get("objective")
+        if objective is not None and not objective_fits(task, str(objective)):
+            raise _FieldError("train.params.objective",
+                              f"{objective} does not fit model.task {task} (default: "
+                              f"{TASK_PARAMS[task]['objective']})")
+        if self.gate.metric not in TASK_METRICS[task]:
+            allowed = ", ".join(m for m in get_args(GateMetric) if m in TASK_METRICS[task])
+            raise _FieldError("gate.metric", f"{self.gate.metric} is not a {task} metric "
+                                             f"(model.task {task}: {allowed})")
+        foreign = sorted(set(self.gate.floors) - set(TASK_METRICS[task]))
+        if foreign:
+            raise _FieldError("gate.floors", f"{foreign} are not {task} metrics (model.task "
+                                             f"{task}: {', '.join(TASK_METRICS[task])})")
+        fallback = self.serve.fallback_score
+        if task == "binary" and fallback is not None and not 0 <= fallback <= 1:
+            raise _FieldError("serve.fallback_score",
+                              f"{fallback} is not a probability (model.task binary: 0 to 1)")
+        return self
 
     def resolve(self, path: str) -> Path:
         """A path from the config: relative ones resolve from the config file's folder."""
@@ -589,6 +679,9 @@ def _validate(data: dict[str, Any]) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        error = first.get("ctx", {}).get("error")
+        if isinstance(error, _FieldError):
+            raise ConfigError(f"config error at {error.where}: {error}") from None
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise ConfigError(f"config error at {where}: {first['msg']}") from None
 

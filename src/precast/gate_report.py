@@ -1,10 +1,13 @@
 """The champion gate's evidence report: one self-contained HTML file per gate run.
 
-Pictures first: ROC and precision-recall curves of both models overlaid, a reliability
-(calibration) plot, the gate metric per slice with the tolerance band, and the top feature
-importances of each model; then the decision table (every rule with its numbers), the data
-and code versions, and the slice table. Charts are inline SVG (matplotlib), styles inline:
-the file opens offline in any browser, attached to MLflow or mailed as is.
+Pictures first, by model.task. Binary: ROC and precision-recall curves of both models
+overlaid and a reliability (calibration) plot. Regression: predicted against actual values
+(with the diagonal) and the distribution of residuals (prediction − label). Then for both:
+the gate metric per slice with the tolerance band, and the top feature importances of each
+model; then the decision table (every rule with its numbers), the data and code versions,
+and the slice table. The label is named by model.target_description. Charts are inline SVG
+(matplotlib), styles inline: the file opens offline in any browser, attached to MLflow or
+mailed as is.
 """
 
 from __future__ import annotations
@@ -55,11 +58,10 @@ def render(cfg: Config, ev: Evaluation, decision: Decision, record: dict[str, An
     champ = f"v{ev.champion.version}" if ev.champion else "no champion yet"
     title = f"{cfg.model.name}: challenger v{ev.challenger.version} vs {champ}"
     metric = cfg.gate.metric
+    band = "less" if mx.HIGHER_IS_BETTER[metric] else "plus"
     figures = [
-        ("ROC curve", _curves(ev, "roc")),
-        ("Precision-recall curve", _curves(ev, "pr")),
-        ("Reliability: mean score vs observed churn rate per score bin", _calibration(ev)),
-        (f"{metric} per slice (bars); shaded: the champion's value less the slice tolerance "
+        *_task_figures(cfg, ev),
+        (f"{metric} per slice (bars); shaded: the champion's value {band} the slice tolerance "
          f"{cfg.gate.slice_tolerance:g}", _slices(ev, metric, cfg.gate.slice_tolerance)),
         (f"Top {TOP_FEATURES} features by gain", _importances(ev)),
     ]
@@ -68,18 +70,36 @@ def render(cfg: Config, ev: Evaluation, decision: Decision, record: dict[str, An
         f'<p><span class="verdict {verdict}">{verdict.upper()}</span> '
         f"{len(decision.rules) - len(decision.failed())} of {len(decision.rules)} rules passed"
         f" &middot; gate metric {_e(metric)} &middot; test set of {ev.test_date} "
-        f"({len(ev.labels):,} rows, churn rate {ev.labels.mean():.3f}) &middot; written "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
+        f"({len(ev.labels):,} rows, {_label_words(cfg)} {ev.labels.mean():.3f}) &middot; "
+        f"written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
         '<div class="grid">',
         *(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
           for caption, svg in figures if svg),
         "</div>",
-        "<h2>Decision</h2>", _rules_table(decision),
-        "<h2>Metrics on the whole test set</h2>", _metrics_table(ev),
+        "<h2>Decision</h2>", _ceilings(decision), _rules_table(decision),
+        "<h2>Metrics on the whole test set</h2>", _metrics_table(ev, cfg.model.task),
         "<h2>Versions</h2>", _versions_table(ev),
-        "<h2>Slices</h2>", _slices_table(ev, metric),
+        "<h2>Slices</h2>", _slices_table(ev, metric, cfg),
     ]
     return page(title, body)
+
+
+def _label_words(cfg: Config) -> str:
+    """How the label's mean is named: "label rate (cancels within 14 days)"."""
+    return f"{mx.LABEL_MEAN_WORDS[cfg.model.task]} ({cfg.model.target_description})"
+
+
+def _task_figures(cfg: Config, ev: Evaluation) -> list[tuple[str, str]]:
+    """The charts that depend on model.task, with their captions."""
+    if cfg.model.task == "regression":
+        return [(f"Predicted vs actual {cfg.model.target_description} (dotted: perfect)",
+                 _predicted_vs_actual(ev)),
+                ("Residuals (prediction − label): their distribution on the test set",
+                 _residuals(ev))]
+    return [("ROC curve", _curves(ev, "roc")),
+            ("Precision-recall curve", _curves(ev, "pr")),
+            (f"Reliability: mean score vs observed rate per score bin (label: "
+             f"{cfg.model.target_description})", _calibration(ev))]
 
 
 # ---------------------------------------------------------------- charts
@@ -136,8 +156,41 @@ def _calibration(ev: Evaluation, bins: int = 10) -> str:
         ece = scored.metrics["calibration_error"]
         ax.plot(mean_score, observed, marker="o", color=color,
                 label=f"{label} (ECE {ece:.3f})")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in bin", ylabel="observed churn rate")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in bin", ylabel="observed rate")
     ax.legend(loc="upper left", fontsize=8)
+    return _svg(fig)
+
+
+def _sample(rows: int, limit: int = 2000) -> np.ndarray:
+    """At most `limit` row indices, evenly spread (scatter plots stay small)."""
+    return np.unique(np.linspace(0, rows - 1, min(rows, limit)).astype(int))
+
+
+def _predicted_vs_actual(ev: Evaluation) -> str:
+    fig, ax = _figure()
+    keep = _sample(len(ev.labels))
+    for label, scored, color in _models(ev):
+        ax.scatter(ev.labels[keep], scored.scores[keep], s=6, alpha=0.4, color=color,
+                   label=f"{label} (RMSE {scored.metrics['rmse']:.4g})")
+    low = float(min(ev.labels.min(), *(s.scores.min() for _, s, _ in _models(ev))))
+    high = float(max(ev.labels.max(), *(s.scores.max() for _, s, _ in _models(ev))))
+    ax.plot([low, high], [low, high], color="#999", linestyle=":", linewidth=1)
+    ax.set(xlabel="actual", ylabel="predicted")
+    ax.legend(loc="upper left", fontsize=8)
+    return _svg(fig)
+
+
+def _residuals(ev: Evaluation) -> str:
+    fig, ax = _figure()
+    residuals = [(label, scored.scores - ev.labels, color) for label, scored, color in
+                 _models(ev)]
+    edges = np.histogram_bin_edges(np.concatenate([r for _, r, _ in residuals]), 40).tolist()
+    for label, values, color in residuals:
+        ax.hist(values, bins=edges, alpha=0.55, color=color,
+                label=f"{label} (bias {values.mean():+.4g})")
+    ax.axvline(0, color="#999", linestyle=":", linewidth=1)
+    ax.set(xlabel="prediction − label", ylabel="rows")
+    ax.legend(loc="upper right", fontsize=8)
     return _svg(fig)
 
 
@@ -200,12 +253,21 @@ def _rules_table(decision: Decision) -> str:
     return "".join(rows) + "</table>"
 
 
-def _metrics_table(ev: Evaluation) -> str:
+def _ceilings(decision: Decision) -> str:
+    """A note when floors bound metrics where lower is better (they are ceilings)."""
+    lower = sorted({r.metric for r in decision.rules if r.name.startswith("floor ")
+                    and not mx.HIGHER_IS_BETTER.get(r.metric, True)})
+    if not lower:
+        return ""
+    return (f"<p>Floors on {_e(', '.join(lower))}, where lower is better, are ceilings: the "
+            "challenger must be at or below them.</p>")
+
+
+def _metrics_table(ev: Evaluation, task: str) -> str:
     models = _models(ev)
     head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in models)
     rows = [f"<table><tr><th>metric</th>{head}</tr>"]
-    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error",
-                   "mean_score", "label_rate"):
+    for metric in mx.SUMMARY[task]:
         cells = "".join(_num(scored.metrics.get(metric)) for _, scored, _ in models)
         rows.append(f"<tr><td>{metric}</td>{cells}</tr>")
     return "".join(rows) + "</table>"
@@ -226,14 +288,15 @@ def _versions_table(ev: Evaluation) -> str:
     return "".join(rows) + "</table>"
 
 
-def _slices_table(ev: Evaluation, metric: str) -> str:
+def _slices_table(ev: Evaluation, metric: str, cfg: Config) -> str:
     champion = ev.champion is not None
-    rows = ["<table><tr><th>slice</th><th>rows</th><th>churn rate</th>"
+    label_mean = mx.LABEL_MEAN[cfg.model.task]
+    rows = [f"<table><tr><th>slice</th><th>rows</th><th>{_e(_label_words(cfg))}</th>"
             f"<th>challenger {metric}</th>" + (f"<th>champion {metric}</th>" if champion else "")
             + "<th>compared</th></tr>"]
     for s in ev.slices:
         champ = _num(s.champion[metric]) if champion and s.champion else ""
         rows.append(f"<tr><td>{_e(s.scope)}</td><td class=num>{s.rows:,}</td>"
-                    f"{_num(s.challenger['label_rate'])}{_num(s.challenger[metric])}{champ}"
+                    f"{_num(s.challenger[label_mean])}{_num(s.challenger[metric])}{champ}"
                     f"<td>{_e(s.skipped or 'yes')}</td></tr>")
     return "".join(rows) + "</table>"

@@ -8,7 +8,8 @@ Every call is ONE SQL statement, so all of its answers come from one snapshot ev
 publish or rollback swaps the view. On PostgreSQL the clients talk psycopg 3 directly (a
 connection pool, autocommit, server-side prepared statements): one round trip per lookup.
 An entity with no prediction gets `fallback=True` and the fallback score: the one given to
-the client, else the served snapshot's (the model's training label rate).
+the client, else the served snapshot's: the training mean of the label of the model that
+scored it (binary: the label rate; regression: the mean label, in the label's units).
 :class:`AsyncLookupClient` is the same for asyncio (the HTTP API).
 """
 

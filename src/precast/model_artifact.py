@@ -77,7 +77,8 @@ def _feature(values: Any, name: str, spec: FeatureSpec) -> Any:
 
 
 def predict(booster: xgb.Booster, df: pd.DataFrame | pa.Table, spec: FeatureSpec) -> np.ndarray:
-    """Scores for `df` (probability of the positive class; no DMatrix is built)."""
+    """Scores for `df`: the booster's output, a probability of the positive class (binary) or
+    the predicted value (regression); no DMatrix is built."""
     if list(booster.feature_names or []) != list(spec.names):
         raise FeatureMismatchError(
             f"booster features {booster.feature_names} differ from spec {list(spec.names)}"

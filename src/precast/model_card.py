@@ -1,9 +1,10 @@
 """Model cards: one markdown page per registered model version, an MLflow artifact.
 
 Train writes the first card of every version it registers (the gate's part pending); the
-gate rewrites it with the per-slice metrics and its decision. Sections: intended use,
-training data (version and date range), features, parameters, metrics overall and by slice,
-known limits, the gate decision, and the version's lineage.
+gate rewrites it with the per-slice metrics and its decision. Sections: what is predicted
+(model.task and model.target_description), intended use, training data (version and date
+range), features, parameters, metrics overall and by slice (those of the task, see
+precast.metrics), known limits, the gate decision, and the version's lineage.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from precast import metrics as mx
 from precast import registry
 from precast.config import Config
 
@@ -20,8 +22,10 @@ if TYPE_CHECKING:
     from precast.gate_evidence import Decision, SliceResult
 
 CARD_FILE = "model_card.md"
-METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "mean_score",
-           "label_rate")
+# The per-slice columns of each task: a quality metric and a calibration one.
+SCORE_MEANS = {"binary": "the probability that the label is 1",
+               "regression": "the predicted value of the label, in its units"}
+SLICE_METRICS = {"binary": ("roc_auc", "calibration_error"), "regression": ("rmse", "bias")}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,15 @@ def _f(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:.4f}"
 
 
+def intended_use(cfg: Config) -> str:
+    """model.intended_use, else what any use case of its task can say."""
+    if cfg.model.intended_use:
+        return cfg.model.intended_use
+    return (f"Gives every entity {SCORE_MEANS[cfg.model.task]} ({cfg.model.target_description})"
+            ", refreshed in batch and served from the prediction table. Not meant for any "
+            "decision about an individual without human review.")
+
+
 def render(cfg: Config, facts: CardFacts) -> str:
     """The card as markdown."""
     tags = facts.tags
@@ -52,13 +65,17 @@ def render(cfg: Config, facts: CardFacts) -> str:
     horizon = cfg.features.label_horizon_days
     span = (f"feature snapshots {snapshots[0]} .. {snapshots[-1]} ({len(snapshots)}), each "
             f"labelled over the following {horizon} days" if snapshots else "not recorded")
+    task = cfg.model.task
+    label_mean = tags.get("train_label_mean", tags.get("train_label_rate", "–"))
     lines = [
         f"# Model card: {cfg.model.name} v{facts.version}", "",
-        "## Intended use", "", cfg.model.intended_use, "",
+        "## What is predicted", "",
+        f"- task: {task} (the score is {SCORE_MEANS[task]})",
+        f"- label: {cfg.model.target_description}", "",
+        "## Intended use", "", intended_use(cfg), "",
         "## Training data", "",
         f"- data version: `{tags.get('data_version', '–')}`; {span}",
-        f"- rows: {tags.get('train_rows', '–')}; churn rate "
-        f"{tags.get('train_label_rate', '–')}",
+        f"- rows: {tags.get('train_rows', '–')}; {mx.LABEL_MEAN_WORDS[task]} {label_mean}",
         f"- test set: data version `{tags.get('test_data_version', '–')}` "
         f"(run date {tags.get('run_date', '–')})", "",
         "## Features", "",
@@ -68,15 +85,16 @@ def render(cfg: Config, facts: CardFacts) -> str:
         *(f"- {key}: `{value}`" for key, value in sorted(facts.params.items())), "",
         "## Metrics on its test set", "",
         "| metric | value |", "| --- | --- |",
-        *(f"| {name} | {_f(facts.metrics.get(name))} |" for name in METRICS), "",
+        *(f"| {name} | {_f(facts.metrics.get(name))} |" for name in mx.SUMMARY[task]), "",
         "## Metrics by slice", "",
     ]
     if facts.slices:
-        lines += ["| slice | rows | churn rate | roc_auc | calibration_error | compared |",
+        columns = (mx.LABEL_MEAN[task], *SLICE_METRICS[task])
+        lines += [f"| slice | rows | {' | '.join(columns)} | compared |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {s.scope} | {s.rows} | {_f(s.challenger['label_rate'])} | "
-                  f"{_f(s.challenger['roc_auc'])} | {_f(s.challenger['calibration_error'])} | "
-                  f"{s.skipped or 'yes'} |" for s in facts.slices]
+        lines += [f"| {s.scope} | {s.rows} | "
+                  + "".join(f"{_f(s.challenger.get(c))} | " for c in columns)
+                  + f"{s.skipped or 'yes'} |" for s in facts.slices]
     else:
         lines.append("Pending: the champion gate computes them.")
     lines += ["", "## Known limits", "", *(f"- {limit}" for limit in cfg.model.known_limits),

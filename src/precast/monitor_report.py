@@ -1,8 +1,10 @@
 """The monitoring report: one self-contained HTML file per monitor run.
 
-Metric trends over snapshots (realised and estimated ROC AUC, with the alert floor), PSI
-of every feature and the score against the threshold, and the score distribution of the
-training reference against the current snapshot; then the drift table and the run's
+Metric trends over snapshots (binary: realised and estimated ROC AUC, with the alert
+floor; regression: realised RMSE with monitor.max_rmse, and no estimate, since regression
+has no label-free one), PSI of every feature and the score against the threshold, and the
+score distribution of the training reference against the current snapshot (on [0, 1] for
+binary, on the scores' own range for regression); then the drift table and the run's
 alerts. Written to `$PRECAST_HOME/reports/monitor/<date>/`; opens offline.
 """
 
@@ -38,13 +40,15 @@ def write(cfg: Config, run_date: date, model_version: str, reference_scores: np.
     path = report_path(cfg, run_date)
     path.parent.mkdir(parents=True, exist_ok=True)
     title = f"{cfg.model.name} monitoring, {run_date} (champion v{model_version})"
+    trend = ("ROC AUC by snapshot: realised once labels are in, estimated from the scores before"
+             if cfg.model.task == "binary" else
+             "RMSE by snapshot, realised once labels are in (regression: no estimate before)")
     figures = [
-        ("ROC AUC by snapshot: realised once labels are in, estimated from the scores before",
-         _trend(cfg, run_date)),
+        (trend, _trend(cfg, run_date)),
         (f"PSI against the training reference (alert above {cfg.monitor.psi_max:g})",
          _psi(report, cfg.monitor.psi_max, cfg.monitor.feature_limits)),
         ("Score distribution: training reference vs this snapshot",
-         _scores(reference_scores, current_scores)),
+         _scores(reference_scores, current_scores, cfg.model.task == "binary")),
     ]
     body = [f"<h1>{esc(title)}</h1>",
             f"<p>{len(report)} features and the score checked &middot; "
@@ -58,9 +62,12 @@ def write(cfg: Config, run_date: date, model_version: str, reference_scores: np.
 
 
 def _trend(cfg: Config, run_date: date) -> str:
-    """Realised and estimated ROC AUC of the snapshots up to `run_date` (a rerun of an old
-    day shows what was known then, not later days)."""
-    realised, estimated = ([p for p in store_alerts.trend(cfg, kind, "roc_auc")
+    """Realised and estimated ROC AUC (regression: realised RMSE) of the snapshots up to
+    `run_date` (a rerun of an old day shows what was known then, not later days)."""
+    binary = cfg.model.task == "binary"
+    metric, limit = ("roc_auc", cfg.monitor.min_roc_auc) if binary else (
+        "rmse", cfg.monitor.max_rmse)
+    realised, estimated = ([p for p in store_alerts.trend(cfg, kind, metric)
                             if p[0] <= run_date] for kind in ("performance", "estimate"))
     if not realised and not estimated:
         return ""
@@ -71,9 +78,10 @@ def _trend(cfg: Config, run_date: date) -> str:
             ax.plot(np.array([p[0] for p in points], dtype="datetime64[D]"),
                     [np.nan if p[2] is None else p[2] for p in points],
                     marker="o", color=color, label=label)
-    ax.axhline(cfg.monitor.min_roc_auc, color="#c62828", linestyle=":", linewidth=1,
-               label=f"alert below {cfg.monitor.min_roc_auc:g}")
-    ax.set(ylabel="ROC AUC", xlabel="snapshot")
+    if limit is not None:
+        ax.axhline(limit, color="#c62828", linestyle=":", linewidth=1,
+                   label=f"alert {'below' if binary else 'above'} {limit:g}")
+    ax.set(ylabel="ROC AUC" if binary else "RMSE", xlabel="snapshot")
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.legend(fontsize=8)
     return svg(fig)
@@ -107,9 +115,12 @@ def _psi(report: Sequence[FeatureDrift], limit: float,
     return svg(fig)
 
 
-def _scores(reference: np.ndarray, current: np.ndarray) -> str:
+def _scores(reference: np.ndarray, current: np.ndarray, probabilities: bool) -> str:
+    """Histograms of both samples: on [0, 1] for probabilities, else on their joint range."""
     fig, ax = figure(5.4, 3.8)
-    bins = [i / 40 for i in range(41)]
+    both = np.concatenate([reference, current])
+    bins = (np.linspace(0, 1, 41) if probabilities
+            else np.histogram_bin_edges(both[np.isfinite(both)], bins=40)).tolist()
     ax.hist(reference, bins=bins, density=True, alpha=0.55, color=REFERENCE_COLOR,
             label=f"training reference ({len(reference):,})")
     ax.hist(current, bins=bins, density=True, alpha=0.55, color=CURRENT_COLOR,

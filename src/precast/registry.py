@@ -79,8 +79,9 @@ def _ref(mv: Any) -> ModelRef:
 
 def lineage(ref: ModelRef) -> dict[str, Any]:
     """What a prediction snapshot records about the model that scored it (training run,
-    training data and code versions, and the training label rate as the lookup fallback)."""
-    rate = ref.tags.get("train_label_rate")
+    training data and code versions, and the training mean of the label as the lookup
+    fallback: binary its label rate, regression its mean; older versions tag the rate only)."""
+    rate = ref.tags.get("train_label_mean", ref.tags.get("train_label_rate"))
     return {"mlflow_run_id": ref.run_id or None,
             "training_data_version": ref.tags.get("data_version"),
             "code_version": ref.tags.get("code_version"),

@@ -6,7 +6,9 @@
     curl http://127.0.0.1:8000/healthz
 
 Every answer names the snapshot it came from; an entity with no prediction gets the fallback
-score (`serve.fallback_score`, else the snapshot's training label rate) with `"fallback": true`.
+score (`serve.fallback_score`, else the training mean of the label of the model that scored
+the snapshot: its label rate for binary, its mean label for regression) with
+`"fallback": true`.
 Bad input is a 4xx, an unpublished store or an unreachable database a 503, always as
 `{"error": {"code": ..., "message": ...}}`. One :class:`~precast.lookup.AsyncLookupClient`
 per process reads `cfg.serve_url` (a read-only role's URL in production; PostgreSQL sessions

@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from precast import model_artifact as ma
-from precast.config import Config
+from precast.config import Config, xgboost_params
 from precast.steps.features import LABEL
 
 if TYPE_CHECKING:
@@ -45,9 +45,12 @@ def _feature(name: str, spec: ma.FeatureSpec) -> Column:
 
 
 def booster_params(cfg: Config, spec: ma.FeatureSpec, device: str) -> dict[str, Any]:
-    """SparkXGBClassifier arguments equivalent to the in-process engine's parameters."""
+    """SparkXGBClassifier (binary) or SparkXGBRegressor (regression) arguments equivalent to
+    the in-process engine's parameters; the classifier sets its objective itself."""
     tc = cfg.train
-    params = {k: v for k, v in tc.params.items() if k != "objective"}  # the classifier's own
+    params = xgboost_params(cfg.model.task, tc.params)
+    if cfg.model.task == "binary":
+        params.pop("objective")
     if tc.monotone:
         params["monotone_constraints"] = dict(tc.monotone)
     return {**params, "device": device, "random_state": tc.seed,
@@ -58,7 +61,7 @@ def booster_params(cfg: Config, spec: ma.FeatureSpec, device: str) -> dict[str, 
 def fit(cfg: Config, dataset_path: str, spec: ma.FeatureSpec, device: str) -> xgb.Booster:
     """Train on the Parquet dataset at `dataset_path` through xgboost.spark; the booster."""
     from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifier
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 
     from precast.spark import spark_session
 
@@ -73,7 +76,8 @@ def fit(cfg: Config, dataset_path: str, spec: ma.FeatureSpec, device: str) -> xg
     workers = tc.spark_workers or spark.sparkContext.defaultParallelism
     log.info("training with xgboost.spark on %s: %d workers, device=%s",
              cfg.engines.spark.master, workers, device)
-    estimator = SparkXGBClassifier(
+    estimator_class = SparkXGBRegressor if cfg.model.task == "regression" else SparkXGBClassifier
+    estimator = estimator_class(
         features_col=list(spec.names), label_col=LABEL, validation_indicator_col=VALID_COLUMN,
         num_workers=workers, **booster_params(cfg, spec, device))
     booster: xgb.Booster = estimator.fit(data).get_booster()

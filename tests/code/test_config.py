@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from precast.config import ConfigError, load_config
+from precast.config import ConfigError, load_config, xgboost_params
 from tests.helpers import CHURN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,3 +74,56 @@ def test_bad_env_value_names_the_field(tmp_path: Path) -> None:
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "where", "reason"),
+    [
+        ("model: {task: regression}\ntrain: {params: {objective: 'binary:logistic'}}\n",
+         "train.params.objective", "binary:logistic does not fit model.task regression"),
+        ("train: {params: {objective: 'reg:squarederror'}}\n",
+         "train.params.objective", "reg:squarederror does not fit model.task binary"),
+        ("model: {task: regression}\ngate: {metric: roc_auc}\n",
+         "gate.metric", "roc_auc is not a regression metric .*rmse, mae, r2"),
+        ("gate: {metric: rmse}\n", "gate.metric", "rmse is not a binary metric"),
+        ("model: {task: regression}\ngate: {floors: {roc_auc: 0.6}}\n",
+         "gate.floors", r"\['roc_auc'\] are not regression metrics"),
+        ("serve: {fallback_score: 1.5}\n", "serve.fallback_score", "1.5 is not a probability"),
+    ],
+)
+def test_what_does_not_fit_the_task_fails_naming_the_field(
+        tmp_path: Path, yaml_text: str, where: str, reason: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=rf"config error at {where}: {reason}"):
+        load_config(path, environ={})
+
+
+def test_regression_defaults_fit_the_task_and_the_file_wins(tmp_path: Path) -> None:
+    path = tmp_path / "spend.yaml"
+    path.write_text("model: {task: regression, target_description: spend over 30 days}\n"
+                    "serve: {fallback_score: 42.5}\n")
+    cfg = load_config(path, environ={})
+    assert (cfg.gate.metric, cfg.gate.floors, cfg.gate.max_mean_score_gap) == ("rmse", {}, None)
+    assert cfg.monitor.max_bias is None and cfg.monitor.max_rmse is None
+    assert cfg.serve.fallback_score == 42.5  # label units: no [0, 1] bound
+    assert xgboost_params(cfg.model.task, cfg.train.params)["objective"] == "reg:squarederror"
+    assert xgboost_params(cfg.model.task, cfg.train.params)["eval_metric"] == "rmse"
+    path.write_text("model: {task: regression}\ngate: {metric: mae, floors: {rmse: 12}, "
+                    "max_mean_score_gap: 2}\nmonitor: {max_bias: 1.5, max_rmse: 20}\n"
+                    "train: {params: {objective: 'reg:pseudohubererror', eval_metric: mae}}\n")
+    cfg = load_config(path, environ={})
+    assert (cfg.gate.metric, cfg.gate.floors, cfg.gate.max_mean_score_gap) == (
+        "mae", {"rmse": 12}, 2)
+    assert (cfg.monitor.max_bias, cfg.monitor.max_rmse) == (1.5, 20)
+    assert xgboost_params(cfg.model.task, cfg.train.params)["objective"] == "reg:pseudohubererror"
+    env = {"PRECAST_MODEL__TASK": "regression"}  # an override of the task alone fits too
+    assert load_config(tmp_path / "precast.yaml", environ=env).gate.metric == "rmse"
+
+
+def test_binary_defaults_are_unchanged(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "precast.yaml", environ={})
+    assert (cfg.model.task, cfg.gate.metric, cfg.gate.floors) == ("binary", "roc_auc", {})
+    assert (cfg.gate.max_mean_score_gap, cfg.monitor.max_bias) == (0.05, 0.05)
+    params = xgboost_params(cfg.model.task, cfg.train.params)
+    assert (params["objective"], params["eval_metric"]) == ("binary:logistic", "logloss")

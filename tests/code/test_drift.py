@@ -206,3 +206,20 @@ def test_text_column_not_named_categorical_is_a_clear_type_error() -> None:
         drift.drift_report(frame, frame, ["plan"])
     with pytest.raises(ValueError, match="categorical names features not in `features`: plan"):
         drift.drift_report(frame, frame, [], ["plan"])
+
+
+def test_unbounded_regression_scores_drift_on_the_references_quantiles() -> None:
+    """A regression score (spend, in the hundreds) gets bins from the reference's quantiles,
+    not [0, 1]: a fresh sample stays quiet, a 20 % rise in spend is flagged."""
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame({"score": rng.gamma(4, 60, 5000)})
+    same = pd.DataFrame({"score": rng.gamma(4, 60, 5000)})
+    higher = pd.DataFrame({"score": 1.2 * rng.gamma(4, 60, 5000)})
+    edges = drift.quantile_edges(reference["score"])
+    assert len(edges) == 9 and edges.min() > 50  # deciles of the spend, far outside [0, 1]
+    (quiet,) = drift.drift_report(reference, same, ["score"])
+    (moved,) = drift.drift_report(reference, higher, ["score"])
+    assert quiet.psi < 0.02 and moved.psi > 0.1
+    limits = Thresholds(psi_max=0.1, p_value_min=0.0)
+    assert [(b.feature, b.rule) for b in drift.breaches([quiet, moved], limits)] == [
+        ("score", "psi_max")]

@@ -142,3 +142,121 @@ def test_report_is_one_offline_html_file_with_pictures_and_the_decision(
     assert ("train-xyz" in page) == with_champion
     for s in ev.slices:
         assert f"<td>{html.escape(s.scope)}</td><td class=num>{s.rows:,}</td>" in page
+
+
+# ---------------------------------------------------------------- regression
+
+SPEND = "spend over the next 30 days"
+
+
+def _regression_policy(**changes: object) -> GateConfig:
+    return GateConfig(metric="rmse", floors={"rmse": 10.0}, max_mean_score_gap=1.0,
+                      tolerance=0.5, slice_tolerance=1.0, slices=("country",),
+                      min_slice_rows=100).model_copy(update=changes)
+
+
+def _predictions(labels: np.ndarray, noise: float | np.ndarray, seed: int) -> np.ndarray:
+    """Labels plus centred normal noise of standard deviation `noise` (per row if an array)."""
+    return labels + noise * np.random.default_rng(seed).normal(size=len(labels))
+
+
+def _regression_gate(challenger: np.ndarray, champion: np.ndarray, labels: np.ndarray,
+                     test: pd.DataFrame, policy: GateConfig) -> gate.Decision:
+    slices = gate.evaluate_slices(policy, test, labels, challenger, champion)
+    chal_m, champ_m = (mx.regression_metrics(labels, s) for s in (challenger, champion))
+    return gate.decide(policy, chal_m, champ_m, slices=slices)
+
+
+def _spend(rows: int = 3000) -> tuple[pd.DataFrame, np.ndarray]:
+    test, _ = _test_set(rows)
+    return test, 50 + 20 * np.random.default_rng(3).normal(size=rows)
+
+
+def test_regression_gate_promotes_a_lower_rmse_and_rejects_a_higher_one() -> None:
+    test, labels = _spend()
+    policy = _regression_policy()
+    champion = _predictions(labels, 5.0, 1)
+    better = _regression_gate(_predictions(labels, 3.0, 2), champion, labels, test, policy)
+    assert better.promote, better.failed()
+    names = [r.name for r in better.rules]
+    assert names[:3] == ["floor rmse", "mean score within gap of mean label",
+                         "not worse on rmse (tolerance 0.5)"]
+    overall = better.rules[2]
+    assert overall.champion is not None
+    assert overall.bound == pytest.approx(overall.champion + 0.5)  # lower is better
+    assert overall.value < overall.champion
+
+    worse = _regression_gate(_predictions(labels, 8.0, 2), champion, labels, test, policy)
+    assert not worse.promote
+    failed = [(r.name, r.scope) for r in worse.rules if not r.passed]
+    assert ("not worse on rmse (tolerance 0.5)", "overall") in failed
+    assert ("floor rmse", "overall") not in failed  # 8 is under the ceiling of 10
+    assert all(name.startswith("not worse on rmse") for name, _ in failed)
+    assert {scope for _, scope in failed} >= {"overall", "country=DE", "country=FR"}
+
+    within = _regression_gate(champion + 0.01, champion, labels, test, policy)
+    assert within.promote  # worse, but by less than the tolerance (in the label's units)
+
+
+def test_regression_gate_rejects_a_challenger_worse_on_one_slice_only() -> None:
+    test, labels = _spend()
+    policy = _regression_policy()
+    france = (test["country"] == "FR").to_numpy()
+    challenger = _predictions(labels, np.where(france, 7.0, 3.0), 2)
+    decision = _regression_gate(challenger, _predictions(labels, 5.0, 1), labels, test, policy)
+    assert not decision.promote
+    assert [(r.scope, r.metric) for r in decision.rules if not r.passed] == [("country=FR",
+                                                                              "rmse")]
+    lenient = policy.model_copy(update={"require_slices": False})
+    assert _regression_gate(challenger, _predictions(labels, 5.0, 1), labels, test,
+                            lenient).promote
+
+
+def test_regression_floors_are_ceilings_and_the_gap_is_in_label_units() -> None:
+    _, labels = _spend()
+    policy = _regression_policy(floors={"rmse": 4.0, "r2": 0.9})
+    biased = _predictions(labels, 5.0, 1) + 2.0
+    decision = gate.decide(policy, mx.regression_metrics(labels, biased), None)
+    assert [(r.name, r.passed) for r in decision.rules] == [
+        ("floor r2", True), ("floor rmse", False), ("mean score within gap of mean label", False)]
+    gap = decision.rules[2]
+    assert gap.value == pytest.approx(abs(biased.mean() - labels.mean()))
+    assert gap.value == pytest.approx(2.0, abs=0.3)
+
+
+def test_regression_slices_with_a_constant_label_are_compared() -> None:
+    test, labels = _spend()
+    france = (test["country"] == "FR").to_numpy()
+    labels[france] = 10.0
+    policy = _regression_policy()
+    slices = gate.evaluate_slices(policy, test, labels, _predictions(labels, 3.0, 2), None)
+    fr = next(s for s in slices if s.scope == "country=FR")
+    assert fr.skipped == "" and fr.challenger["mean_label"] == 10.0
+    assert set(fr.challenger) == {"rmse", "mae", "bias", "r2", "mean_label", "mean_score",
+                                  "rows"}
+
+
+def test_regression_report_shows_predicted_vs_actual_and_residuals(tmp_path: Path) -> None:
+    test, labels = _spend()
+    policy = _regression_policy()
+    chal_scores, champ_scores = _predictions(labels, 3.0, 2), _predictions(labels, 5.0, 1)
+    names = ["visits_30d", "basket_mean"]
+    chal = Scored("3", chal_scores, mx.regression_metrics(labels, chal_scores),
+                  {"visits_30d": 2.0, "basket_mean": 1.0}, {"run_id": "r3"})
+    champ = Scored("2", champ_scores, mx.regression_metrics(labels, champ_scores),
+                   dict(zip(names, [1.0, 1.5], strict=True)), {})
+    slices = gate.evaluate_slices(policy, test, labels, chal_scores, champ_scores)
+    ev = Evaluation(date(2026, 3, 1), "test-9", labels, chal, champ, tuple(slices))
+    decision = gate.decide(policy, chal.metrics, champ.metrics, slices=slices)
+    cfg = Config.model_validate({"home": str(tmp_path), "gate": policy.model_dump(),
+                                 "model": {"task": "regression", "target_description": SPEND}})
+    record = gate.decision_record(ev, decision, policy, policy.tolerance)
+    page = gate_report.write(cfg, date(2026, 3, 2), ev, decision, record).read_text()
+    assert page.count("<svg") == 4  # predicted vs actual, residuals, slices, importances
+    assert f"Predicted vs actual {SPEND}" in page and "Residuals (prediction" in page
+    assert "ROC" not in page and "churn" not in page
+    assert f"mean label ({SPEND}) {labels.mean():.3f}" in page
+    assert "Floors on rmse, where lower is better, are ceilings" in page
+    assert "<td>rmse</td>" in page and "<td>roc_auc</td>" not in page
+    assert re.findall(r'<tr class="(pass|fail)">', page) == [
+        "pass" if r.passed else "fail" for r in decision.rules]

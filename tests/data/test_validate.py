@@ -165,6 +165,10 @@ def test_unknown_expectation_type_fails_clearly(vcfg: Config, monkeypatch: pytes
      "unknown config path 'events.colours'"),
     ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}, "notes": "n",
       "severity": "low"}, "unknown keys \\['severity'\\]"),
+    ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}, "notes": "n",
+      "when": {"model.tsk": "binary"}}, "when: unknown config path 'model.tsk'"),
+    ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}, "notes": "n",
+      "when": ["model.task"]}, "'when' must be a config path or an object"),
 ])
 def test_malformed_suite_entries_are_rejected(vcfg: Config, monkeypatch: pytest.MonkeyPatch,
                                               entry: dict, message: str) -> None:
@@ -306,6 +310,24 @@ def test_score_distribution_is_checked(vcfg: Config) -> None:
     flat["score"] = 0.95
     result = v.validate_frame(vcfg, "predictions", flat, "predictions-flat")
     assert result.failed == ("expect_column_mean_to_be_between(column=score): observed 0.95",)
+
+
+def test_regression_scores_have_no_probability_bounds(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "precast.yaml", environ={  # defaults, not the churn file
+        "PRECAST_HOME": str(tmp_path / "home"), "PRECAST_MODEL__TASK": "regression",
+        "PRECAST_VALIDATION__DATA_DOCS": "false"})
+    bounds = {("expect_column_values_to_be_between", "score"),
+              ("expect_column_mean_to_be_between", "score")}
+    specs = {(s.type, s.kwargs.get("column")) for s in v.suite_specs(cfg, "predictions")}
+    assert not specs & bounds
+    assert bounds <= {(s.type, s.kwargs.get("column")) for s in
+                      v.suite_specs(load_config(CHURN, environ={}), "predictions")}
+    spend = predictions_frame()
+    spend["score"] = [40.0 + 7.5 * (i % 9) - 20 for i in range(len(spend))]  # some below 0
+    result = v.validate_frame(cfg, "predictions", spend, "predictions-spend")
+    assert result.success, result.failed
+    spend.loc[3, "score"] = None
+    assert not v.validate_frame(cfg, "predictions", spend, "predictions-spend-null").success
 
 
 def test_missing_dataset_is_a_clear_error(vcfg: Config) -> None:

@@ -139,4 +139,5 @@ def test_retrain_like_refuses_changed_training_data(
 def test_retrain_like_an_unknown_version_fails(trained: Trained,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert retrain_like(trained, "999") != 0
-    assert "cannot retrain precast_churn v999" in capsys.readouterr().err
+    name = trained.world.cfg.model.name  # the use case's name by default (57eedfb)
+    assert f"cannot retrain {name} v999" in capsys.readouterr().err

@@ -2,10 +2,13 @@
 
 Run: `precast run gate --date 2026-03-01` (or `python jobs/gate.py --date ...`).
 Both models score the challenger's test set. The challenger is promoted (alias `champion`)
-only if it passes every rule: the absolute floors, the calibration bound (mean prediction
-near the observed label rate), not worse than the champion by more than the tolerance
-overall, and, with `gate.require_slices`, on every slice (`gate.slices`) with at least
-`gate.min_slice_rows` rows. With no champion yet, floors and calibration alone decide.
+only if it passes every rule: the absolute floors (ceilings for metrics where lower is
+better, such as rmse), the calibration bound (mean prediction near the mean label: the
+observed label rate for binary, in label units for regression), not worse than the champion
+on `gate.metric` by more than the tolerance overall, and, with `gate.require_slices`, on
+every slice (`gate.slices`) with at least `gate.min_slice_rows` rows. With no champion yet,
+floors and calibration alone decide. The metrics are those of `model.task`
+(precast.metrics); the gate's metric, which config checks against the task, names it.
 The decision (every rule with its numbers) is recorded on the challenger's model version,
 and an HTML evidence report (precast.gate_report) is written to the lake and logged to
 MLflow, whatever the outcome.
@@ -83,7 +86,9 @@ def _bucket(lo: float, hi: float) -> str:
 
 def evaluate_slices(policy: GateConfig, test: pd.DataFrame, labels: np.ndarray,
                     challenger: np.ndarray, champion: np.ndarray | None) -> list[SliceResult]:
-    """Metrics of both models on every slice; slices too small or one-class are skipped."""
+    """Metrics of both models on every slice (those of the gate metric's task); slices too
+    small, or one-class for binary, are skipped."""
+    task = mx.task_of(policy.metric)
     out = []
     for column in policy.slices:
         bins = policy.slice_bins.get(column)
@@ -93,12 +98,12 @@ def evaluate_slices(policy: GateConfig, test: pd.DataFrame, labels: np.ndarray,
         for value in [v for v in order if v in present]:
             mask = (groups == value).to_numpy(dtype=bool)
             rows, y = int(mask.sum()), labels[mask]
-            chal = mx.classification_metrics(y, challenger[mask])
-            champ = None if champion is None else mx.classification_metrics(y, champion[mask])
+            chal = mx.task_metrics(task, y, challenger[mask])
+            champ = None if champion is None else mx.task_metrics(task, y, champion[mask])
             skipped = ""
             if rows < policy.min_slice_rows:
                 skipped = f"{rows} rows < gate.min_slice_rows {policy.min_slice_rows}"
-            elif len(np.unique(y)) < 2:
+            elif task == "binary" and len(np.unique(y)) < 2:
                 skipped = "one class only"
             out.append(SliceResult(column, str(value), rows, chal, champ, skipped))
     return out
@@ -124,8 +129,9 @@ def decide(policy: GateConfig, challenger: dict[str, float],
                   mx.meets_floor(metric, challenger[metric], bound))
              for metric, bound in sorted(policy.floors.items())]
     if policy.max_mean_score_gap is not None:
-        gap = abs(challenger["mean_score"] - challenger["label_rate"])
-        rules.append(Rule("mean score within gap of label rate", OVERALL,
+        gap = abs(mx.mean_gap(challenger))
+        words = mx.LABEL_MEAN_WORDS[mx.task_of(policy.metric)]
+        rules.append(Rule(f"mean score within gap of {words}", OVERALL,
                           "mean_score_gap", gap, policy.max_mean_score_gap,
                           gap <= policy.max_mean_score_gap))
     if champion is not None:
@@ -156,7 +162,8 @@ def score_version(cfg: Config, ref: registry.ModelRef, test: pd.DataFrame) -> Sc
     scores = ma.predict(booster, test, spec)
     gains = booster.get_score(importance_type="gain")  # one number per feature for trees
     importance = {k: float(np.sum(v)) for k, v in gains.items()}
-    return Scored(ref.version, scores, mx.classification_metrics(test[LABEL].to_numpy(), scores),
+    return Scored(ref.version, scores,
+                  mx.task_metrics(cfg.model.task, test[LABEL].to_numpy(), scores),
                   importance, {**ref.tags, "run_id": ref.run_id})
 
 

@@ -6,13 +6,18 @@ Run: `precast run monitor --date D` (after the day's training and predict chains
   snapshot D against the champion's training reference (a sample of its train dataset,
   scored by the champion): PSI, KS or chi-square, missing and out-of-vocabulary rates
   (precast.drift), stored on every run, breaches alerted.
-- **Estimate**: the ROC AUC to expect on D's predictions if the scores are calibrated
-  (metrics.expected_roc_auc), stored while D's labels are pending.
+- **Estimate** (binary): the ROC AUC to expect on D's predictions if the scores are
+  calibrated (metrics.expected_roc_auc), stored with the mean score while D's labels are
+  pending. Regression has no label-free estimate of quality: none is stored but the mean
+  score (drift of the score is what watches a regression model before its labels arrive).
 - **Realised performance**: snapshot S = D − label horizon now has complete labels; they are
   the test dataset of D (the use case's label SQL over the newer logs). S's published predictions
-  (kept in the lake as Parquet, retired or not) joined to them give live ROC AUC, log loss,
-  calibration error and bias (mean score − observed rate), overall and per slice, stored
-  beside S's estimate so the estimate's error shows over time. Breaches are alerted.
+  (kept in the lake as Parquet, retired or not) joined to them give the live metrics of
+  `model.task` (precast.metrics; binary: ROC AUC, log loss, calibration error...;
+  regression: RMSE, MAE, R²) and bias (mean prediction − mean label), overall and per
+  slice, stored beside S's estimate so the estimate's error shows over time. Breaches
+  are alerted: binary ROC AUC under monitor.min_roc_auc, regression RMSE over
+  monitor.max_rmse, and |bias| over monitor.max_bias (each when set).
 
 Rows go to `model_metrics`, alerts to `alerts` (precast.alerts); both are keyed by snapshot,
 so rerunning a day replaces its metrics and raises no alert twice.
@@ -44,8 +49,6 @@ log = logging.getLogger(__name__)
 
 SCORE = "score"
 RETRAIN_REQUESTED = "retrain_requested"  # the alert rule that records a retraining request
-LIVE_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "mean_score",
-                "label_rate")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class MonitorResult:
     model_version: str
     features_checked: int
     drift_breaches: tuple[str, ...]
-    estimated_roc_auc: float
+    estimated_roc_auc: float  # NaN for regression (no label-free estimate)
     labelled_snapshot: date | None  # the snapshot whose realised metrics were computed
     live: dict[str, float] | None  # its overall realised metrics (None: not available yet)
     alerts_raised: int
@@ -87,6 +90,16 @@ def _current(cfg: Config, run_date: date, booster: Any, spec: ma.FeatureSpec) ->
     """The inference rows of `run_date` with the champion's scores."""
     cur, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("inference", run_date))
     return cur.assign(**{SCORE: ma.predict(booster, cur, spec)})
+
+
+def estimated(cfg: Config, scores: np.ndarray) -> tuple[float, list[MetricRow]]:
+    """The label-free estimate of the snapshot's ROC AUC (binary; NaN for regression, which
+    has none) and the rows stored for it: that estimate (binary) and the mean score."""
+    mean = MetricRow(SCORE, "mean_score", float(scores.mean()), rows_used=len(scores))
+    if cfg.model.task != "binary":
+        return float("nan"), [mean]
+    estimate = mx.expected_roc_auc(scores)
+    return estimate, [MetricRow(SCORE, "roc_auc", estimate, rows_used=len(scores)), mean]
 
 
 def check_drift(cfg: Config, report: list[drift.FeatureDrift],
@@ -127,8 +140,9 @@ def realised(cfg: Config, run_date: date) -> tuple[date, str, pd.DataFrame] | No
 
 def live_metrics(cfg: Config, joined: pd.DataFrame) -> list[MetricRow]:
     """Realised metrics overall and per gate slice with enough rows."""
+    task = cfg.model.task
     y, p = joined[LABEL].to_numpy("float64"), joined[SCORE].to_numpy("float64")
-    rows = _metric_rows(y, p, "")
+    rows = _metric_rows(task, y, p, "")
     for column in cfg.gate.slices:
         if column not in joined.columns:
             continue
@@ -136,32 +150,38 @@ def live_metrics(cfg: Config, joined: pd.DataFrame) -> list[MetricRow]:
         for value in sorted(groups.unique()):
             mask = (groups == value).to_numpy(dtype=bool)
             if mask.sum() >= cfg.monitor.min_slice_rows:
-                rows += _metric_rows(y[mask], p[mask], f"{column}={value}")
+                rows += _metric_rows(task, y[mask], p[mask], f"{column}={value}")
     return rows
 
 
-def _metric_rows(y: np.ndarray, p: np.ndarray, scope: str) -> list[MetricRow]:
-    values = mx.classification_metrics(y, p)
-    rows = [MetricRow(SCORE, name, values[name], scope, len(y)) for name in LIVE_METRICS]
-    return rows + [MetricRow(SCORE, "bias", values["mean_score"] - values["label_rate"], scope,
-                             len(y))]
+def _metric_rows(task: str, y: np.ndarray, p: np.ndarray, scope: str) -> list[MetricRow]:
+    """The task's summary metrics (precast.metrics.SUMMARY), bias last."""
+    values = mx.task_metrics(task, y, p)
+    values["bias"] = mx.mean_gap(values)
+    names = [name for name in mx.SUMMARY[task] if name != "bias"] + ["bias"]
+    return [MetricRow(SCORE, name, values[name], scope, len(y)) for name in names]
 
 
 def performance_alerts(cfg: Config, snapshot: date, rows: list[MetricRow]) -> list[Alert]:
-    """Live ROC AUC under monitor.min_roc_auc, |bias| over monitor.max_bias (overall)."""
+    """Overall: binary live ROC AUC under monitor.min_roc_auc, regression live RMSE over
+    monitor.max_rmse, |bias| over monitor.max_bias (each when set)."""
     overall = {r.metric: r.value for r in rows if r.slice == ""}
-    out = []
-    auc, bias = overall.get("roc_auc"), overall.get("bias")
-    if auc is not None and auc == auc and auc < cfg.monitor.min_roc_auc:
+    m, out = cfg.monitor, []
+    auc, rmse, bias = overall.get("roc_auc"), overall.get("rmse"), overall.get("bias")
+    if cfg.model.task == "binary" and auc is not None and auc == auc and auc < m.min_roc_auc:
         out.append(Alert(snapshot, "live_roc_auc_below_min", SCORE,
                          f"live ROC AUC {auc:.4f} of snapshot {snapshot} is under "
-                         f"{cfg.monitor.min_roc_auc:g}", auc, cfg.monitor.min_roc_auc,
-                         "critical"))
-    if bias is not None and abs(bias) > cfg.monitor.max_bias:
+                         f"{m.min_roc_auc:g}", auc, m.min_roc_auc, "critical"))
+    if m.max_rmse is not None and rmse is not None and rmse > m.max_rmse:
+        out.append(Alert(snapshot, "live_rmse_above_max", SCORE,
+                         f"live RMSE {rmse:.4g} of snapshot {snapshot} is over "
+                         f"{m.max_rmse:g}", rmse, m.max_rmse, "critical"))
+    if m.max_bias is not None and bias is not None and abs(bias) > m.max_bias:
+        words = mx.LABEL_MEAN_WORDS[cfg.model.task]
         out.append(Alert(snapshot, "prediction_bias", SCORE,
-                         f"mean score minus observed churn rate is {bias:+.4f} for snapshot "
-                         f"{snapshot} (limit {cfg.monitor.max_bias:g})", bias,
-                         cfg.monitor.max_bias))
+                         f"mean score minus observed {words} ({cfg.model.target_description}) "
+                         f"is {bias:+.4f} for snapshot {snapshot} (limit {m.max_bias:g})", bias,
+                         m.max_bias))
     return out
 
 
@@ -232,11 +252,9 @@ def run(cfg: Config, run_date: date) -> MonitorResult:
     report = drift.drift_report(reference, current, [*spec.names, SCORE],
                                 categorical=dict(spec.categorical))
     drift_rows, alerts = check_drift(cfg, report, run_date)
-    estimate = mx.expected_roc_auc(current[SCORE].to_numpy())
     write_metrics(cfg, run_date, champion.version, "drift", drift_rows)
-    write_metrics(cfg, run_date, champion.version, "estimate", [
-        MetricRow(SCORE, "roc_auc", estimate, rows_used=len(current)),
-        MetricRow(SCORE, "mean_score", float(current[SCORE].mean()), rows_used=len(current))])
+    estimate, estimates = estimated(cfg, current[SCORE].to_numpy())
+    write_metrics(cfg, run_date, champion.version, "estimate", estimates)
     live, labelled = None, realised(cfg, run_date)
     if labelled is not None:
         snapshot, version, joined = labelled

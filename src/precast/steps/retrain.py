@@ -7,7 +7,8 @@ lake still holds that exact training data, replays the training path of
 `precast.steps.train` into a temporary folder and compares the model file byte for
 byte with the registered one. Registers nothing and moves no alias. On CPU the bytes
 must be identical; XGBoost on a GPU is not bit-reproducible, so there the retrained
-model must agree within GPU_AUC_TOLERANCE of ROC AUC on the training rows.
+model must agree within GPU_AUC_TOLERANCE of ROC AUC on the training rows (a regression
+model: of R²).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class RetrainResult:
     retrained_sha256: str
     bytes_identical: bool
     max_score_diff: float  # on the training rows, registered vs retrained
-    auc_diff: float
+    auc_diff: float  # ROC AUC difference on the training rows (regression: R² difference)
     recorded_code_version: str
     code_version: str
     model_dir: str | None  # the retrained model (None when it went to a temporary folder)
@@ -116,8 +117,9 @@ def run(cfg: Config, version: str, out: Path | None = None) -> RetrainResult:
     labels = train_df[LABEL].to_numpy()
     new, old = ma.predict(booster, train_df, spec), ma.predict(registered, train_df,
                                                                registered_spec)
-    auc_diff = abs(mx.classification_metrics(labels, new)["roc_auc"]
-                   - mx.classification_metrics(labels, old)["roc_auc"])
+    agreement = "roc_auc" if cfg.model.task == "binary" else "r2"
+    auc_diff = abs(mx.task_metrics(cfg.model.task, labels, new)[agreement]
+                   - mx.task_metrics(cfg.model.task, labels, old)[agreement])
     result = RetrainResult(
         ref.name, ref.version, ref.tags["run_date"], ref.tags["data_version"], device,
         ref.tags.get("model_sha256", ""), ma.sha256(booster), identical,

@@ -7,6 +7,11 @@ validation split of whole entities; keeps the score monotone in the features tha
 (the train and features config sections, seed, data and code versions, the model's
 sha256: `precast retrain --like VERSION`); registers the model and gives it the
 `challenger` alias.
+
+The use case's `model.task` decides the objective and eval metric (binary: binary:logistic and
+logloss, regression: reg:squarederror and rmse, unless `train.params` names them) and the test
+metrics logged (precast.metrics: binary ROC AUC, log loss...; regression RMSE, MAE, bias, R²).
+Regression predictions are the raw values, in the label's units.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
 from precast import model_card, registry
-from precast.config import Config, ConfigError, TrainConfig
+from precast.config import Config, ConfigError, TrainConfig, xgboost_params
 from precast.runtime import code_version
 from precast.steps.features import LABEL, key_columns
 
@@ -106,12 +111,13 @@ def monotone_constraints(spec: ma.FeatureSpec, tc: TrainConfig) -> dict[str, int
 
 
 def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: TrainConfig,
-        device: str) -> xgb.Booster:
-    """Train with early stopping on `valid`; deterministic for fixed data, params, seed."""
+        device: str, task: mx.Task = "binary") -> xgb.Booster:
+    """Train with early stopping on `valid`; deterministic for fixed data, params, seed.
+    The objective and eval metric default from `task` (config.TASK_PARAMS)."""
     import xgboost as xgb
 
-    params: dict[str, Any] = {**tc.params, "seed": tc.seed, "device": device,
-                              "nthread": tc.nthread or os.cpu_count() or 1}
+    params: dict[str, Any] = {**xgboost_params(task, tc.params), "seed": tc.seed,
+                              "device": device, "nthread": tc.nthread or os.cpu_count() or 1}
     monotone = monotone_constraints(spec, tc)
     if monotone:  # by feature name: XGBoost maps names to the DMatrix's columns
         params["monotone_constraints"] = monotone
@@ -163,7 +169,14 @@ def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = 
         return best_rounds(booster), spec, device
     fit_df, valid_df = split_validation(train_df, cfg.train.validation_fraction, cfg.train.seed,
                                         cfg.events.entity_key)
-    return fit(fit_df, valid_df, spec, cfg.train, device), spec, device
+    return fit(fit_df, valid_df, spec, cfg.train, device, cfg.model.task), spec, device
+
+
+def label_mean_tags(task: str, labels: np.ndarray) -> dict[str, float]:
+    """The training label's mean, the lookup fallback of the version (precast.registry):
+    `train_label_mean` for every task, and `train_label_rate` too for binary."""
+    mean = float(np.mean(labels))
+    return {"train_label_mean": mean, **({"train_label_rate": mean} if task == "binary" else {})}
 
 
 def training_inputs(cfg: Config) -> dict[str, Any]:
@@ -185,8 +198,10 @@ def load_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def logged_params(cfg: Config, booster: xgb.Booster) -> dict[str, Any]:
-    """The parameters every training run logs (and its model card lists)."""
-    return {**cfg.train.params, "num_boost_round": cfg.train.num_boost_round,
+    """The parameters every training run logs (and its model card lists): the task and the
+    XGBoost parameters it trained with (objective and eval metric included)."""
+    return {"task": cfg.model.task, **xgboost_params(cfg.model.task, cfg.train.params),
+            "num_boost_round": cfg.train.num_boost_round,
             "early_stopping_rounds": cfg.train.early_stopping_rounds, "seed": cfg.train.seed,
             "best_iteration": booster.best_iteration,
             "monotone": json.dumps(cfg.train.monotone, sort_keys=True)}
@@ -221,15 +236,16 @@ def run(cfg: Config, run_date: date) -> TrainResult:
     train_df, train_manifest = load_dataset(train_path)
     test_df, test_manifest = load_dataset(lake.dataset("test", run_date))
     booster, spec, device = train_model(cfg, train_df, train_path)
-    test_metrics = mx.classification_metrics(test_df[LABEL].to_numpy(),
-                                             ma.predict(booster, test_df, spec))
+    test_metrics = mx.task_metrics(cfg.model.task, test_df[LABEL].to_numpy(),
+                                   ma.predict(booster, test_df, spec))
     import xgboost
 
     facts = {"run_date": run_date.isoformat(), "data_version": train_manifest["data_version"],
              "test_data_version": test_manifest["data_version"], "code_version": code_version(),
              "device": device, "xgboost_version": xgboost.__version__, "seed": cfg.train.seed,
              "train_rows": len(train_df), "features": ",".join(spec.names),
-             "train_label_rate": float(train_df[LABEL].mean()), "engine": cfg.train.engine,
+             **label_mean_tags(cfg.model.task, train_df[LABEL].to_numpy()),
+             "engine": cfg.train.engine,
              "model_sha256": ma.sha256(booster)}
     run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
     model_card.log(cfg, model_card.CardFacts(  # the gate completes it (slices, decision)
