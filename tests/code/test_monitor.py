@@ -38,13 +38,13 @@ def _labelled_snapshot(cfg: Config, labels: list[float], scores: list[float]) ->
     lake = lk.Lake(cfg.lake_root)
     ids = [f"u{i}" for i in range(len(labels))]
     predictions = pd.DataFrame({"entity_id": ids, "score": scores, "model_version": "3"})
-    labelled = pd.DataFrame({"user_id": ids + ["u-older"], "label": [*labels, 99.0],
+    labelled = pd.DataFrame({"entity_id": ids + ["u-older"], "label": [*labels, 99.0],
                              "snapshot_date": [SNAPSHOT] * len(ids) + [SNAPSHOT - timedelta(7)],
                              "plan": ["free", "free", "pro", "pro"][: len(ids)] + ["pro"]})
     for path, frame, manifest in (
             (lake.predictions(SNAPSHOT), predictions, {"row_count": len(ids)}),
             (lake.dataset("test", RUN_DATE), labelled,
-             {"key_columns": ["user_id", "snapshot_date"], "data_version": "t1"})):
+             {"key_columns": ["entity_id", "snapshot_date"], "data_version": "t1"})):
         Path(path).mkdir(parents=True)
         frame.to_parquet(f"{path}/part-0.parquet")
         lk.write_json(lk.manifest_path(path), manifest)

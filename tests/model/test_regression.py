@@ -34,7 +34,7 @@ def _spend(users: int, snapshot: date, seed: int) -> pd.DataFrame:
     visits, basket = rng.poisson(6, users).astype("float64"), rng.gamma(4, 5, users)
     plan = rng.choice(["free", "pro"], users)
     spend = 2 * visits * basket / 10 + np.where(plan == "pro", 15, 0) + rng.normal(0, 3, users)
-    return pd.DataFrame({"user_id": [f"c{seed}-{i:04d}" for i in range(users)],
+    return pd.DataFrame({"entity_id": [f"c{seed}-{i:04d}" for i in range(users)],
                          "snapshot_date": snapshot, "visits_30d": visits,
                          "basket_mean": basket, "plan": plan, "label": spend})
 
@@ -43,7 +43,7 @@ def _write(path: str, frame: pd.DataFrame) -> None:
     Path(path).mkdir(parents=True)
     frame.to_parquet(f"{path}/part-0.parquet")
     lk.write_json(lk.manifest_path(path), {
-        "key_columns": ["user_id", "snapshot_date"], "data_version": f"v-{len(frame)}",
+        "key_columns": ["entity_id", "snapshot_date"], "data_version": f"v-{len(frame)}",
         "snapshots": sorted({str(d) for d in frame["snapshot_date"]})})
 
 
