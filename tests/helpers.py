@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 EXAMPLES = REPO / "examples"
 CHURN = EXAMPLES / "churn" / "precast.yaml"  # the churn example's config (its use case folder)
+SHOP = EXAMPLES / "shop" / "precast.yaml"  # the shop example's (a regression target)
 PG_ADMIN_URL = os.environ.get(
     "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -239,3 +240,46 @@ class Mailbox:
 
     conn_id: str
     messages: list[Any]  # email.message.Message, in arrival order
+
+
+def due_dags() -> set[str]:
+    """The asset-scheduled DAGs Airflow's scheduler would start now (its own query)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        _, triggered = DagModel.dags_needing_dagruns(session)
+        return set(triggered)
+
+
+def consume_queue(*dag_ids: str) -> None:
+    """Drop the queued asset events of these DAGs (what the scheduler does on starting one)."""
+    import sqlalchemy as sa
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(sa.delete(AssetDagRunQueue).where(
+            AssetDagRunQueue.target_dag_id.in_(dag_ids)))
+
+
+def unpause(*dag_ids: str) -> None:
+    """Write every DAG of the DAGs folder to the metadata database, as the dag-processor does,
+    and unpause `dag_ids` (asset events queue runs only for unpaused DAGs)."""
+    import sqlalchemy as sa
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    for bundle in manager.get_all_dag_bundles():
+        if not bundle.is_initialized:
+            bundle.initialize()
+        sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path,
+                                    bundle_name=bundle.name), bundle.name, bundle.version)
+
+    with create_session() as session:
+        session.execute(sa.update(DagModel).where(DagModel.dag_id.in_(dag_ids))
+                        .values(is_paused=False))

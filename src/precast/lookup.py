@@ -53,6 +53,13 @@ _SESSION = {"autocommit": True, "prepare_threshold": 0, "application_name": "pre
             "options": "-c default_transaction_read_only=on"}
 
 
+def _session(url: sa.URL) -> dict[str, Any]:
+    """_SESSION for `url`, keeping the URL's own libpq options (the use case's search_path)."""
+    own = url.query.get("options") or ""
+    own = own if isinstance(own, str) else own[-1]
+    return {**_SESSION, "options": f"{own} {_SESSION['options']}".strip()}
+
+
 @dataclass(frozen=True)
 class Lookup:
     """One entity's answer; `fallback=True`: no prediction in the snapshot, score = fallback."""
@@ -215,7 +222,7 @@ class LookupClient:
 
             self._pool = ConnectionPool(
                 libpq_conninfo(self.url), min_size=1, max_size=max(1, pool_size), open=True,
-                kwargs=_SESSION, name="precast-lookup")
+                kwargs=_session(self.url), name="precast-lookup")
         else:
             self._engine = url if isinstance(url, Engine) else make_engine(self.url)
         self._owns_engine = not isinstance(url, Engine)
@@ -348,7 +355,7 @@ class AsyncLookupClient:
 
             self._pool = AsyncConnectionPool(
                 libpq_conninfo(self.url), min_size=self._concurrency, max_size=self._pool_size,
-                open=False, kwargs=_SESSION, name="precast-api")
+                open=False, kwargs=_session(self.url), name="precast-api")
             await self._pool.open()
         else:
             self._sync = LookupClient(self.url, fallback_score=self.fallback_score)

@@ -141,9 +141,9 @@ SNAPSHOT_PARAM = Param(
                 "of the champion that triggered the run.",
 )
 TOLERANCE_PARAM = Param(
-    None, type=["null", "number"], minimum=0, maximum=1, title="Gate tolerance override",
-    description="How much worse (on the gate metric) the challenger may be than the champion. "
-                "Empty: gate.tolerance from the use case's config.",
+    None, type=["null", "number"], minimum=0, title="Gate tolerance override",
+    description="How much worse (on the gate metric, in its units) the challenger may be than "
+                "the champion. Empty: gate.tolerance from the use case's config.",
 )
 DATA_ONLY_PARAM = Param(
     False, type="boolean", title="Data steps only",

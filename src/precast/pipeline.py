@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -104,7 +105,8 @@ RUNNERS: dict[str, Callable[..., Any]] = {
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Dataclasses (fields and public properties), dates and paths as plain JSON values."""
+    """Dataclasses (fields and public properties), dates and paths as plain JSON values;
+    NaN and infinities as None (JSON has neither: Airflow's XCom refuses them)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         names = [f.name for f in dataclasses.fields(obj)] + [
             n for n, v in vars(type(obj)).items() if isinstance(v, property) and n[0] != "_"]
@@ -115,6 +117,8 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, date | datetime | Path):
         return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj
 
 

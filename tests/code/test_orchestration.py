@@ -265,3 +265,11 @@ def test_failure_reason_is_one_line_naming_step_day_and_error() -> None:
     already = RuntimeError("features failed for 2026-02-06: spark-submit exited 1")
     assert orch.one_line_reason("features", day, already) == str(already)
     assert orch.one_line_reason("train", day, KeyError()) == "train failed for 2026-02-06: KeyError"
+
+
+def test_step_summaries_are_strict_json_for_xcom() -> None:
+    from precast.pipeline import to_jsonable
+
+    summary = to_jsonable({"estimate": float("nan"), "psi": [float("inf"), 0.5], "rows": 3})
+    assert summary == {"estimate": None, "psi": [None, 0.5], "rows": 3}
+    json.dumps(summary, allow_nan=False)  # what Airflow's XCom push needs

@@ -32,7 +32,16 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import FAST_START_SPARK, REPO, Mailbox, World, make_world, run_ok
+from tests.helpers import (
+    FAST_START_SPARK,
+    REPO,
+    Mailbox,
+    World,
+    consume_queue,
+    due_dags,
+    make_world,
+    run_ok,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # each world: 5-10 min
 
@@ -93,7 +102,7 @@ class Deployment:
         monitor = self.run("churn__monitor", day)
         assert monitor.state == "success"
         rule = _states(monitor)["retrain_rule"]
-        due = "churn__training" in _due_dags()
+        due = "churn__training" in due_dags()
         assert due == (rule == "success"), (day, rule)
         if rule != "success":
             assert rule == "skipped"
@@ -101,7 +110,7 @@ class Deployment:
         (extra,) = _retrain_events(monitor)
         assert extra["snapshot_date"] == day.isoformat() and extra["reason"].startswith("retrain")
         self.note(day, f"monitor asked for a retraining ({extra['reason']})")
-        _consume("churn__training")  # what the scheduler does when it creates the run
+        consume_queue("churn__training")  # what the scheduler does when it creates the run
         retrain = self.run("churn__training", date.fromisoformat(extra["snapshot_date"]))
         self.retrain_runs[day] = retrain
         if retrain.state != "success":
@@ -135,25 +144,6 @@ def _retrain_events(run: Any) -> list[dict[str, Any]]:
                    AssetEvent.source_dag_id == "churn__monitor"))]
 
 
-def _due_dags() -> set[str]:
-    """The asset-scheduled DAGs Airflow's scheduler would start now (its own query)."""
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        _, triggered = DagModel.dags_needing_dagruns(session)
-        return set(triggered)
-
-
-def _consume(dag_id: str) -> None:
-    from airflow.models.asset import AssetDagRunQueue
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.execute(sa.delete(AssetDagRunQueue).where(
-            AssetDagRunQueue.target_dag_id == dag_id))
-
-
 def _table(world: World, name: str) -> pd.DataFrame:
     from precast import store
 
@@ -176,7 +166,7 @@ def deploy(dags_of: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_pat
         world = _world(tmp_path / ("drift" if drift_day is not None else "control"), mailbox,
                        drift_day)
         monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
-        _consume("churn__training")  # nothing queued from other tests
+        consume_queue("churn__training")  # nothing queued from other tests
         deployment = Deployment(dags_of(world.config_path), world)
         first = deployment.run("churn__training", _day(FIRST))  # a person trains the first
         assert first.state == "success"

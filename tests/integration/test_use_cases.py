@@ -4,15 +4,25 @@ one does reaches another."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, champions, store
-from precast.config import Config
+from precast import alerts, champions, demo_data, store
+from precast.config import Config, load_config
+from tests.helpers import (
+    FAST_START_SPARK,
+    SHOP,
+    consume_queue,
+    due_dags,
+    merged,
+    unpause,
+    use_case_copy,
+)
 
 DAY = date(2026, 3, 1)
 
@@ -78,3 +88,105 @@ def test_two_use_cases_in_one_store_never_see_each_other(
         assert views == ["churn", "shop"]
     else:
         assert churn.predictions_url != shop.predictions_url  # a SQLite file each
+
+
+START = date(2026, 1, 1)
+FAST = {  # small worlds with short windows: the point here is isolation, not model quality
+    "features": {"short_window_days": 3, "long_window_days": 7, "label_horizon_days": 7,
+                 "snapshot_interval_days": 3, "train_snapshots": 2},
+    "train": {"num_boost_round": 80, "early_stopping_rounds": 10},
+    "gate": {"floors": {}, "max_mean_score_gap": None},
+    "engines": {"spark": {"master": "local[2]", "conf": FAST_START_SPARK}},
+    "validation": {"data_docs": False},
+}
+
+
+def _side_by_side(tmp_path: Path) -> tuple[Config, Config]:
+    """The churn and shop examples as two use-case folders sharing one home (MLflow, lake)."""
+    home = {"home": str(tmp_path / "home")}
+    churn = load_config(use_case_copy(tmp_path / "churn", merged(FAST, {**home, "demo": {
+        "users": 1200, "days": 22, "start_date": START.isoformat()}})))
+    shop = load_config(use_case_copy(tmp_path / "shop", merged(FAST, {**home, "demo": {
+        "users": 600, "days": 30, "start_date": START.isoformat()}}), SHOP))
+    d = churn.demo
+    demo_data.generate(churn.lake_root, users=d.users, days=d.days, seed=d.seed,
+                       start_date=d.start_date, corrupt_fraction=d.corrupt_fraction)
+    return churn, shop
+
+
+def _run(dags: Any, dag_id: str, day: date, **conf: Any) -> Any:
+    if dag_id.endswith("__training"):
+        conf.setdefault("data_only", False)  # dag.test() reuses the DAG's Params
+    return dags.dags[dag_id].test(run_conf={"snapshot_date": day.isoformat(), **conf})
+
+
+@pytest.mark.postgres
+@pytest.mark.slow(minutes=5)
+@pytest.mark.timeout(1500)
+def test_churn_and_shop_side_by_side_in_one_postgres_and_one_airflow(
+        tmp_path: Path, pg_url: str, dags_of: Any, airflow_db: None, spark: Any,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from precast import registry
+    from precast.cli import main
+
+    monkeypatch.setenv("PRECAST_STORES__PREDICTIONS_URL", pg_url)  # one database for both
+    churn, shop = _side_by_side(tmp_path)
+    assert churn.predictions_url != shop.predictions_url and shop.model.task == "regression"
+    churn_day = START + timedelta(days=churn.demo.days - 1)
+    shop_day = START + timedelta(days=shop.demo.days - 1)
+
+    # The shop example by configuration only, as a person first runs it: precast demo.
+    assert main(["--use-case", str(shop.folder), "demo"]) == 0
+    assert "no-such-user: no prediction in snapshot 1 (fallback score=" in capsys.readouterr().out
+    (first_shop,) = store.snapshots(shop.predictions_url)
+
+    dags = dags_of(churn.folder / "precast.yaml", shop.folder / "precast.yaml")
+    predicts = ("churn__predict", "shop__predict")
+    unpause(*predicts)
+    consume_queue(*predicts)
+    assert _run(dags, "churn__training", churn_day).state == "success"
+    assert due_dags() & set(predicts) == {"churn__predict"}  # churn's champion, churn's DAG
+    consume_queue(*predicts)
+    assert _run(dags, "churn__predict", churn_day).state == "success"
+    assert _run(dags, "shop__training", shop_day).state == "success"  # through its DAGs too
+    assert due_dags() & set(predicts) == {"shop__predict"}
+    consume_queue(*predicts)
+    assert _run(dags, "shop__predict", shop_day).state == "success"
+    for dag_id, day in (("churn__monitor", churn_day), ("shop__monitor", shop_day)):
+        assert _run(dags, dag_id, day).state == "success"
+    assert _run(dags, "churn__predict", START - timedelta(days=5)).state == "failed"  # an alert
+
+    # Rolling the shop back serves its first snapshot again; churn's stays as it was.
+    churn_served = store.current(churn.predictions_url)
+    rollback = _run(dags, "shop__rollback", shop_day, target=f"snapshot:{first_shop.snapshot_id}",
+                    reason="back to the demo's")
+    assert rollback.state == "success"
+    assert store.current(shop.predictions_url).snapshot_id == first_shop.snapshot_id
+    assert store.current(churn.predictions_url) == churn_served
+
+    # Nothing of one is in the other's namespace.
+    for cfg, other in ((churn, shop), (shop, churn)):
+        names = {s.model_name for s in store.snapshots(cfg.predictions_url)}
+        assert names == {cfg.model.name}
+        assert {p.model_name for p in champions.history(cfg.predictions_url, other.model.name)
+                } == set()
+        assert registry.by_alias(cfg, registry.CHAMPION).name == cfg.model.name
+        served = {r["entity_id"][0] for r in _rows(cfg, "predictions_current")}
+        assert served == {"c" if cfg is shop else "u"}  # its own entities only
+    failed = [a for a in alerts.alerts_of(churn) if a["rule"] == "dag_run_failed"]
+    assert [a["subject"] for a in failed] == ["churn__predict"]
+    assert [a for a in alerts.alerts_of(shop) if a["rule"] == "dag_run_failed"] == []
+    assert len(store.snapshots(shop.predictions_url)) == 2
+    assert len(store.snapshots(churn.predictions_url)) == 1
+    assert {r["model_name"] for r in _rows(shop, "model_metrics")} == {shop.model.name}
+    assert {r["model_name"] for r in _rows(churn, "model_metrics")} == {churn.model.name}
+
+
+def _rows(cfg: Config, table: str) -> list[dict[str, Any]]:
+    engine = store.make_engine(cfg.predictions_url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.text(f"SELECT * FROM {table}"))]  # noqa: S608 - a fixed name
+    finally:
+        engine.dispose()
