@@ -53,7 +53,7 @@ def run(cfg: Config, spark: SparkSession | None = None, day: date | None = None,
     from precast.spark import spark_session
     from precast.steps import extract
 
-    lake = Lake(cfg.lake_root)
+    lake = cfg.lake
     day = day or newest_raw_day(lake)
     spark = spark or spark_session(cfg)
     lines = extract.read_lines(spark, lake, [day]).where(F.col("line_number") <= sample)

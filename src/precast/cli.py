@@ -158,7 +158,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
-    from precast.lake import Lake
     from precast.use_case import generator
 
     d = cfg.demo
@@ -170,7 +169,7 @@ def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
         else args.corrupt_fraction,
         drift_day=d.drift_day if args.drift_day is None else args.drift_day)
     print(f"wrote {sum(result.lines_per_day.values()):,} lines over "
-          f"{len(result.lines_per_day)} days to {Lake(cfg.lake_root).raw_events()}")
+          f"{len(result.lines_per_day)} days to {cfg.lake.raw_events()}")
     return 0
 
 

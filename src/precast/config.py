@@ -10,7 +10,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
@@ -25,6 +25,9 @@ from pydantic import (
 )
 
 from precast.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
+
+if TYPE_CHECKING:
+    from precast.lake import Lake
 
 ENV_PREFIX = "PRECAST_"
 # The config file itself, the deployment's list of use cases, the test suite's flags.
@@ -393,6 +396,9 @@ class StoresConfig(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     lake: str = ""
+    # The raw logs, when they live outside the lake: a folder or URL of dt=YYYY-MM-DD/ folders
+    # (relative: from the config file's folder). Default: <the use case's lake>/raw/events.
+    raw_events: str = ""
     mlflow_tracking_uri: str = ""
     mlflow_artifacts: str = ""
     predictions_url: str = ""
@@ -620,6 +626,16 @@ class Config(_Section):
         """The use case's lake: `<stores.lake or PRECAST_HOME/lake>/<name>`."""
         root = self.stores.lake or str((self.home / "lake").resolve())
         return f"{root.rstrip('/')}/{self.name}"
+
+    @property
+    def lake(self) -> Lake:
+        """The use case's lake paths (raw logs from stores.raw_events when it is set)."""
+        from precast.lake import Lake
+
+        raw = self.stores.raw_events
+        if raw and "://" not in raw:
+            raw = str(self.resolve(raw).resolve())
+        return Lake(self.lake_root, raw)
 
     @property
     def store_schema(self) -> str:

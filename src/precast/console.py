@@ -163,9 +163,8 @@ def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
 def _sample_ids(cfg: Config, run_date: date, n: int = 3) -> list[str]:
     import pyarrow.dataset as ds
 
-    from precast.lake import Lake
 
-    table = ds.dataset(Lake(cfg.lake_root).predictions(run_date), format="parquet").head(n)
+    table = ds.dataset(cfg.lake.predictions(run_date), format="parquet").head(n)
     return [str(v) for v in table.column("entity_id").to_pylist()]
 
 

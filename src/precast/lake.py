@@ -19,17 +19,18 @@ MANIFEST = "_manifest.json"
 
 @dataclass(frozen=True)
 class Lake:
-    """Every path precast reads or writes, derived from one root."""
+    """Every path precast reads or writes, derived from one root; the raw logs may live
+    elsewhere (`raw`: a folder or URL holding `dt=YYYY-MM-DD/` folders)."""
 
     root: str
+    raw: str = ""
 
     def _join(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
     def raw_events(self, day: date | None = None) -> str:
-        return self._join("raw", "events", f"dt={day.isoformat()}") if day else self._join(
-            "raw", "events"
-        )
+        base = self.raw.rstrip("/") if self.raw else self._join("raw", "events")
+        return f"{base}/dt={day.isoformat()}" if day else base
 
     def events(self, day: date | None = None) -> str:
         return self._join("events", f"dt={day.isoformat()}") if day else self._join("events")

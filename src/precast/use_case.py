@@ -36,6 +36,9 @@ class Generator(Protocol):
 def generator(cfg: Config) -> Generator:
     """The use case's `generate` function (ConfigError naming demo.generator if unusable)."""
     name = cfg.demo.generator
+    if cfg.stores.raw_events:
+        raise ConfigError("config error at stores.raw_events: the demo generator writes its "
+                          "logs into the lake; unset stores.raw_events to run the demo")
     if not name:
         raise ConfigError(f"config error at demo.generator: use case {cfg.name} names no data "
                           "generator (a .py file in its folder, or a module)")

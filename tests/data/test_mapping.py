@@ -234,3 +234,17 @@ def test_a_changed_mapping_extracts_the_lookback_again_and_features_name_older_d
         features.run(before, DAY, ("inference",), spark=spark)
     assert str(info.value).startswith(
         "clean events of 2 day(s) (2026-02-27 to 2026-02-28) under ")
+
+
+def test_raw_logs_outside_the_lake_are_read_where_the_config_says(spark, tmp_path: Path) -> None:
+    logs = tmp_path / "their-logs"  # a folder of dt=YYYY-MM-DD/ days, not under the lake
+    (logs / f"dt={DAY}").mkdir(parents=True)
+    (logs / f"dt={DAY}" / "part-0.jsonl").write_text(
+        "\n".join(_line(customer__id=f"c{i}", time=T0 + i) for i in range(5)) + "\n")
+    cfg = _cfg(tmp_path, SHOP).with_overrides(
+        {"stores.raw_events": str(logs), "extract.lookback_days": 0})
+    assert cfg.lake.raw_events(DAY) == f"{logs}/dt={DAY}"
+    result = extract.run(cfg, DAY, spark=spark)
+    assert (result.read, result.kept) == (5, 5)
+    assert spark.read.parquet(cfg.lake.events(DAY)).count() == 5
+    assert not Path(cfg.lake_root, "raw").exists()

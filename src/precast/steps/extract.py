@@ -331,7 +331,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
 
     from precast.spark import spark_session
 
-    lake = Lake(cfg.lake_root)
+    lake = cfg.lake
     days = days_to_extract(lake, run_date, cfg.extract.lookback_days,
                            raw_events.mapping_version(cfg.events))
     spark = spark or spark_session(cfg)

@@ -237,7 +237,7 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
 
     queries = Queries.of(cfg)
     spark = spark or spark_session(cfg)
-    lake = lk.Lake(cfg.lake_root)
+    lake = cfg.lake
     fc = cfg.features
     plan = snapshot_plan(run_date, fc)
     label_end = {"train": plan["test"][0], "test": run_date, "inference": run_date}

@@ -171,7 +171,7 @@ def evaluate(cfg: Config, challenger: registry.ModelRef, champion: registry.Mode
              run_date: date) -> Evaluation:
     """Both models on the challenger's test set, overall and per slice."""
     test_date = date.fromisoformat(challenger.tags.get("run_date", run_date.isoformat()))
-    test, manifest = load_dataset(lk.Lake(cfg.lake_root).dataset("test", test_date))
+    test, manifest = load_dataset(cfg.lake.dataset("test", test_date))
     labels = test[LABEL].to_numpy(dtype="float64")
     chal = score_version(cfg, challenger, test)
     champ = score_version(cfg, champion, test) if champion else None
@@ -223,7 +223,7 @@ def _card_facts(cfg: Config, ev: Evaluation, decision: Decision,
     params = model_card.run_params(cfg, chal.tags["run_id"])
     run_date = chal.tags.get("run_date")
     manifest = None if not run_date else lk.read_json(lk.manifest_path(
-        lk.Lake(cfg.lake_root).dataset("train", date.fromisoformat(run_date))))
+        cfg.lake.dataset("train", date.fromisoformat(run_date))))
     return model_card.CardFacts(
         chal.version, chal.tags["run_id"], chal.tags, chal.tags.get("features", "").split(","),
         params, chal.metrics, manifest or {}, model_card.monotone_of(params), ev.slices,

@@ -78,7 +78,7 @@ def _drift_rows(report: list[drift.FeatureDrift]) -> list[MetricRow]:
 def _reference(cfg: Config, champion: registry.ModelRef, booster: Any,
                spec: ma.FeatureSpec) -> pd.DataFrame:
     """A seeded sample of the champion's training rows, with the champion's scores."""
-    lake = lk.Lake(cfg.lake_root)
+    lake = cfg.lake
     trained = date.fromisoformat(champion.tags["run_date"])
     ref, _ = load_dataset(lake.dataset("train", trained))
     if len(ref) > cfg.monitor.reference_rows:
@@ -88,7 +88,7 @@ def _reference(cfg: Config, champion: registry.ModelRef, booster: Any,
 
 def _current(cfg: Config, run_date: date, booster: Any, spec: ma.FeatureSpec) -> pd.DataFrame:
     """The inference rows of `run_date` with the champion's scores."""
-    cur, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("inference", run_date))
+    cur, _ = load_dataset(cfg.lake.dataset("inference", run_date))
     return cur.assign(**{SCORE: ma.predict(booster, cur, spec)})
 
 
@@ -119,7 +119,7 @@ def check_drift(cfg: Config, report: list[drift.FeatureDrift],
 def realised(cfg: Config, run_date: date) -> tuple[date, str, pd.DataFrame] | None:
     """(S, the model version that scored S, S's predictions joined to their labels), or
     None while S = run_date − horizon has no published predictions or no labels yet."""
-    lake = lk.Lake(cfg.lake_root)
+    lake = cfg.lake
     snapshot = run_date - timedelta(days=cfg.features.label_horizon_days)
     predictions_path = lake.predictions(snapshot)
     labels_path = lake.dataset("test", run_date)  # features + labels of S (see features)

@@ -19,7 +19,6 @@ import pyarrow.dataset as pads
 
 from precast import lake, store
 from precast.config import Config
-from precast.lake import Lake
 from precast.store import EmptyPredictionsError, PredictionsInputError, SnapshotMeta
 
 log = logging.getLogger(__name__)
@@ -127,7 +126,7 @@ def write_policy(cfg: Config) -> store.WritePolicy:
 
 def run(cfg: Config, run_date: date) -> PublishResult:
     """Publish the predictions of `run_date` to `cfg.predictions_url`, keeping the newest N."""
-    path = Lake(cfg.lake_root).predictions(run_date)
+    path = cfg.lake.predictions(run_date)
     dataset, manifest = open_predictions(path)
     meta = snapshot_meta(manifest, run_date)
     engine = store.make_engine(cfg.predictions_url)  # one engine for the check and the load

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
 from precast import registry
@@ -92,7 +91,7 @@ def replay_config(cfg: Config, ref: registry.ModelRef, inputs: dict[str, Any]) -
 def training_data(cfg: Config, ref: registry.ModelRef) -> Any:
     """The version's training rows from the lake; refused when their data version changed."""
     run_date = date.fromisoformat(ref.tags["run_date"])
-    train_df, manifest = train.load_dataset(lk.Lake(cfg.lake_root).dataset("train", run_date))
+    train_df, manifest = train.load_dataset(cfg.lake.dataset("train", run_date))
     if manifest["data_version"] != ref.tags["data_version"]:
         raise RetrainInputsError(
             f"the lake's train dataset for {run_date} has data version "
@@ -106,7 +105,7 @@ def run(cfg: Config, version: str, out: Path | None = None) -> RetrainResult:
     """Retrain `version` like it was trained and compare the model bytes (nothing registered)."""
     ref, inputs = recorded_inputs(cfg, version)
     train_df = training_data(cfg, ref)
-    path = lk.Lake(cfg.lake_root).dataset("train", date.fromisoformat(ref.tags["run_date"]))
+    path = cfg.lake.dataset("train", date.fromisoformat(ref.tags["run_date"]))
     booster, spec, device = train.train_model(replay_config(cfg, ref, inputs), train_df, path)
     registered_dir = registry.local_model(cfg, ref)
     registered, registered_spec = ma.load(registered_dir)

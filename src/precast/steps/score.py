@@ -25,7 +25,6 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from precast import lake, model_artifact
 from precast.beam import pipeline_options
 from precast.config import Config
-from precast.lake import Lake
 from precast.model_artifact import FeatureMismatchError, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -254,7 +253,7 @@ def input_columns(cfg: Config, spec: FeatureSpec) -> list[str]:
 
 def _inference_input(cfg: Config, run_date: date, spec: FeatureSpec) -> tuple[str, str, int]:
     """(path, data_version, row count) of the inference dataset, its schema checked."""
-    path = Lake(cfg.lake_root).dataset("inference", run_date)
+    path = cfg.lake.dataset("inference", run_date)
     manifest = lake.read_json(lake.manifest_path(path))
     if manifest is None:
         raise FileNotFoundError(f"no inference dataset (no manifest) at {path}")
@@ -307,7 +306,7 @@ def run(
     """
     _, spec = model_artifact.load(model_dir)
     source, data_version, rows_in = _inference_input(cfg, run_date, spec)
-    paths = Lake(cfg.lake_root)
+    paths = cfg.lake
     pred_path, err_path = paths.predictions(run_date), paths.prediction_errors(run_date)
     for path in (pred_path, err_path):
         lake.delete_dir(path)

@@ -231,7 +231,7 @@ def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dic
 
 def run(cfg: Config, run_date: date) -> TrainResult:
     """Train, evaluate on the test snapshot, track and register the challenger."""
-    lake = lk.Lake(cfg.lake_root)
+    lake = cfg.lake
     train_path = lake.dataset("train", run_date)
     train_df, train_manifest = load_dataset(train_path)
     test_df, test_manifest = load_dataset(lake.dataset("test", run_date))

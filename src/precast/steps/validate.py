@@ -455,7 +455,7 @@ def failure_message(result: ValidationResult, dataset: str) -> str:
 def _targets(cfg: Config, dataset: str, run_date: date, kinds: Sequence[str]
              ) -> list[tuple[str | None, str]]:
     """(feature kind or None, lake path) of every dataset `run` validates."""
-    lake = lk.Lake(cfg.lake_root)
+    lake = cfg.lake
     if dataset == "events":
         return [(None, lake.events(run_date))]
     if dataset == "predictions":
