@@ -43,7 +43,7 @@ def describe(step: str, result: Any) -> str:
         return _short(data)
     if "datasets" in data:
         return ", ".join(f"{d['kind']}: {d['rows']} rows, data_version={d['data_version']}"
-                         + (f", label_rate={d['label_rate']:.3f}" if d["label_rate"] else "")
+                         + (f", label_mean={d['label_rate']:.3f}" if d["label_rate"] else "")
                          for d in data["datasets"])
     if step.startswith("validate"):
         return f"suite(s) passed: {_short(data.get('suite', data.get('suites', '')))}"

@@ -14,6 +14,7 @@ import precast
 QUIET_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # no progress bars on the console
     "GX_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "SPARK_LOCAL_IP": "127.0.0.1",
