@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from precast import lake as lk
 from precast.config import Config
+from precast.resources import UseCaseFileError
 from precast.steps import features
+from tests.helpers import CHURN
 
 D = date(2026, 1, 20)
 EVENTS = [  # (user, day, event_type, amount)
@@ -123,6 +126,22 @@ def test_feature_sql_without_the_configured_key_fails_naming_it_and_the_file(
     message = str(info.value)
     assert len(message.splitlines()) == 1
     assert message == "events.key.column names 'customer_id', which features.sql does not return"
+
+
+def test_label_sql_without_the_label_fails_naming_the_file_and_a_missing_file_names_the_field(
+        spark, small_cfg: Config, tmp_path: Path) -> None:
+    write_events(spark, small_cfg)
+    (tmp_path / "features.sql").write_text((CHURN.parent / "features.sql").read_text())
+    (tmp_path / "outcome.sql").write_text(
+        (CHURN.parent / "labels.sql").read_text().replace(" AS label", " AS churned"))
+    cfg = small_cfg.with_overrides({"folder": str(tmp_path), "features.labels_sql": "outcome.sql"})
+    with pytest.raises(features.SqlColumnsError) as info:
+        features.run(cfg, D, ("test",), spark=spark)
+    assert str(info.value) == "outcome.sql returns no column 'label' (the row key and the label)"
+    gone = cfg.with_overrides({"features.labels_sql": "labels.sql"})
+    with pytest.raises(UseCaseFileError, match=rf"^features.labels_sql: no SQL file {tmp_path}/"
+                                               "labels.sql \\(use case churn"):
+        features.run(gone, D, spark=spark)
 
 
 def test_config_naming_columns_the_sql_lacks_fails_before_any_dataset_is_written(
