@@ -175,11 +175,11 @@ def airflow_action(airflow: LocalAirflow, action: str) -> int:
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
         return 0
     if action == "up":
-        from precast.orchestration import use_cases
+        from precast.use_case import configured
 
-        found = use_cases(airflow.environment())
+        found = configured(airflow.environment())
         print(f"use cases ({len(found)}): " + ("; ".join(
-            f"{uc.name} ({uc.config}): {uc.dag_id('*')}" for uc in found) or
+            f"{cfg.name} ({path}): {cfg.name}__*" for path, cfg in found) or
             "none: set PRECAST_USE_CASES=dir1:dir2 or --use-case DIR"), flush=True)
         print(f"starting Airflow ({airflow.parallelism()} task slots, metadata "
               f"{airflow.metadata_url.split('://')[0]}) under {airflow.home} ...", flush=True)

@@ -51,7 +51,6 @@ CONNECTION_FIELDS = {"predictions": "stores.predictions_url",
                      "spark": "engines.spark.master"}
 LAKE_FIELD = "stores.lake"  # what the airflow.lake_variable Variable overrides
 SPARK_MASTER = "engines.spark.master"
-USE_CASES_ENV = "PRECAST_USE_CASES"
 
 
 @dataclass(frozen=True)
@@ -93,41 +92,15 @@ class UseCase:
         return cfg.with_overrides(dict(overrides)) if overrides else cfg
 
 
-def use_case_paths(environ: dict[str, str] | None = None) -> list[Path]:
-    """The config files of the configured use cases: PRECAST_USE_CASES (folders or files,
-    separated by the OS path separator), else the one config file in use, if it exists."""
-    from precast.config import config_path
-
-    env = os.environ if environ is None else environ
-    named = [p for p in env.get(USE_CASES_ENV, "").split(os.pathsep) if p.strip()]
-    paths = [config_path(p.strip()) for p in named] or [config_path(None, dict(env))]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if named and missing:
-        raise FileNotFoundError(f"{USE_CASES_ENV} names no config file at {', '.join(missing)}")
-    return [p.resolve() for p in paths if p.is_file()]
-
-
 def use_cases(environ: dict[str, str] | None = None) -> list[UseCase]:
-    """Every configured use case (config files only: no Spark, Beam or MLflow imports); two
-    with one name are refused, naming both files."""
-    from precast.config import load_config
+    """Every configured use case (precast.use_case.configured: config files only, no Spark,
+    Beam or MLflow imports)."""
+    from precast.use_case import configured
 
-    found: dict[str, UseCase] = {}
-    sqlite_files: dict[str, Path] = {}
-    for path in use_case_paths(environ):
-        cfg = load_config(path, environ)
-        if cfg.name in found:
-            raise ValueError(f"use cases {found[cfg.name].config} and {path} are both named "
-                             f"{cfg.name!r}: give each its own `name:`")
-        url = cfg.predictions_url
-        if url.startswith("sqlite") and sqlite_files.setdefault(url, path) != path:
-            raise ValueError(f"use cases {sqlite_files[url]} and {path} share the SQLite store "
-                             f"{url}: give each its own file (on PostgreSQL each gets a schema)")
-        found[cfg.name] = UseCase(
-            cfg.name, path, dict(cfg.airflow.schedules),
-            {CONNECTION_FIELDS[k]: conn for k, conn in cfg.airflow.connections.items()},
-            cfg.airflow.lake_variable)
-    return list(found.values())
+    return [UseCase(cfg.name, path, dict(cfg.airflow.schedules),
+                    {CONNECTION_FIELDS[k]: conn for k, conn in cfg.airflow.connections.items()},
+                    cfg.airflow.lake_variable)
+            for path, cfg in configured(environ)]
 # The steps that use Spark, and the job (file under jobs/, arguments) that runs each one.
 SPARK_JOBS = {"extract": ("extract.py",),
               "validate_events": ("validate.py", "--dataset", "events"),

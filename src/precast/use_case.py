@@ -1,5 +1,6 @@
-"""Use-case folders: `precast init` writes a skeleton; `demo.generator` is the data
-generator that `precast demo` and `demo-data` run.
+"""Use-case folders: which ones a deployment runs (:func:`configured`), the skeleton that
+`precast init` writes, and the data generator (`demo.generator`) that `precast demo` and
+`demo-data` run.
 
 `demo.generator` names a Python file in the use case's folder (`generate.py`) or an
 importable module (`precast.demo_data`); either defines
@@ -14,14 +15,48 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from precast.config import Config, ConfigError
+from precast.config import Config, ConfigError, config_path, load_config
 
 if TYPE_CHECKING:
     from datetime import date
+
+
+USE_CASES_ENV = "PRECAST_USE_CASES"
+
+
+def use_case_paths(environ: dict[str, str] | None = None) -> list[Path]:
+    """The config files of the configured use cases: PRECAST_USE_CASES (folders or files,
+    separated by the OS path separator), else the one config file in use, if it exists."""
+    env = os.environ if environ is None else environ
+    named = [p for p in env.get(USE_CASES_ENV, "").split(os.pathsep) if p.strip()]
+    paths = [config_path(p.strip()) for p in named] or [config_path(None, dict(env))]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if named and missing:
+        raise FileNotFoundError(f"{USE_CASES_ENV} names no config file at {', '.join(missing)}")
+    return [p.resolve() for p in paths if p.is_file()]
+
+
+def configured(environ: dict[str, str] | None = None) -> list[tuple[Path, Config]]:
+    """Every configured use case's config file and config; two with one name, or sharing one
+    SQLite store, are refused (ValueError naming both files)."""
+    found: dict[str, tuple[Path, Config]] = {}
+    sqlite_files: dict[str, Path] = {}
+    for path in use_case_paths(environ):
+        cfg = load_config(path, environ)
+        if cfg.name in found:
+            raise ValueError(f"use cases {found[cfg.name][0]} and {path} are both named "
+                             f"{cfg.name!r}: give each its own `name:`")
+        url = cfg.predictions_url
+        if url.startswith("sqlite") and sqlite_files.setdefault(url, path) != path:
+            raise ValueError(f"use cases {sqlite_files[url]} and {path} share the SQLite store "
+                             f"{url}: give each its own file (on PostgreSQL each gets a schema)")
+        found[cfg.name] = (path, cfg)
+    return list(found.values())
 
 
 class Generated(Protocol):

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from precast import orchestration as orch
 from precast.cli import EXIT_NOT_RETRYABLE, main
 from precast.config import Config, load_config, redact_url
+from precast.use_case import USE_CASES_ENV
 from tests.helpers import CHURN
 
 PASSWORD = "p@ss:w/rd%?#&+ é"  # every character a URL cares about
@@ -99,7 +100,7 @@ def test_redact_hides_only_the_password() -> None:
 
 
 def use_case(path: Path) -> orch.UseCase:
-    (found,) = orch.use_cases({orch.USE_CASES_ENV: str(path)})
+    (found,) = orch.use_cases({USE_CASES_ENV: str(path)})
     return found
 
 
@@ -125,7 +126,7 @@ def test_use_cases_come_from_their_folders_with_their_own_dags_and_assets(
     (shop / "precast.yaml").write_text(
         "name: shop\nairflow: {schedules: {training: '0 3 * * 1'},"
         " connections: {predictions: shop_store}}\n")
-    churn, other = orch.use_cases({orch.USE_CASES_ENV: f"{CHURN.parent}:{shop / 'precast.yaml'}"})
+    churn, other = orch.use_cases({USE_CASES_ENV: f"{CHURN.parent}:{shop / 'precast.yaml'}"})
     assert (churn.name, churn.config, other.name) == ("churn", CHURN.resolve(), "shop")
     assert other.dag_id("predict") == "shop__predict"
     assert other.champion_asset.name == "shop__champion"
@@ -141,15 +142,15 @@ def test_two_use_cases_with_one_name_or_a_missing_file_are_refused(tmp_path: Pat
     copy.mkdir()
     (copy / "precast.yaml").write_text("name: churn\n")
     with pytest.raises(ValueError, match="are both named 'churn'"):
-        orch.use_cases({orch.USE_CASES_ENV: f"{CHURN.parent}:{copy}"})
+        orch.use_cases({USE_CASES_ENV: f"{CHURN.parent}:{copy}"})
     (copy / "precast.yaml").write_text(
         f"name: other\nstores: {{predictions_url: 'sqlite:///{tmp_path}/p.db'}}\n")
     (tmp_path / "precast.yaml").write_text(
         f"name: third\nstores: {{predictions_url: 'sqlite:///{tmp_path}/p.db'}}\n")
     with pytest.raises(ValueError, match="share the SQLite store"):
-        orch.use_cases({orch.USE_CASES_ENV: f"{copy}:{tmp_path}"})
+        orch.use_cases({USE_CASES_ENV: f"{copy}:{tmp_path}"})
     with pytest.raises(FileNotFoundError, match="PRECAST_USE_CASES names no config file"):
-        orch.use_cases({orch.USE_CASES_ENV: str(tmp_path / "nowhere")})
+        orch.use_cases({USE_CASES_ENV: str(tmp_path / "nowhere")})
 
 
 def test_airflow_conn_env_vars_round_trip_into_config(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from precast.orchestration import USE_CASES_ENV
+from precast.use_case import USE_CASES_ENV
 from tests.helpers import CHURN, DAGS, run_ok
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from precast.orchestration import USE_CASES_ENV
+from precast.use_case import USE_CASES_ENV
 from tests.helpers import CHURN, DAGS, make_world, run_ok
 
 HEAVY = ("pyspark", "apache_beam", "xgboost", "mlflow", "great_expectations", "pandas",
