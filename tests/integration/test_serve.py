@@ -178,7 +178,9 @@ def _free_port() -> int:
 def _env(root: Path, st: Store, **settings: Any) -> dict[str, str]:
     """The environment for `precast serve` on `st`: a config file of its own plus overrides."""
     config = root / "precast.yaml"
-    config.write_text("serve:\n  host: 127.0.0.1\n")
+    # The store was set up in PostgreSQL's public schema (stores.schema; default: a schema
+    # named after the use case).
+    config.write_text("serve:\n  host: 127.0.0.1\nstores:\n  schema: public\n")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PRECAST_") or k.startswith("PRECAST_TEST_")}
     env.update(PRECAST_CONFIG=str(config), PRECAST_HOME=str(root / "home"),
