@@ -21,16 +21,17 @@ import pytest
 import xgboost as xgb
 import yaml
 
-from precast import demo_data
 from precast import model_artifact as ma
 from precast.config import Config, load_config
 from precast.steps.train import TrainResult
+from precast.use_case import generator_module
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 EXAMPLES = REPO / "examples"
 CHURN = EXAMPLES / "churn" / "precast.yaml"  # the churn example's config (its use case folder)
 SHOP = EXAMPLES / "shop" / "precast.yaml"  # the shop example's (a regression target)
+CHURN_LOGS = generator_module(load_config(CHURN, environ={}))  # examples/churn/generate.py
 PG_ADMIN_URL = os.environ.get(
     "PRECAST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -112,7 +113,7 @@ def make_world(root: Path, overrides: dict[str, Any] | None = None) -> World:
     """Write a small config under `root` and generate its raw logs."""
     world = write_world_config(root, {**SMALL, **(overrides or {})})
     d = world.cfg.demo
-    demo_data.generate(world.cfg.lake_root, users=d.users, days=d.days, seed=d.seed,
+    CHURN_LOGS.generate(world.cfg.lake_root, users=d.users, days=d.days, seed=d.seed,
                        start_date=d.start_date, corrupt_fraction=d.corrupt_fraction,
                        drift_day=d.drift_day)
     return world

@@ -3,7 +3,7 @@
 `demo-data` run.
 
 `demo.generator` names a Python file in the use case's folder (`generate.py`) or an
-importable module (`precast.demo_data`); either defines
+importable module; either defines
 
     generate(lake_root, users, days, seed, start_date, corrupt_fraction=0.0, drift_day=None)
 
@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,32 +69,38 @@ class Generator(Protocol):
                  corrupt_fraction: float = 0.0, drift_day: int | None = None) -> Generated: ...
 
 
-def generator(cfg: Config) -> Generator:
-    """The use case's `generate` function (ConfigError naming demo.generator if unusable)."""
+def generator_module(cfg: Config) -> Any:
+    """The module that `demo.generator` names (ConfigError naming the field if unusable)."""
     name = cfg.demo.generator
-    if cfg.stores.raw_events:
-        raise ConfigError("config error at stores.raw_events: the demo generator writes its "
-                          "logs into the lake; unset stores.raw_events to run the demo")
     if not name:
         raise ConfigError(f"config error at demo.generator: use case {cfg.name} names no data "
                           "generator (a .py file in its folder, or a module)")
-    module: Any
-    if name.endswith(".py"):
-        path = cfg.resolve(name)
-        spec = importlib.util.spec_from_file_location(f"precast_generator_{cfg.name}", path)
-        if spec is None or spec.loader is None or not path.is_file():
-            raise ConfigError(f"config error at demo.generator: no Python file {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
+    if not name.endswith(".py"):
         try:
-            module = importlib.import_module(name)
+            return importlib.import_module(name)
         except ImportError as exc:
             raise ConfigError(f"config error at demo.generator: cannot import {name!r} "
                               f"({exc})") from None
-    found = getattr(module, "generate", None)
+    path = cfg.resolve(name).resolve()
+    module_name = f"precast_generator_{cfg.name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ConfigError(f"config error at demo.generator: no Python file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def generator(cfg: Config) -> Generator:
+    """The use case's `generate` function (ConfigError naming demo.generator if unusable)."""
+    if cfg.stores.raw_events:
+        raise ConfigError("config error at stores.raw_events: the demo generator writes its "
+                          "logs into the lake; unset stores.raw_events to run the demo")
+    found = getattr(generator_module(cfg), "generate", None)
     if not callable(found):
-        raise ConfigError(f"config error at demo.generator: {name} defines no generate()")
+        raise ConfigError(f"config error at demo.generator: {cfg.demo.generator} defines no "
+                          "generate()")
     generate: Generator = found
     return generate
 

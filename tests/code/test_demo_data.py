@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from precast.demo_data import EVENT_TYPES, KINDS, REQUIRED_FIELDS, generate
+from tests.helpers import CHURN_LOGS
+
+EVENT_TYPES, KINDS, REQUIRED_FIELDS = (CHURN_LOGS.EVENT_TYPES, CHURN_LOGS.KINDS,
+                                     CHURN_LOGS.REQUIRED_FIELDS)
+generate = CHURN_LOGS.generate
 
 START = date(2026, 1, 1)
 

@@ -11,11 +11,11 @@ import pytest
 
 from precast import check, cli
 from precast.config import Config, load_config
-from precast.demo_data import generate
 from precast.lake import Lake
 from precast.use_case import init
-from tests.helpers import CHURN, use_case_copy
+from tests.helpers import CHURN, CHURN_LOGS, use_case_copy
 
+generate = CHURN_LOGS.generate
 START = date(2026, 1, 1)
 NEWEST = START + timedelta(days=2)
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from precast.config import Config, load_config
-from precast.demo_data import KINDS, generate
 from precast.lake import Lake, read_json
 from precast.steps import extract
-from tests.helpers import CHURN
+from tests.helpers import CHURN, CHURN_LOGS
+
+KINDS, generate = CHURN_LOGS.KINDS, CHURN_LOGS.generate
 
 START = date(2026, 1, 1)
 DAYS = [START + timedelta(days=i) for i in range(5)]

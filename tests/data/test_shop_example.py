@@ -3,7 +3,6 @@ through extract, its feature and label SQL, its suites, and a spend signal a mod
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +18,7 @@ from precast.config import Config, load_config
 from precast.lake import Lake
 from precast.model_artifact import predict
 from precast.steps import extract, features, train, validate
+from precast.use_case import generator_module
 from tests.helpers import REPO
 
 EXAMPLE = REPO / "examples" / "shop"
@@ -45,11 +45,8 @@ FEATURE_SCHEMA = [
 
 
 def _generator() -> ModuleType:
-    """examples/shop/generate.py, loaded by path as `demo.generator` names it."""
-    spec = importlib.util.spec_from_file_location("shop_generate", EXAMPLE / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """examples/shop/generate.py, loaded as precast loads what `demo.generator` names."""
+    module: ModuleType = generator_module(load_config(EXAMPLE / "precast.yaml", environ={}))
     return module
 
 

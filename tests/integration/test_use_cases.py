@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, champions, demo_data, store
+from precast import alerts, champions, store
 from precast.config import Config, load_config
 from tests.helpers import (
+    CHURN_LOGS,
     FAST_START_SPARK,
     SHOP,
     consume_queue,
@@ -110,7 +111,7 @@ def _side_by_side(tmp_path: Path) -> tuple[Config, Config]:
         "users": 600, "days": 30, "start_date": START.isoformat()},
         "gate": {"floors": {"r2": -1e9}}}), SHOP))  # 600 customers: any R² passes
     d = churn.demo
-    demo_data.generate(churn.lake_root, users=d.users, days=d.days, seed=d.seed,
+    CHURN_LOGS.generate(churn.lake_root, users=d.users, days=d.days, seed=d.seed,
                        start_date=d.start_date, corrupt_fraction=d.corrupt_fraction)
     return churn, shop
 

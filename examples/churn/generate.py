@@ -1,6 +1,7 @@
 """Synthetic raw logs for a subscription app, with a real churn signal and planted bad lines.
 
-Run it with `precast demo-data --users N --days D --seed S` or call :func:`generate`.
+The churn example's `demo.generator`: run it with `precast --use-case examples/churn
+demo-data --users N --days D --seed S`, or call :func:`generate`.
 Users have a latent churn risk; a user who cancels emits a `cancel` event and nothing
 after it, and in the two to three weeks before it mostly shows fewer sessions, plays
 and active days, more support tickets and plan downgrades. From `drift_day` on the
