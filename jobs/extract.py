@@ -1,6 +1,6 @@
 """Extract raw logs into clean events and quarantine (Spark).
 
-    spark-submit jobs/extract.py --date 2026-03-01 [--config precast.yaml]
+    spark-submit jobs/extract.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Build the train, test and inference feature datasets (Spark SQL).
 
-    spark-submit jobs/features.py --date 2026-03-01 [--config precast.yaml]
+    spark-submit jobs/features.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Compare challenger and champion on the same test set; promote or reject.
 
-    python jobs/gate.py --date 2026-03-01 [--config precast.yaml]
+    python jobs/gate.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

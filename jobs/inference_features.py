@@ -1,6 +1,6 @@
 """Build the inference feature dataset only (Spark SQL); what a predict DAG runs first.
 
-    spark-submit jobs/inference_features.py --date 2026-03-01 [--config precast.yaml]
+    spark-submit jobs/inference_features.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Publish the predictions as a new snapshot and repoint predictions_current.
 
-    python jobs/publish.py --date 2026-03-01 [--config precast.yaml]
+    python jobs/publish.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

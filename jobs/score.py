@@ -1,6 +1,6 @@
 """Score every entity of the inference snapshot with the champion (Beam).
 
-    python jobs/score.py --date 2026-03-01 [--config precast.yaml]
+    python jobs/score.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Train, track and register the challenger model (XGBoost, MLflow).
 
-    python jobs/train.py --date 2026-03-01 [--config precast.yaml]
+    python jobs/train.py --date 2026-03-01 [--use-case examples/churn]
 """
 
 import sys

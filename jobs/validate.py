@@ -1,6 +1,6 @@
 """Validate a dataset against its Great Expectations suite (see --dataset).
 
-    python jobs/validate.py --dataset features --date 2026-03-01 [--config precast.yaml]
+    python jobs/validate.py --dataset features --date 2026-03-01 [--use-case examples/churn]
     spark-submit jobs/validate.py --dataset events --date 2026-03-01   # events are read by Spark
 """
 
