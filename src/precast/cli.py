@@ -277,10 +277,10 @@ def cmd_retrain(cfg: Config, args: argparse.Namespace) -> int:
                                                           if r.model_dir else ""))
     if r.reproduced:
         print("reproduced: " + ("the model bytes are identical" if r.bytes_identical else
-                                f"ROC AUC within {retrain.GPU_AUC_TOLERANCE} on {r.device}"))
+                                f"{r.agreement} within {retrain.GPU_AUC_TOLERANCE} on {r.device}"))
         return 0
     print(f"precast: retrain: v{r.model_version} NOT reproduced: the model bytes differ"
-          f" (ROC AUC difference {r.auc_diff:.3g}); "
+          f" ({r.agreement} difference {r.auc_diff:.3g}); "
           + ("the code version differs from the recorded one"
              if r.code_version != r.recorded_code_version
              else "same code version: look for nondeterminism"), file=sys.stderr)

@@ -116,6 +116,7 @@ def test_retrain_like_fails_clearly_when_the_bytes_differ(
     assert code == 1
     err = capsys.readouterr().err
     assert f"v{own_trained.result.model_version} NOT reproduced: the model bytes differ" in err
+    assert "(roc_auc difference " in err  # the metric compared, named (regression: r2)
     assert registry_state(own_trained) == before
 
 

@@ -50,10 +50,11 @@ class RetrainResult:
     retrained_sha256: str
     bytes_identical: bool
     max_score_diff: float  # on the training rows, registered vs retrained
-    auc_diff: float  # ROC AUC difference on the training rows (regression: R² difference)
+    auc_diff: float  # `agreement` difference on the training rows
     recorded_code_version: str
     code_version: str
     model_dir: str | None  # the retrained model (None when it went to a temporary folder)
+    agreement: str = "roc_auc"  # the metric compared: roc_auc (binary) or r2 (regression)
 
     @property
     def reproduced(self) -> bool:
@@ -123,7 +124,7 @@ def run(cfg: Config, version: str, out: Path | None = None) -> RetrainResult:
         ref.name, ref.version, ref.tags["run_date"], ref.tags["data_version"], device,
         ref.tags.get("model_sha256", ""), ma.sha256(booster), identical,
         float(np.max(np.abs(new - old), initial=0.0)), float(auc_diff),
-        ref.tags.get("code_version", ""), code_version(), str(out) if out else None)
+        ref.tags.get("code_version", ""), code_version(), str(out) if out else None, agreement)
     log.info("retrained %s v%s: bytes %s, max score diff %.3g", ref.name, ref.version,
              "identical" if identical else "differ", result.max_score_diff)
     return result
