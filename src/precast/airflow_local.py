@@ -182,6 +182,7 @@ class LocalAirflow:
         if running:
             raise AirflowError(f"Airflow is partly running ({', '.join(running)}): "
                                "run `precast airflow down` first")
+        self.require_private_when_open()
         _require_free_port(self.settings.host, self.settings.port)
         self.services.mkdir(parents=True, exist_ok=True)
         env = self.environment()
@@ -193,6 +194,15 @@ class LocalAirflow:
         except BaseException:
             self.down()
             raise
+
+    def require_private_when_open(self) -> None:
+        """Refuse to listen beyond this machine while every visitor is an admin (anyone on
+        the network could trigger rollback or promote and rewrite connections)."""
+        if self.settings.all_admins and not _loopback(self.settings.host):
+            raise AirflowError(
+                f"airflow.host {self.settings.host} is reachable from the network while "
+                "airflow.all_admins is true (no sign-in): set airflow.all_admins: false, or "
+                "airflow.host: 127.0.0.1")
 
     def _migrate(self, env: dict[str, str]) -> None:
         path = self.log_path("db-migrate")
@@ -292,6 +302,18 @@ def stop_process_tree(proc: psutil.Process) -> None:
         except psutil.Error:
             continue
     psutil.wait_procs(alive, timeout=5)
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is this machine only (localhost or a loopback address)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _require_free_port(host: str, port: int) -> None:

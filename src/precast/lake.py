@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -57,11 +58,23 @@ def _fs(path: str) -> tuple[pafs.FileSystem, str]:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Write bytes to a lake path (parent folders are created)."""
+    """Write bytes to a lake path (parent folders are created) under a temporary name, then
+    rename it: a reader (or a crash) never sees a truncated file, e.g. a half-written
+    manifest that says a dataset is done. On object stores a put is atomic by itself."""
     filesystem, local = _fs(path)
     filesystem.create_dir(local.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(local) as out:
-        out.write(data)
+    if filesystem.type_name not in ("local", "hdfs"):
+        with filesystem.open_output_stream(local) as out:
+            out.write(data)
+        return
+    partial = f"{local}.{uuid.uuid4().hex}.partial"
+    try:
+        with filesystem.open_output_stream(partial) as out:
+            out.write(data)
+        filesystem.move(partial, local)
+    finally:
+        if filesystem.get_file_info(partial).type != pafs.FileType.NotFound:
+            filesystem.delete_file(partial)
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:

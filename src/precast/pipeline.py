@@ -136,7 +136,9 @@ def record(cfg: Config, day: date, step: str, payload: dict[str, Any]) -> Path:
     """Write the step's run record (last attempt wins)."""
     path = record_path(cfg, day, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(payload), indent=2, default=str))
+    partial = path.with_name(f".{path.name}.partial")  # renamed: never read half-written
+    partial.write_text(json.dumps(to_jsonable(payload), indent=2, default=str))
+    partial.replace(path)
     return path
 
 

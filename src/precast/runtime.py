@@ -24,7 +24,10 @@ QUIET_ENV = {
 
 
 def prepare_environment() -> None:
-    """Set the environment defaults that keep the stack quiet and offline (never overrides)."""
+    """Set the environment defaults that keep the stack quiet and offline (never overrides),
+    and make what this process writes private to its user (umask 077: folders 0700, files
+    0600): PRECAST_HOME holds the SQLite store, MLflow's database and Airflow's secrets."""
+    os.umask(0o077)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

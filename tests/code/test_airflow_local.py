@@ -126,3 +126,19 @@ def test_down_also_stops_orphans_left_in_a_components_session(tmp_path: Path) ->
     assert airflow.down() == [f"scheduler orphan pid {orphan.pid}"]
     assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
     assert session_members({leader.pid: created}) == []
+
+
+def test_up_refuses_the_network_while_everyone_is_an_admin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(AirflowError, match="airflow.host 0.0.0.0 is reachable from the network "
+                                           "while airflow.all_admins is true"):
+        _airflow(tmp_path, host="0.0.0.0").up()
+    assert not (tmp_path / "home" / "airflow" / "services").exists()  # nothing was started
+    _airflow(tmp_path, host="0.0.0.0", all_admins=False).require_private_when_open()
+    _airflow(tmp_path, host="::1").require_private_when_open()  # loopback: fine
+    monkeypatch.setenv("PRECAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PRECAST_AIRFLOW__HOST", "0.0.0.0")
+    assert main(["airflow", "up", "--config", str(CHURN)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "set airflow.all_admins: false" in err
