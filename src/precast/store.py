@@ -54,6 +54,10 @@ class StoreError(Exception):
     """The prediction store refused or failed an operation; the message says why."""
 
 
+class OlderSnapshotError(StoreError, ValueError):
+    """A publish would serve predictions older than the ones served (rollback goes back)."""
+
+
 class PredictionsInputError(StoreError, ValueError):
     """The predictions handed to publish break the contract (columns, nulls, metadata)."""
 
@@ -330,8 +334,16 @@ def publish(
     *,
     policy: WritePolicy = WritePolicy(),
     by: str = "publish",
+    rows_if_served: int | None = None,
+    allow_older: bool = False,
 ) -> SnapshotInfo:
-    """Load `batches` into a new snapshot table and serve it, in one transaction; keep `keep`."""
+    """Load `batches` into a new snapshot table and serve it, in one transaction; keep `keep`.
+
+    Publishers of one namespace are serialised for the whole transaction; inside it, a
+    snapshot that already serves `meta` with `rows_if_served` rows is returned as it is (a
+    rerun or retry), and `meta` older than the served snapshot is refused unless
+    `allow_older` (OlderSnapshotError: rollback is the way back).
+    """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     with _engine(engine_or_url) as engine:
@@ -339,6 +351,17 @@ def publish(
         try:
             with engine.connect() as conn, conn.begin():
                 _act_as_writer(conn, policy)
+                conn.execute(sa.text(_one(f"store_publish_lock_{_dialect(conn)}", conn.dialect)))
+                served = next((i for i in _infos(conn) if i.current), None)
+                if served is not None and rows_if_served is not None and _holds(
+                        served, meta, rows_if_served):
+                    return served
+                if served is not None and served.snapshot_date is not None and (
+                        meta.snapshot_date < served.snapshot_date) and not allow_older:
+                    raise OlderSnapshotError(
+                        f"refusing to publish {meta.snapshot_date}: snapshot "
+                        f"{served.snapshot_id} of {served.snapshot_date} is served, and is newer "
+                        "(roll back to serve older predictions)")
                 snapshot_id = _insert_snapshot(conn, meta)
                 table = table_name(snapshot_id)
                 rows = _load(conn, table, batches, meta, policy)
@@ -355,6 +378,13 @@ def publish(
             info = _info(conn, snapshot_id)
         assert info is not None
         return info
+
+
+def _holds(info: SnapshotInfo, meta: SnapshotMeta, rows: int) -> bool:
+    """True when a snapshot already holds these predictions (same date, model, data, rows)."""
+    return (info.snapshot_date, info.model_name, info.model_version, info.data_version,
+            info.row_count) == (meta.snapshot_date, meta.model_name, meta.model_version,
+                                meta.data_version, rows)
 
 
 def _act_as_writer(conn: Connection, policy: WritePolicy) -> None:

@@ -26,6 +26,7 @@ from precast.steps import publish as publish_step
 from precast.store import (
     DuplicateEntityError,
     EmptyPredictionsError,
+    OlderSnapshotError,
     PredictionsInputError,
     SnapshotMeta,
     SnapshotNotFoundError,
@@ -410,3 +411,40 @@ def test_metadata_is_proven_from_parquet_statistics_or_read(cfg: Config) -> None
     dataset, _ = publish_step.open_predictions(path)
     assert publish_step.statistics_values(dataset, ["model_version"]) is None
     assert all("model_version" in b.schema.names for b in publish_step.batches(dataset, meta))
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(store_url: str) -> None:
+    newer = store.publish(store_url, [_batch(["u1"], [0.5])], _meta("2", date(2026, 3, 2)),
+                          keep=5)
+    with pytest.raises(OlderSnapshotError, match="refusing to publish 2026-01-01: snapshot "
+                                                 f"{newer.snapshot_id} of 2026-03-02 is served"):
+        store.publish(store_url, [_batch(["u1"], [0.1])], _meta("1", date(2026, 1, 1)), keep=5)
+    assert store.current(store_url).snapshot_id == newer.snapshot_id
+    older = store.publish(store_url, [_batch(["u1"], [0.1])], _meta("1", date(2026, 1, 1)),
+                          keep=5, allow_older=True)  # the documented way round, explicit
+    assert store.current(store_url).snapshot_id == older.snapshot_id
+
+
+def test_concurrent_publishers_of_the_same_predictions_make_one_snapshot(store_url: str) -> None:
+    store.ensure_schema(store.make_engine(store_url))
+    started = threading.Event()
+
+    def slow_batches() -> Iterator[pa.RecordBatch]:
+        started.set()  # the first publisher holds the publishers' lock while it sleeps
+        time.sleep(1.5)
+        yield _batch(_ids(3), _scores(3, 0.1))
+
+    results: list[object] = []
+
+    def first() -> None:
+        results.append(store.publish(store_url, slow_batches(), _meta(), keep=5,
+                                     rows_if_served=3))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert started.wait(30)
+    second = store.publish(store_url, [_batch(_ids(3), _scores(3, 0.1))], _meta(), keep=5,
+                           rows_if_served=3)  # a retry overlapping the first attempt
+    thread.join(60)
+    assert [s.status for s in store.snapshots(store_url)] == ["published"]  # one, not two
+    assert second.snapshot_id == results[0].snapshot_id  # type: ignore[attr-defined]

@@ -110,13 +110,6 @@ def batches(dataset: pads.Dataset, meta: SnapshotMeta) -> Iterator[pa.RecordBatc
     yield from dataset.to_batches(columns=columns, batch_size=BATCH_ROWS)
 
 
-def _serves(info: store.SnapshotInfo, meta: SnapshotMeta, rows: int) -> bool:
-    """True when the served snapshot already holds these predictions (same date, model, data)."""
-    return (info.snapshot_date, info.model_name, info.model_version, info.data_version,
-            info.row_count) == (meta.snapshot_date, meta.model_name, meta.model_version,
-                                meta.data_version, rows)
-
-
 def write_policy(cfg: Config) -> store.WritePolicy:
     """How the store writes (swap waits, writer role), from `stores.*`."""
     return store.WritePolicy(lock_timeout_ms=cfg.stores.swap_lock_timeout_ms,
@@ -129,17 +122,11 @@ def run(cfg: Config, run_date: date) -> PublishResult:
     path = cfg.lake.predictions(run_date)
     dataset, manifest = open_predictions(path)
     meta = snapshot_meta(manifest, run_date)
-    engine = store.make_engine(cfg.predictions_url)  # one engine for the check and the load
-    try:
-        info = store.current(engine)
-        if info is not None and _serves(info, meta, dataset.count_rows()):
-            log.info("publish %s: snapshot %s already serves these predictions; nothing to do",
-                     run_date, info.snapshot_id)  # a rerun or retry must not churn retention
-        else:
-            info = store.publish(engine, batches(dataset, meta), meta,
-                                 keep=cfg.stores.keep_snapshots, policy=write_policy(cfg))
-    finally:
-        engine.dispose()
+    # A rerun or retry of a publish that is served already changes nothing (no churn of
+    # retention); the store decides that inside its publishers' lock.
+    info = store.publish(cfg.predictions_url, batches(dataset, meta), meta,
+                         keep=cfg.stores.keep_snapshots, policy=write_policy(cfg),
+                         rows_if_served=dataset.count_rows())
     assert info.table_name is not None and info.row_count is not None
     log.info("publish %s: snapshot %s serves %s rows of model %s v%s", run_date,
              info.snapshot_id, info.row_count, meta.model_name, meta.model_version)
