@@ -15,14 +15,14 @@ import logging
 import os
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from precast import store
-from precast.config import Config
+from precast.config import Config, redact_text
 from precast.resources import statement
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
     """Record `alerts`; the ones not raised before (those are logged and sent)."""
     now = datetime.now(UTC)
     new: list[Alert] = []
+    alerts = [replace(a, message=redact_text(a.message)) for a in alerts]  # never a secret
     engine = store.make_engine(cfg.predictions_url)
     try:
         store.ensure_schema(engine)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from precast.config import Config, ConfigError, config_path, load_config
+from precast.config import Config, ConfigError, config_path, load_config, redact_text
 from precast.runtime import configure_logging, prepare_environment
 
 log = logging.getLogger(__name__)
@@ -342,19 +342,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"precast: {exc}", file=sys.stderr)
+        print(f"precast: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:
         return COMMANDS[args.command](cfg, args)
     except ConfigError as exc:  # found while the command ran (a file the config names)
-        print(f"precast: {exc}", file=sys.stderr)
+        print(f"precast: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     except KeyboardInterrupt:
         print("precast: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line
         log.debug("failure", exc_info=True)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         print(f"precast: {args.command} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
         from precast.pipeline import retryable
 

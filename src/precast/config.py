@@ -35,15 +35,31 @@ NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_")
 DEFAULT_CONFIG = "precast.yaml"
 
 
+# Query parameters and key=value pairs whose values are secrets.
+_SECRET_KEYS = r"(?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey|key|sig)"
+_SECRET_PAIR = re.compile(rf"(?i)\b({_SECRET_KEYS})=([^&\s'\"]+)")
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
 def redact_url(url: str) -> str:
-    """`url` with its password replaced by `***` (for logs)."""
-    if "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, hostport = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{hostport}"))
+    """`url` with its password and secret query parameters replaced by `***` (for logs);
+    nothing else in it changes."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # not a URL that urlsplit can take apart: scrub key=value pairs only
+        netloc = ""
+    userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+    if ":" in userinfo:
+        user, password = userinfo.split(":", 1)
+        url = url.replace(f"{user}:{password}@", f"{user}:***@", 1)
+    return _SECRET_PAIR.sub(r"\1=***", url)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it redacted (redact_url) and every `password=...`-like pair
+    outside URLs (libpq conninfo, messages) too: the one redaction for messages, alerts,
+    run records and the console."""
+    return _SECRET_PAIR.sub(r"\1=***", _URL.sub(lambda m: redact_url(m.group(0)), text))
 
 
 def with_search_path(url: str, schema: str) -> str:

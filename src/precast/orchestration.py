@@ -333,8 +333,10 @@ def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
 
 
 def one_line_reason(step: str, day: date, exc: BaseException) -> str:
-    """`<step> failed for <day>: <Error>: <first line of the message>`."""
-    text = (str(exc).strip().splitlines() or [""])[0]
+    """`<step> failed for <day>: <Error>: <first line of the message>`, redacted."""
+    from precast.config import redact_text
+
+    text = redact_text((str(exc).strip().splitlines() or [""])[0])
     if text.startswith(f"{step} failed for"):  # already phrased so (spark-submit path)
         return text
     return f"{step} failed for {day}: {type(exc).__name__}: {text}".rstrip(": ")

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from precast.config import Config
+from precast.config import Config, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def record(cfg: Config, day: date, step: str, payload: dict[str, Any]) -> Path:
     path = record_path(cfg, day, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")  # renamed: never read half-written
-    partial.write_text(json.dumps(to_jsonable(payload), indent=2, default=str))
+    partial.write_text(redact_text(json.dumps(to_jsonable(payload), indent=2, default=str)))
     partial.replace(path)
     return path
 

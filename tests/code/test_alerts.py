@@ -144,3 +144,16 @@ def test_metric_rows_of_a_snapshot_and_kind_are_replaced_on_rerun(store_url: str
         engine.dispose()
     assert [tuple(r) for r in rows] == [("estimate", "score", "roc_auc", "", 0.8, None),
                                         ("drift", "plan", "psi", "", 0.2, 12)]
+
+
+def test_an_alert_never_carries_a_secret_to_the_table_or_the_webhook(
+        store_url: str, tmp_path: Path, hook: tuple[str, list[dict[str, Any]]]) -> None:
+    url, received = hook
+    cfg = _cfg(tmp_path, store_url, url)
+    failed = Alert(DAY, "dag_run_failed", "churn__training", "gate failed: MLflow at "
+                   "http://ml:hunter2@mlflow:5000/?token=t0ps3cret refused", severity="critical")
+    (raised,) = alerts.raise_alerts(cfg, [failed])
+    expected = "gate failed: MLflow at http://ml:***@mlflow:5000/?token=*** refused"
+    assert raised.message == expected
+    assert [a["message"] for a in alerts.alerts_of(cfg)] == [expected]
+    assert [p["message"] for p in received] == [expected]

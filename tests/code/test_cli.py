@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from precast import pipeline
 from precast.cli import EXIT_BAD_CONFIG, main
+from precast.config import load_config
 from tests.helpers import CHURN
 
 
@@ -60,3 +63,20 @@ def test_chain_start_must_belong_to_the_chain(home: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "predict", "--date", "2026-03-01", "--from", "train"]) == 1
     assert "not in the predict chain" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_a_password_in_the_store_url_never_reaches_the_console_or_a_run_record(
+        home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "hunter2-" + home.name  # trust auth: PostgreSQL accepts any password here
+    monkeypatch.setenv("PRECAST_STORES__PREDICTIONS_URL",
+                       pg_url.replace("postgres@", f"postgres:{secret}@"))
+    assert main(["lookup", "u000001"]) == 1
+    err = capsys.readouterr().err
+    assert "NoSnapshotError" in err and "postgres:***@" in err and secret not in err
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(home)})
+    url = pg_url.replace("postgres@", f"postgres:{secret}@")
+    path = pipeline.record(cfg, date(2026, 3, 1), "gate", {"status": "failed",
+                                                          "error": f"no store at {url}"})
+    assert secret not in path.read_text() and "postgres:***@" in path.read_text()

@@ -92,6 +92,22 @@ def test_unsupported_connection_is_a_clear_error() -> None:
         orch.connection_value("engines.spark.master", _conn(conn_type="spark"))
 
 
+def test_one_redaction_hides_passwords_and_tokens_in_any_text() -> None:
+    from precast.config import redact_text
+
+    assert redact_url("http://h/api?password=hunter2&x=1") == "http://h/api?password=***&x=1"
+    assert redact_url("https://h/hook?token=abc") == "https://h/hook?token=***"
+    assert redact_url("postgresql+psycopg://u:p%40ss@h/db?options=-c+search_path%3Dshop") == (
+        "postgresql+psycopg://u:***@h/db?options=-c+search_path%3Dshop")
+    text = ("connection to postgresql://app:hunter2@db/x failed; conninfo host=db "
+            "password=hunter2 user=app; see https://x/?api_key=hunter2")
+    assert "hunter2" not in redact_text(text)
+    assert redact_text(text) == ("connection to postgresql://app:***@db/x failed; conninfo "
+                                 "host=db password=*** user=app; see https://x/?api_key=***")
+    assert redact_text("nothing secret: sqlite:////tmp/p.db") == (
+        "nothing secret: sqlite:////tmp/p.db")
+
+
 def test_redact_hides_only_the_password() -> None:
     url = orch.postgres_url(_conn(conn_type="postgres", host="h", login="u", password=PASSWORD))
     assert redact_url(url) == "postgresql+psycopg://u:***@h"
