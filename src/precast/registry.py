@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from precast import model_artifact
-from precast.config import Config
+from precast.config import Config, redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,26 +50,51 @@ def client(cfg: Config) -> MlflowClient:
     return mlflow_client
 
 
+class RegistryUnavailableError(RuntimeError):
+    """The registry could not answer (locked, unreachable, broken): never read as "no such
+    version or alias", since that would let a gate judge a challenger without its champion
+    or past a pin. Retryable."""
+
+
+def _absent(exc: Exception) -> bool:
+    """Whether an MLflow error definitely says the model, version or alias does not exist."""
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc))
+
+
+def _unavailable(cfg: Config, what: str, exc: Exception) -> RegistryUnavailableError:
+    reason = redact_text((str(exc).splitlines() or [type(exc).__name__])[0])
+    return RegistryUnavailableError(f"model registry at {redact_text(cfg.tracking_uri)} could "
+                                    f"not answer for {cfg.model.name} {what}: {reason}")
+
+
 def by_alias(cfg: Config, alias: str) -> ModelRef | None:
-    """The version holding `alias`, or None when no version has it."""
+    """The version holding `alias`, or None when no version has it (RegistryUnavailableError
+    when the registry cannot say)."""
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(cfg)
     try:
         mv = mlflow_client.get_model_version_by_alias(cfg.model.name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise _unavailable(cfg, f"@{alias}", exc) from exc
     return _ref(mv)
 
 
 def version(cfg: Config, number: str) -> ModelRef | None:
-    """Version `number` of the configured model, or None when it does not exist."""
+    """Version `number` of the configured model, or None when it does not exist
+    (RegistryUnavailableError when the registry cannot say)."""
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client(cfg).get_model_version(cfg.model.name, str(number))
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise _unavailable(cfg, f"v{number}", exc) from exc
     return _ref(mv)
 
 

@@ -165,3 +165,24 @@ def test_cli_promote_and_champions(cfg: Config, capsys: pytest.CaptureFixture[st
     assert main(["champions"]) == 0
     (line,) = capsys.readouterr().out.strip().splitlines()
     assert line.startswith("v2 ") and line.endswith("override by ana: reviewed the report")
+
+
+def test_a_registry_that_cannot_answer_is_never_read_as_no_champion(tmp_path: Path) -> None:
+    import sqlite3
+
+    cfg = Config(home=tmp_path / "home")
+    mlflow_client = registry.client(cfg)
+    mlflow_client.create_registered_model(cfg.model.name)
+    assert registry.by_alias(cfg, registry.CHAMPION) is None  # definitely none: fine
+    assert registry.version(cfg, "7") is None
+    db = sqlite3.connect(tmp_path / "home" / "mlflow.db")
+    db.execute("DROP TABLE registered_model_aliases")  # the registry breaks under the gate
+    db.commit()
+    db.close()
+    with pytest.raises(registry.RegistryUnavailableError,
+                       match=rf"model registry at sqlite:///.*could not answer for "
+                             rf"{cfg.model.name} @champion: .*no such table"):
+        registry.by_alias(cfg, registry.CHAMPION)
+    from precast.pipeline import retryable
+
+    assert retryable(registry.RegistryUnavailableError("x"))  # the task tries again
