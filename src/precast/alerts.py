@@ -118,14 +118,15 @@ def _payload(cfg: Config, alert: Alert, raised_at: datetime) -> dict[str, Any]:
 
 def _post(url: str, payload: dict[str, Any]) -> None:
     """POST one alert as JSON; a failure is logged (the alert is already recorded)."""
-    request = urllib.request.Request(
-        os.path.expandvars(url), data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "precast-monitor"})
     try:
+        request = urllib.request.Request(
+            os.path.expandvars(url), data=json.dumps(payload).encode(), method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "precast-monitor"})
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
             response.read()
-    except OSError as exc:  # URLError and HTTPError are OSErrors
-        log.error("alert webhook failed (the alert is recorded in the alerts table): %s", exc)
+    except Exception as exc:  # noqa: BLE001 - any delivery error; logged, redacted
+        log.error("alert webhook %s failed (the alert is recorded in the alerts table): %s",
+                  redact_text(url), redact_text(f"{type(exc).__name__}: {exc}"))
 
 
 def email_subject(cfg: Config, alerts: Sequence[Alert]) -> str:
@@ -152,7 +153,7 @@ def _email(cfg: Config, alerts: Sequence[Alert]) -> None:
                                  subject=email_subject(cfg, alerts), html_content=body)
     except Exception as exc:  # noqa: BLE001 - any SMTP or connection error; logged
         log.error("alert e-mail through Airflow connection %s failed (the alerts are recorded "
-                  "in the alerts table): %s", cfg.monitor.smtp_conn_id, exc)
+                  "in the alerts table): %s", cfg.monitor.smtp_conn_id, redact_text(str(exc)))
 
 
 def alerts_of(cfg: Config, snapshot: date | None = None) -> list[dict[str, Any]]:

@@ -477,6 +477,14 @@ class MonitorConfig(_Section):
     email_to: list[str] = Field(default_factory=list)
     smtp_conn_id: str = "smtp_default"
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_webhook(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://", "${")):
+            raise ValueError(f"must be an http:// or https:// URL (or ${{VAR}}), not "
+                             f"{redact_url(v)!r}")
+        return v
+
     @field_validator("feature_limits")
     @classmethod
     def _known_rules(cls, v: dict[str, dict[str, float | None]]

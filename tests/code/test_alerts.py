@@ -85,8 +85,17 @@ def test_a_failing_webhook_loses_no_alert(tmp_path: Path,
     alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
     with caplog.at_level("ERROR", logger="precast.alerts"):
         assert alerts.raise_alerts(cfg, [alert]) == [alert]
-    assert "alert webhook failed" in caplog.text
+    assert f"alert webhook http://127.0.0.1:{port}/hook failed" in caplog.text
     assert [a["severity"] for a in alerts.alerts_of(cfg)] == ["critical"]
+
+
+def test_a_malformed_webhook_neither_raises_nor_leaks_its_token(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", "https://[hooks/x?token=s3cret")
+    alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
+    with caplog.at_level("ERROR", logger="precast.alerts"):
+        assert alerts.raise_alerts(cfg, [alert]) == [alert]  # recorded, not raised
+    assert "token=***" in caplog.text and "s3cret" not in caplog.text
 
 
 def test_new_alerts_are_e_mailed_once_through_airflows_smtp_connection(

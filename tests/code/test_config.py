@@ -45,6 +45,7 @@ def test_env_overrides_nested_fields_and_home(tmp_path: Path) -> None:
         ("stores:\n  typo_field: 1\n", "stores.typo_field"),
         ("monitor:\n  feature_limits: {plan: {psi: 0.3}}\n", "monitor.feature_limits"),
         ("train:\n  scheduled_runs: weekly\n", "train.scheduled_runs"),
+        ("monitor:\n  webhook_url: hooks.example.com/x\n", "monitor.webhook_url"),
     ],
 )
 def test_bad_values_fail_naming_the_field(tmp_path: Path, yaml_text: str, where: str) -> None:
