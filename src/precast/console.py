@@ -104,6 +104,10 @@ def print_status(cfg: Config) -> None:
     current = store.current(cfg.predictions_url)
     print(f"current snapshot: {_short(to_jsonable(current))}" if current
           else "current snapshot: none published")
+    from precast.steps.extract import failed_days
+
+    for bad, why in failed_days(cfg.lake):
+        print(f"failed raw day {bad}: {why} (rerun: precast run extract --date {bad})")
     for day, records in pipeline.last_records(cfg):
         print(f"last run {day}:")
         for rec in records:

@@ -178,6 +178,31 @@ def test_quarantine_rate_over_limit_fails_without_clean_day(spark, extracted, tm
     assert _snapshot(Path(lake.events(DAYS[0]))) == clean_before
 
 
+def test_a_failed_earlier_day_is_alerted_and_skipped_while_today_flows(
+        spark, extracted, tmp_path) -> None:
+    from precast import alerts
+
+    cfg, _ = extracted
+    mine = _cfg(tmp_path / "home", **{"extract.max_quarantine_rate": 0.2,
+                                      "extract.lookback_days": 3})
+    _copy_raw(cfg, mine, DAYS[:3])
+    lake = Lake(mine.lake_root)
+    raw = Path(lake.raw_events(DAYS[1])) / "events.jsonl"
+    good = raw.read_text()
+    raw.write_text(good + "{not json\n" * len(good.splitlines()))  # half the day is garbage
+    result = extract.run(mine, DAYS[2], spark)  # today is clean: the run succeeds
+    assert [d.day for d in result.days] == DAYS[:3]
+    assert Path(lake.events(DAYS[2])).exists() and not Path(lake.events(DAYS[1])).exists()
+    ((day, why),) = extract.failed_days(lake)
+    assert day == DAYS[1] and why.startswith("quarantine rate 5")
+    (alert,) = alerts.alerts_of(mine)
+    assert (alert["rule"], alert["severity"]) == ("extract_day_failed", "critical")
+    assert [d.day for d in extract.run(mine, DAYS[2], spark).days] == [DAYS[2]]  # skipped
+    raw.write_text(good)  # the day is repaired and reprocessed as a run date of its own
+    extract.run(mine, DAYS[1], spark)
+    assert extract.failed_days(lake) == [] and Path(lake.events(DAYS[1])).exists()
+
+
 def test_missing_raw_day_fails_clearly(cfg: Config) -> None:
     missing = Lake(cfg.lake_root).raw_events(date(2026, 2, 1))
     with pytest.raises(FileNotFoundError, match=f"no raw events for 2026-02-01: {missing}"):

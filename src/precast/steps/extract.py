@@ -234,7 +234,9 @@ def _day_counts(day: date, groups: dict[str | None, tuple[int, str]]) -> DayCoun
 def days_to_extract(lake: Lake, run_date: date, lookback_days: int,
                     mapping: str) -> list[date]:
     """The run date plus earlier days in the lookback with raw data whose clean events are
-    missing or were extracted under another mapping (`raw_events.mapping_version`)."""
+    missing or were extracted under another mapping (`raw_events.mapping_version`). An
+    earlier day that failed under this mapping is skipped (:func:`failed_days`) until it is
+    extracted again as a run date of its own."""
     if not exists(lake.raw_events(run_date)):
         raise RawPartitionMissing(
             f"no raw events for {run_date}: {lake.raw_events(run_date)} does not exist"
@@ -244,7 +246,28 @@ def days_to_extract(lake: Lake, run_date: date, lookback_days: int,
     return [
         d for d in earlier
         if d.isoformat() in raw and extracted_with(lake, d) != mapping
+        and failed_with(lake, d) != mapping
     ] + [run_date]
+
+
+def failed_with(lake: Lake, day: date) -> str | None:
+    """The mapping version under which a day last failed its quarantine limit (None: it did
+    not, or it has been extracted cleanly since)."""
+    manifest = read_lake_json(manifest_path(lake.quarantine(day)))
+    if manifest is None or not manifest.get("failed") or extracted_with(lake, day):
+        return None
+    return str(manifest.get("mapping"))
+
+
+def failed_days(lake: Lake) -> list[tuple[date, str]]:
+    """Days whose extract failed and that have no clean events since, with the reason."""
+    out = []
+    for name in list_partitions(lake.quarantine(), "dt"):
+        day = date.fromisoformat(name)
+        manifest = read_lake_json(manifest_path(lake.quarantine(day))) or {}
+        if manifest.get("failed") and not extracted_with(lake, day):
+            out.append((day, str(manifest.get("failure", "failed"))))
+    return out
 
 
 def extracted_with(lake: Lake, day: date) -> str | None:
@@ -279,17 +302,19 @@ def _manifest(counts: DayCounts, lake: Lake, events: EventsConfig) -> dict[str, 
 
 
 def _publish(classified: DataFrame, lake: Lake, events: EventsConfig,
-             counts: Sequence[DayCounts], passing: Iterable[date]) -> None:
+             counts: Sequence[DayCounts], passing: Iterable[date], limit: float) -> None:
     """Write quarantine for every day, clean events and manifests for passing days only."""
     from pyspark.sql import functions as F
 
     if any(c.quarantined + c.duplicates for c in counts):
         _overwrite_days(quarantine_rows(classified), lake.quarantine(), ["line_number"])
+    passing = set(passing)
     for c in counts:
         if not c.quarantined + c.duplicates:
             delete_dir(lake.quarantine(c.day))
-        write_lake_json(manifest_path(lake.quarantine(c.day)), _manifest(c, lake, events))
-    passing = set(passing)
+        failed = {} if c.day in passing else {"failed": True, "failure": failure(c, limit)}
+        write_lake_json(manifest_path(lake.quarantine(c.day)),
+                        {**_manifest(c, lake, events), **failed})
     ok = [c for c in counts if c.day in passing]
     if any(c.kept for c in ok):
         keep_days = [c.day for c in ok if c.kept]
@@ -302,16 +327,20 @@ def _publish(classified: DataFrame, lake: Lake, events: EventsConfig,
         write_lake_json(manifest_path(lake.events(c.day)), _manifest(c, lake, events))
 
 
+def failure(counts: DayCounts, limit: float) -> str:
+    """Why a day failed: its rate, the limit and the top reasons."""
+    top = sorted(counts.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    return (f"quarantine rate {counts.quarantine_rate:.2%} exceeds limit {limit:.2%} "
+            f"({counts.quarantined} of {counts.read} lines; top reasons: "
+            f"{', '.join(f'{r}={n}' for r, n in top)})")
+
+
 def _failure_message(failing: Sequence[DayCounts], limit: float) -> str:
     """One line naming the failing day(s), their rates, the limit and the top reasons."""
     first = failing[0]
-    top = sorted(first.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     others = f" (also failing: {', '.join(str(c.day) for c in failing[1:])})" if failing[1:] else ""
-    return (
-        f"extract {first.day}: quarantine rate {first.quarantine_rate:.2%} exceeds limit "
-        f"{limit:.2%} ({first.quarantined} of {first.read} lines; top reasons: "
-        f"{', '.join(f'{r}={n}' for r, n in top)}){others}; clean partition not written"
-    )
+    return (f"extract {first.day}: {failure(first, limit)}{others}; clean partition not "
+            "written")
 
 
 def _log_counts(result: ExtractResult) -> None:
@@ -343,11 +372,24 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
         counts = [found.get(d) or _day_counts(d, {}) for d in days]
         limit = cfg.extract.max_quarantine_rate
         failing = [c for c in counts if c.quarantine_rate > limit]
-        _publish(classified, lake, cfg.events, counts, [c.day for c in counts if c not in failing])
+        _publish(classified, lake, cfg.events, counts,
+                 [c.day for c in counts if c not in failing], limit)
     finally:
         parsed.unpersist()
     result = ExtractResult(run_date=run_date, days=tuple(counts))
     _log_counts(result)
-    if failing:
+    if any(c.day == run_date for c in failing):
         raise QuarantineRateExceeded(_failure_message(failing, limit), [c.day for c in failing])
+    if failing:  # earlier days only: today's clean data still flows; they are alerted
+        _alert_failed_days(cfg, failing, limit)
     return result
+
+
+def _alert_failed_days(cfg: Config, failing: Sequence[DayCounts], limit: float) -> None:
+    """An alert per earlier day that failed (skipped by later runs until extracted again)."""
+    from precast.alerts import Alert, raise_alerts
+
+    raise_alerts(cfg, [Alert(c.day, "extract_day_failed", c.day.isoformat(),
+                             f"extract {c.day}: {failure(c, limit)}; skipped by later runs "
+                             f"until `precast run extract --date {c.day}` succeeds",
+                             c.quarantine_rate, limit, "critical") for c in failing])
