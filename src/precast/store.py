@@ -450,8 +450,11 @@ def _prepared(batch: pa.RecordBatch, meta: SnapshotMeta) -> pa.RecordBatch:
     for column in ("entity_id", "score", "scored_at"):
         if batch.column(column).null_count:
             raise PredictionsInputError(f"predictions column {column} has null values")
-    if batch.num_rows and pc.any(pc.is_nan(batch.column("score").cast(pa.float64()))).as_py():
+    scores = batch.column("score").cast(pa.float64())
+    if batch.num_rows and pc.any(pc.is_nan(scores)).as_py():
         raise PredictionsInputError("predictions column score has NaN values")
+    if batch.num_rows and pc.any(pc.is_inf(scores)).as_py():  # every lookup of them would fail
+        raise PredictionsInputError("predictions column score has infinite values")
     return pa.RecordBatch.from_arrays(
         [batch.column(f.name).cast(f.type) for f in _ROW_SCHEMA], schema=_ROW_SCHEMA
     )

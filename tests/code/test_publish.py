@@ -266,6 +266,10 @@ def test_rows_must_match_the_snapshot_metadata_and_have_no_nulls(store_url: str)
         store.publish(store_url, [_batch(["a", None], [0.1, 0.2])], _meta("1"), keep=3)  # type: ignore[list-item]
     with pytest.raises(PredictionsInputError, match="score has NaN"):
         store.publish(store_url, [_batch(["a", "b"], [0.1, float("nan")])], _meta("1"), keep=3)
+    for infinite in (float("inf"), float("-inf")):  # a lookup of them could not answer
+        with pytest.raises(PredictionsInputError, match="score has infinite values"):
+            store.publish(store_url, [_batch(["a", "b"], [0.1, infinite])], _meta("1"), keep=3)
+    assert store.current(store_url) is None
     with pytest.raises(ValueError, match="keep must be at least 1"):
         store.publish(store_url, [_batch(["a"], [0.1])], _meta("1"), keep=0)
 
