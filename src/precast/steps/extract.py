@@ -251,21 +251,19 @@ def days_to_extract(lake: Lake, run_date: date, lookback_days: int,
 
 
 def failed_with(lake: Lake, day: date) -> str | None:
-    """The mapping version under which a day last failed its quarantine limit (None: it did
-    not, or it has been extracted cleanly since)."""
+    """The mapping version under which a day's last extract failed its quarantine limit
+    (None: it did not; every extract of a day rewrites its quarantine manifest)."""
     manifest = read_lake_json(manifest_path(lake.quarantine(day)))
-    if manifest is None or not manifest.get("failed") or extracted_with(lake, day):
-        return None
-    return str(manifest.get("mapping"))
+    return str(manifest.get("mapping")) if manifest and manifest.get("failed") else None
 
 
 def failed_days(lake: Lake) -> list[tuple[date, str]]:
-    """Days whose extract failed and that have no clean events since, with the reason."""
+    """Days whose last extract failed, with the reason."""
     out = []
     for name in list_partitions(lake.quarantine(), "dt"):
         day = date.fromisoformat(name)
         manifest = read_lake_json(manifest_path(lake.quarantine(day))) or {}
-        if manifest.get("failed") and not extracted_with(lake, day):
+        if manifest.get("failed"):
             out.append((day, str(manifest.get("failure", "failed"))))
     return out
 

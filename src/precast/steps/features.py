@@ -252,7 +252,7 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
             raise SqlColumnsError("; ".join(problems))
         return FeaturesResult(run_date, tuple(
             _build_dataset(spark, lake, manifests, kind, run_date, plan[kind], label_end[kind],
-                           fc, (key_columns(cfg.events), queries), events)
+                           fc, key_columns(cfg.events), queries, events)
             for kind in kinds))
     finally:
         events.unpersist()
@@ -287,10 +287,9 @@ def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manife
 
 def _build_dataset(spark: SparkSession, lake: lk.Lake, manifests: Manifests, kind: str,
                    run_date: date, snapshots: tuple[date, ...], label_end: date,
-                   fc: FeaturesConfig, sql: tuple[tuple[str, str], Queries],
+                   fc: FeaturesConfig, keys: tuple[str, str], queries: Queries,
                    events: DataFrame) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
-    keys, queries = sql
     path = lake.dataset(kind, run_date)
     names = [s.isoformat() for s in snapshots]
     version = _version(manifests, kind, snapshots, label_end, fc, queries)
