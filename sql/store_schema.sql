@@ -62,6 +62,28 @@ CREATE TABLE IF NOT EXISTS champion_history (
     reason TEXT NOT NULL,
     evidence TEXT
 );
+-- champion_changes: the intent of every change of champion that moves the registry's alias
+-- (gate, override, rollback), written BEFORE the alias moves and settled in the same
+-- transaction as its champion_history row. A row with outcome NULL is a change that a crash
+-- interrupted somewhere between the two writes: the next gate, promote or rollback rolls it
+-- forward (moves the alias to model_version, serves snapshot_id for a rollback, writes the
+-- history row), so the alias and the history never disagree for good. previous_version is
+-- the champion it replaces. 'abandoned' (with note) ends one that could not be completed.
+CREATE TABLE IF NOT EXISTS champion_changes (
+    change_id {{serial_key}},
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    previous_version TEXT,
+    snapshot_id INTEGER,
+    requested_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    decided_by TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('gate', 'override', 'rollback')),
+    reason TEXT NOT NULL,
+    evidence TEXT,
+    outcome TEXT CHECK (outcome IN ('completed', 'abandoned')),
+    settled_at TIMESTAMP WITH TIME ZONE,
+    note TEXT
+);
 -- model_metrics: every monitoring figure, one row each, windowed by snapshot (never
 -- cumulative). kind 'performance': realised metrics of the predictions of snapshot_date
 -- once its labels are complete; 'estimate': expected metrics from the scores alone while

@@ -32,7 +32,7 @@ NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateE
                  "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError",
                  "PredictionsInputError", "EmptyPredictionsError", "DuplicateEntityError",
                  "RollbackTargetError", "PromoteError", "RetrainInputsError",
-                 "UseCaseFileError", "OlderSnapshotError")
+                 "UseCaseFileError", "OlderSnapshotError", "ChampionConflictError")
 
 
 def _extract(cfg: Config, day: date, **_: Any) -> Any:

@@ -236,8 +236,7 @@ def _pin(cfg: Config, champion: registry.ModelRef | None,
     if champion is None or champion.version == challenger.version:
         return None
     now = champions.current(cfg.predictions_url, cfg.model.name)
-    return now if now is not None and now.pinned and now.model_version == champion.version \
-        else None
+    return now if now is not None and now.pinned else None  # agreed_champion: same version
 
 
 def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResult:
@@ -247,7 +246,7 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
     challenger = registry.by_alias(cfg, registry.CHALLENGER)
     if challenger is None:
         raise LookupError(f"no {registry.CHALLENGER!r} version of {cfg.model.name}; train first")
-    champion = registry.by_alias(cfg, registry.CHAMPION)
+    champion = champions.agreed_champion(cfg)
     ev = evaluate(cfg, challenger, champion, run_date)
     tol = cfg.gate.tolerance if tolerance is None else tolerance
     decision = decide(cfg.gate, ev.challenger.metrics,
@@ -272,11 +271,9 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
                                       f"{kept} stays: " + "; ".join(decision.failed())
                                       + f" (evidence: {uri})")
     if champion is None or champion.version != challenger.version:
-        registry.set_alias(cfg, registry.CHAMPION, challenger.version)
-        champions.record(cfg.predictions_url, cfg.model.name, challenger.version,
-                         decided_by="gate", decision="gate", evidence=uri,
-                         reason=f"passed all {len(decision.rules)} rules"
-                                + (f" against v{champ_version}" if champ_version else ""))
+        champions.change(cfg, challenger.version, decided_by="gate", decision="gate",
+                         evidence=uri, reason=f"passed all {len(decision.rules)} rules"
+                         + (f" against v{champ_version}" if champ_version else ""))
     log.info("gate promoted %s v%s (%d rules passed)", cfg.model.name, challenger.version,
              len(decision.rules))
     return result

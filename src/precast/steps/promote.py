@@ -61,27 +61,29 @@ def run(cfg: Config, action: str, *, by: str, reason: str,
         raise PromoteError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
     if not reason.strip():
         raise PromoteError(f"--{action} needs a reason (it is recorded with your name)")
-    champion = registry.by_alias(cfg, registry.CHAMPION)
-    previous = champion.version if champion else None
     url, name = cfg.predictions_url, cfg.model.name
-    if action == "force":
+    if action == "force":  # the way to settle an alias moved outside precast: no agreement asked
+        champions.settle(cfg)
+        champion = registry.by_alias(cfg, registry.CHAMPION)
+        previous = champion.version if champion else None
         ref = _version(cfg, version)
-        registry.set_alias(cfg, registry.CHAMPION, ref.version)
         registry.tag_version(cfg, ref.version, {"champion_set_by": by,
                                                 "champion_reason": reason.strip(),
                                                 "gate.override": "forced"})
-        champions.record(url, name, ref.version, decided_by=by, decision="override",
-                         reason=reason, evidence=ref.tags.get("gate.report"))
+        champions.change(cfg, ref.version, decided_by=by, decision="override", reason=reason,
+                         evidence=ref.tags.get("gate.report"))
         log.warning("OVERRIDE by %s: %s v%s is the champion (was %s) despite the gate: %s",
                     by, name, ref.version, previous, reason)
         return PromoteResult(action, name, ref.version, previous, by, reason.strip())
+    champion = champions.agreed_champion(cfg)
+    previous = champion.version if champion else None
     if champion is None:
         raise PromoteError(f"{name} has no champion to {action}")
     if version is not None and version != champion.version:
         raise PromoteError(f"--{action} applies to the champion (v{champion.version}), "
                            f"not v{version}")
     now = champions.current(url, name)
-    pin = now if now is not None and now.pinned and now.model_version == champion.version else None
+    pin = now if now is not None and now.pinned else None  # agreed: now is the alias's version
     if action == "pin" and pin is not None:
         raise PromoteError(f"v{champion.version} is already pinned (by {pin.decided_by}: "
                            f"{pin.reason})")

@@ -110,13 +110,6 @@ def batches(dataset: pads.Dataset, meta: SnapshotMeta) -> Iterator[pa.RecordBatc
     yield from dataset.to_batches(columns=columns, batch_size=BATCH_ROWS)
 
 
-def write_policy(cfg: Config) -> store.WritePolicy:
-    """How the store writes (swap waits, writer role), from `stores.*`."""
-    return store.WritePolicy(lock_timeout_ms=cfg.stores.swap_lock_timeout_ms,
-                             attempts=cfg.stores.swap_attempts,
-                             writer_role=cfg.stores.writer_role)
-
-
 def run(cfg: Config, run_date: date) -> PublishResult:
     """Publish the predictions of `run_date` to `cfg.predictions_url`, keeping the newest N."""
     path = cfg.lake.predictions(run_date)
@@ -125,7 +118,7 @@ def run(cfg: Config, run_date: date) -> PublishResult:
     # A rerun or retry of a publish that is served already changes nothing (no churn of
     # retention); the store decides that inside its publishers' lock.
     info = store.publish(cfg.predictions_url, batches(dataset, meta), meta,
-                         keep=cfg.stores.keep_snapshots, policy=write_policy(cfg),
+                         keep=cfg.stores.keep_snapshots, policy=store.WritePolicy.of(cfg),
                          rows_if_served=dataset.count_rows())
     assert info.table_name is not None and info.row_count is not None
     log.info("publish %s: snapshot %s serves %s rows of model %s v%s", run_date,

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from precast import champions, registry, store
 from precast.config import Config
-from precast.steps.publish import write_policy
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +82,7 @@ def run(cfg: Config, target: str, *, by: str, reason: str) -> RollbackResult:
     if not reason.strip():
         raise RollbackTargetError("a rollback needs a reason (it is recorded)")
     kind, value = parse_target(target)
+    champions.settle(cfg)  # the way back from an alias moved outside precast: none asked
     if (kind, value) == ("model", "previous"):
         value = _previous_champion(cfg)
     infos = store.snapshots(cfg.predictions_url)
@@ -90,20 +90,16 @@ def run(cfg: Config, target: str, *, by: str, reason: str) -> RollbackResult:
     previous = next((i.snapshot_id for i in infos if i.current), None)
     old_champion = registry.by_alias(cfg, registry.CHAMPION) if kind == "model" else None
     moved = kind == "model" and (old_champion is None or old_champion.version != value)
-    if moved:
-        registry.set_alias(cfg, registry.CHAMPION, value)
-    try:
-        info = store.activate(cfg.predictions_url, chosen.snapshot_id, by=by, reason=reason,
-                              policy=write_policy(cfg))
-    except BaseException:
-        if moved and old_champion is not None:  # leave the registry as it was
-            registry.set_alias(cfg, registry.CHAMPION, old_champion.version)
-        raise
-    if moved:
+    if moved:  # alias and snapshot move together (a snapshot that cannot serve undoes both)
+        champions.change(cfg, value, decided_by=by, decision="rollback", reason=reason,
+                         evidence=f"serving snapshot {chosen.snapshot_id}",
+                         snapshot_id=chosen.snapshot_id)
         registry.tag_version(cfg, value, {"champion_set_by": by, "champion_reason": reason})
-        champions.record(cfg.predictions_url, cfg.model.name, value, decided_by=by,
-                         decision="rollback", reason=reason,
-                         evidence=f"serving snapshot {info.snapshot_id}")
+    else:
+        store.activate(cfg.predictions_url, chosen.snapshot_id, by=by, reason=reason,
+                       policy=store.WritePolicy.of(cfg))
+    info = next(i for i in store.snapshots(cfg.predictions_url)
+                if i.snapshot_id == chosen.snapshot_id)
     log.warning("rollback by %s: serving snapshot %s (%s v%s), was %s; reason: %s", by,
                 info.snapshot_id, info.model_name, info.model_version, previous, reason)
     return RollbackResult(info.snapshot_id, info.model_name, info.model_version, previous,
