@@ -115,10 +115,13 @@ def record(url: str, model_name: str, version: str, *, decided_by: str, decision
 
 
 def history(url: str, model_name: str) -> list[ChampionPeriod]:
-    """Every champion period of `model_name`, newest first."""
-    engine = _engine(url)
+    """Every champion period of `model_name`, newest first (reads only: works as the
+    reader role, and on a store that has none yet)."""
+    engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("champion_history"):
+                return []
             rows = conn.execute(_statement("champion_history_list"), {"model_name": model_name})
             return [_period(row) for row in rows]
     finally:
@@ -127,9 +130,11 @@ def history(url: str, model_name: str) -> list[ChampionPeriod]:
 
 def champion_at(url: str, model_name: str, at: datetime) -> ChampionPeriod | None:
     """The period that covers time `at` (sql/champion_at.sql), None before the first."""
-    engine = _engine(url)
+    engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("champion_history"):
+                return None
             row = conn.execute(_statement("champion_at"), {
                 "model_name": model_name, "at": at.astimezone(UTC).isoformat(sep=" ")}).first()
             return None if row is None else _period(row)

@@ -96,11 +96,18 @@ def print_champions(periods: Any) -> None:
 
 
 def print_status(cfg: Config) -> None:
-    from precast import pipeline, registry, store
+    from precast import champions, pipeline, registry, store
 
     champion = registry.by_alias(cfg, registry.CHAMPION)
     print(f"champion: {cfg.model.name} v{champion.version} (run {champion.run_id})"
           if champion else "champion: none yet")
+    for change in champions.pending(cfg):
+        print(f"interrupted champion change: v{change.model_version} ({change.decision} by "
+              f"{change.decided_by}, {change.requested_at:%Y-%m-%d %H:%M} UTC); the next "
+              "gate, promote or rollback completes it")
+    problem = None if champions.pending(cfg) else champions.disagreement(cfg, champion)
+    if problem:
+        print(f"champion disagreement: {problem}")
     current = store.current(cfg.predictions_url)
     print(f"current snapshot: {_short(to_jsonable(current))}" if current
           else "current snapshot: none published")

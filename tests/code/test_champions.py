@@ -186,3 +186,159 @@ def test_a_registry_that_cannot_answer_is_never_read_as_no_champion(tmp_path: Pa
     from precast.pipeline import retryable
 
     assert retryable(registry.RegistryUnavailableError("x"))  # the task tries again
+
+
+# ---------------------------------------------------------------- one truth for the champion
+
+
+def test_an_alias_moved_outside_precast_stops_the_gate_and_pins_until_settled(
+        cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    """No change in flight and the alias disagrees with champion_history: the gate and
+    pins refuse, naming both; --force (or a model rollback) is the way to settle it."""
+    promote.run(cfg, "force", by="ana", reason="reviewed")  # v2, recorded
+    registry.set_alias(cfg, registry.CHAMPION, "1")  # someone, in the MLflow UI
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert "champion disagreement: the registry's 'champion' alias of precast is v1" in (
+        capsys.readouterr().out)
+    with pytest.raises(champions.ChampionConflictError,
+                       match=r"alias of precast is v1 but champion_history records v2 \(override "
+                             r"by ana\) and no change is in flight.*precast promote --force"):
+        champions.agreed_champion(cfg)
+    with pytest.raises(champions.ChampionConflictError):
+        promote.run(cfg, "pin", by="bo", reason="freeze")
+    from precast.pipeline import retryable
+
+    assert not retryable(champions.ChampionConflictError("x"))  # a person decides
+    promote.run(cfg, "force", by="bo", reason="v1 is what the MLflow UI says", version="1")
+    promote.run(cfg, "pin", by="bo", reason="freeze")
+    assert [(p.model_version, p.decision) for p in champions.history(
+        cfg.predictions_url, cfg.model.name)] == [("1", "pin"), ("1", "override"),
+                                                  ("2", "override")]
+
+
+DIE_AROUND_THE_ALIAS = """
+import os, signal, sys
+from precast import registry
+from precast.config import load_config
+from precast.steps import promote
+
+move, when = registry.set_alias, sys.argv[1]
+
+def move_and_die(cfg, alias, version):
+    if alias == registry.CHAMPION and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    move(cfg, alias, version)
+    if alias == registry.CHAMPION and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+registry.set_alias = move_and_die
+promote.run(load_config(), "force", by="ana", reason="reviewed the report")  # PRECAST_HOME
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_change_killed_around_the_alias_move_is_completed_by_the_next_action(
+        cfg: Config, when: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The process dies just before or just after the alias moves (its intent written, its
+    history row not): the next promote rolls the change forward, so alias and history end as
+    after one clean run, with the time the change was asked for."""
+    import signal
+    import subprocess
+    import sys
+
+    died = subprocess.run([sys.executable, "-c", DIE_AROUND_THE_ALIAS, when],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert _champion(cfg) == ("1" if when == "before" else "2")
+    assert champions.history(cfg.predictions_url, cfg.model.name) == []
+    (interrupted,) = champions.pending(cfg)
+    assert (interrupted.model_version, interrupted.previous_version, interrupted.decision,
+            interrupted.decided_by) == ("2", "1", "override", "ana")
+    assert main(["status"]) == 0  # status reports it and changes nothing
+    assert "interrupted champion change: v2 (override by ana, " in capsys.readouterr().out
+    assert champions.pending(cfg) == [interrupted]
+
+    promote.run(cfg, "pin", by="bo", reason="freeze")  # settles first, then pins v2
+    assert _champion(cfg) == "2" and champions.pending(cfg) == []
+    history = champions.history(cfg.predictions_url, cfg.model.name)
+    assert [(p.model_version, p.decision, p.decided_by, p.reason) for p in history] == [
+        ("2", "pin", "bo", "freeze"), ("2", "override", "ana", "reviewed the report")]
+    assert history[1].valid_from == interrupted.requested_at
+    assert champions.settle(cfg) == []  # nothing left to do, however often it runs
+
+
+@pytest.mark.postgres
+def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
+        cfg: Config, pg_url: str) -> None:
+    """After `precast store setup`: a login in the writer role publishes, promotes through
+    the gate's path, pins, forces, rolls back, records monitoring figures and alerts, keeps
+    retention; a login in the reader role reads all of it and writes none of it."""
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    from precast import alerts, store
+    from precast.lookup import LookupClient
+    from precast.steps import monitor, rollback
+
+    suffix = pg_url.rsplit("_", 1)[1]
+    reader, writer = f"precast_reader_{suffix}", f"precast_writer_{suffix}"
+    app, job = f"app_{suffix}", f"job_{suffix}"
+    admin = store.make_engine(cfg.with_overrides({"stores.predictions_url": pg_url})
+                              .predictions_url)
+    try:
+        store.setup(admin, reader=reader, writer=writer)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{app}" LOGIN IN ROLE "{reader}"')
+            conn.exec_driver_sql(f'CREATE ROLE "{job}" LOGIN IN ROLE "{writer}"')
+        as_job = cfg.with_overrides({"stores.predictions_url": pg_url.replace(
+            "postgres@", f"{job}@"), "stores.writer_role": writer, "stores.keep_snapshots": 2})
+        day = datetime(2026, 3, 1, tzinfo=UTC)
+
+        def publish(version: str, days: int) -> store.SnapshotInfo:
+            batch = pa.RecordBatch.from_pydict({
+                "entity_id": ["a"], "score": [int(version) / 10],
+                "scored_at": pa.array([day], pa.timestamp("us", tz="UTC"))})
+            meta = store.SnapshotMeta((day + timedelta(days=days)).date(), cfg.model.name,
+                                      version, f"data-{days}")
+            return store.publish(as_job.predictions_url, [batch], meta,
+                                 keep=as_job.stores.keep_snapshots,
+                                 policy=store.WritePolicy.of(as_job))
+
+        first = publish("1", 0)
+        champions.change(as_job, "2", decided_by="gate", decision="gate", reason="passed")
+        publish("2", 1)
+        promote.run(as_job, "pin", by="ana", reason="freeze")
+        promote.run(as_job, "unpin", by="ana", reason="thaw")
+        rollback.run(as_job, "model:1", by="bo", reason="v2 is off")
+        promote.run(as_job, "force", by="cy", reason="v2 after all", version="2")
+        alerts.write_metrics(as_job, day.date(), "2", "drift",
+                             [alerts.MetricRow("score", "psi", 0.3)])
+        alerts.raise_alerts(as_job, [alerts.Alert(day.date(), "psi_max", "score", "drift")])
+        assert not monitor.retrain_decision(as_job, day.date()).retrain
+        publish("2", 2)  # retention (keep 2) drops the first snapshot's table, as the writer
+        assert store.snapshots(as_job.predictions_url)[0].status == "retired"
+        assert first.table_name not in sa.inspect(admin).get_table_names()
+
+        as_app = as_job.with_overrides({"stores.predictions_url": pg_url.replace(
+            "postgres@", f"{app}@")}).predictions_url
+        with LookupClient(as_app) as client:
+            assert client.get_one("a").score == 0.2
+        assert [p.decision for p in champions.history(as_app, cfg.model.name)] == [
+            "override", "rollback", "unpin", "pin", "gate"]
+        engine = store.make_engine(as_app)
+        try:
+            for table in store.control_tables():
+                with engine.connect() as conn:
+                    conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                with engine.connect() as conn, pytest.raises(sa.exc.ProgrammingError,
+                                                              match="permission denied"):
+                    conn.execute(sa.text(f"DELETE FROM {table}"))
+        finally:
+            engine.dispose()
+    finally:
+        for role in (app, job, writer, reader):  # roles are cluster-wide: leave none behind
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+                conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()
