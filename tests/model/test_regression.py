@@ -145,3 +145,56 @@ def test_spark_engine_trains_a_regressor_with_the_tasks_objective() -> None:
     binary = Config.model_validate({"train": {"monotone": {}}})
     assert "objective" not in spark_train.booster_params(binary, spec, "cpu")  # its own
     assert spark_train.booster_params(binary, spec, "cpu")["eval_metric"] == "logloss"
+
+
+GATE_DIES_AFTER_THE_ALIAS = """
+import os, signal, sys
+from pathlib import Path
+from precast import registry
+from precast.steps import gate
+from tests.model.test_regression import RUN_DATE, _use_case
+
+move = registry.set_alias
+
+def move_and_die(cfg, alias, version):
+    move(cfg, alias, version)
+    if alias == registry.CHAMPION:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+registry.set_alias = move_and_die
+gate.run(_use_case(Path(sys.argv[1])), RUN_DATE)
+"""
+
+
+def test_a_gate_killed_between_the_alias_and_the_history_is_completed_by_its_retry(
+        spend_home: Path) -> None:
+    """The gate task dies after moving the champion alias, before its history row; its
+    retry ends where one clean gate run ends: the alias and the history on the challenger."""
+    import signal
+    import subprocess
+    import sys
+
+    from precast import champions
+    from tests.helpers import REPO
+
+    weak = _use_case(spend_home, **UNDERFIT)
+    first = train.run(weak, RUN_DATE)
+    gate.run(weak, RUN_DATE)
+    cfg = _use_case(spend_home)
+    better = train.run(cfg, RUN_DATE)
+    died = subprocess.run([sys.executable, "-c", GATE_DIES_AFTER_THE_ALIAS, str(spend_home)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    champion = registry.by_alias(cfg, registry.CHAMPION)
+    assert champion is not None and champion.version == better.model_version
+    recorded = champions.current(cfg.predictions_url, cfg.model.name)
+    assert recorded is not None and recorded.model_version == first.model_version
+
+    assert gate.run(cfg, RUN_DATE).promoted  # the retry
+    history = champions.history(cfg.predictions_url, cfg.model.name)
+    assert [(p.model_version, p.decision) for p in history] == [
+        (better.model_version, "gate"), (first.model_version, "gate")]
+    assert history[0].reason == f"passed all {len(gate.run(cfg, RUN_DATE).decision.rules)} " \
+        f"rules against v{first.model_version}"
+    assert champions.pending(cfg) == [] and len(champions.history(
+        cfg.predictions_url, cfg.model.name)) == 2  # a third run changes nothing either
