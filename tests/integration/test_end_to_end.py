@@ -84,7 +84,8 @@ def test_rerun_same_day_is_reproducible(own_world: World) -> None:
     after = _records(world, "train")["result"]
     assert after["data_version"] == before["data_version"]
     assert after["metrics"] == before["metrics"]
-    assert after["model_version"] != before["model_version"]  # a new, identical version
+    assert after["model_version"] == before["model_version"]  # the same: nothing registered
+    assert after["run_id"] == before["run_id"]
     again = _predictions(world)
     assert again["entity_id"].tolist() == first_predictions["entity_id"].tolist()
     np.testing.assert_array_equal(again["score"].to_numpy(), first_predictions["score"].to_numpy())

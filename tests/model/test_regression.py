@@ -198,3 +198,17 @@ def test_a_gate_killed_between_the_alias_and_the_history_is_completed_by_its_ret
         f"rules against v{first.model_version}"
     assert champions.pending(cfg) == [] and len(champions.history(
         cfg.predictions_url, cfg.model.name)) == 2  # a third run changes nothing either
+
+
+def test_a_train_retried_after_it_registered_registers_nothing_new(spend_home: Path) -> None:
+    """A retry (or a repeat) of the same training makes the same model from the same inputs:
+    it returns the registered challenger, so the registry ends as after one clean run; a
+    changed input still registers a new version."""
+    cfg = _use_case(spend_home)
+    first = train.run(cfg, RUN_DATE)
+    again = train.run(cfg, RUN_DATE)
+    assert again == first
+    names = registry.client(cfg).search_model_versions(f"name='{cfg.model.name}'")
+    assert [str(v.version) for v in names] == [first.model_version]
+    other = train.run(_use_case(spend_home, **UNDERFIT), RUN_DATE)
+    assert other.model_version != first.model_version

@@ -229,8 +229,15 @@ def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dic
     return run.info.run_id, version
 
 
+# A training whose challenger already has these tags made the same model from the same
+# inputs: a retried task (or a repeated run) registers no second, identical version.
+SAME_TRAINING = ("run_date", "data_version", "test_data_version", "code_version",
+                 "model_sha256")
+
+
 def run(cfg: Config, run_date: date) -> TrainResult:
-    """Train, evaluate on the test snapshot, track and register the challenger."""
+    """Train, evaluate on the test snapshot, track and register the challenger (once: a
+    rerun that makes the same model from the same inputs returns the registered one)."""
     lake = cfg.lake
     train_path = lake.dataset("train", run_date)
     train_df, train_manifest = load_dataset(train_path)
@@ -247,7 +254,13 @@ def run(cfg: Config, run_date: date) -> TrainResult:
              **label_mean_tags(cfg.model.task, train_df[LABEL].to_numpy()),
              "engine": cfg.train.engine,
              "model_sha256": ma.sha256(booster)}
-    run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
+    prior = registry.by_alias(cfg, registry.CHALLENGER)
+    if prior is not None and all(prior.tags.get(k) == str(facts[k]) for k in SAME_TRAINING):
+        run_id, version = prior.run_id, prior.version  # a retry after it registered
+        log.info("%s v%s already holds this model (same run date, data, code and bytes): "
+                 "registering nothing new", cfg.model.name, version)
+    else:
+        run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
     model_card.log(cfg, model_card.CardFacts(  # the gate completes it (slices, decision)
         version, run_id, {k: str(v) for k, v in facts.items()}, spec.names,
         logged_params(cfg, booster), test_metrics, train_manifest, cfg.train.monotone))
