@@ -235,6 +235,47 @@ def pg_database(prefix: str = "precast_test") -> Iterator[str]:
         admin.dispose()
 
 
+@dataclass(frozen=True)
+class StoreRoles:
+    """The roles of `precast store setup` on one store and a login in each (no password:
+    the test server trusts local logins)."""
+
+    reader: str
+    writer: str
+    app: str  # a login in the reader role
+    job: str  # a login in the writer role
+
+    def login(self, url: str, who: str) -> str:
+        """`url` (as the postgres superuser) for the login `who`."""
+        return url.replace("postgres@", f"{who}@", 1)
+
+
+@contextmanager
+def store_roles(admin_url: str) -> Iterator[StoreRoles]:
+    """`precast store setup` on the store at `admin_url` (as the superuser; the URL's
+    search_path names the use case's schema) and a login in each role. Roles are
+    cluster-wide: every one is dropped at the end."""
+    from precast import store
+
+    suffix = uuid.uuid4().hex[:8]
+    roles = StoreRoles(f"precast_reader_{suffix}", f"precast_writer_{suffix}",
+                       f"app_{suffix}", f"job_{suffix}")
+    admin = store.make_engine(admin_url)
+    try:
+        done = store.setup(admin, reader=roles.reader, writer=roles.writer)
+        assert done[:2] == [f"created role {roles.writer}", f"created role {roles.reader}"]
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{roles.app}" LOGIN IN ROLE "{roles.reader}"')
+            conn.exec_driver_sql(f'CREATE ROLE "{roles.job}" LOGIN IN ROLE "{roles.writer}"')
+        yield roles
+    finally:
+        for role in (roles.app, roles.job, roles.writer, roles.reader):
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        admin.dispose()
+
+
 @dataclass
 class Mailbox:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 and the Airflow connection that reaches it."""

@@ -18,7 +18,7 @@ from precast.cli import main
 from precast.config import Config
 from precast.steps import gate, promote
 from precast.steps.promote import PromoteError
-from tests.helpers import copy_home, mlflow_runs_resolved_afresh
+from tests.helpers import copy_home, mlflow_runs_resolved_afresh, store_roles
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 
@@ -281,18 +281,11 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
     from precast.lookup import LookupClient
     from precast.steps import monitor, rollback
 
-    suffix = pg_url.rsplit("_", 1)[1]
-    reader, writer = f"precast_reader_{suffix}", f"precast_writer_{suffix}"
-    app, job = f"app_{suffix}", f"job_{suffix}"
-    admin = store.make_engine(cfg.with_overrides({"stores.predictions_url": pg_url})
-                              .predictions_url)
-    try:
-        store.setup(admin, reader=reader, writer=writer)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE ROLE "{app}" LOGIN IN ROLE "{reader}"')
-            conn.exec_driver_sql(f'CREATE ROLE "{job}" LOGIN IN ROLE "{writer}"')
-        as_job = cfg.with_overrides({"stores.predictions_url": pg_url.replace(
-            "postgres@", f"{job}@"), "stores.writer_role": writer, "stores.keep_snapshots": 2})
+    admin_url = cfg.with_overrides({"stores.predictions_url": pg_url}).predictions_url
+    with store_roles(admin_url) as roles:
+        as_job = cfg.with_overrides({"stores.predictions_url": roles.login(pg_url, roles.job),
+                                     "stores.writer_role": roles.writer,
+                                     "stores.keep_snapshots": 2})
         day = datetime(2026, 3, 1, tzinfo=UTC)
 
         def publish(version: str, days: int) -> store.SnapshotInfo:
@@ -318,16 +311,16 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
         assert not monitor.retrain_decision(as_job, day.date()).retrain
         publish("2", 2)  # retention (keep 2) drops the first snapshot's table, as the writer
         assert store.snapshots(as_job.predictions_url)[0].status == "retired"
-        assert first.table_name not in sa.inspect(admin).get_table_names()
 
-        as_app = as_job.with_overrides({"stores.predictions_url": pg_url.replace(
-            "postgres@", f"{app}@")}).predictions_url
+        as_app = as_job.with_overrides({"stores.predictions_url": roles.login(
+            pg_url, roles.app)}).predictions_url
         with LookupClient(as_app) as client:
             assert client.get_one("a").score == 0.2
         assert [p.decision for p in champions.history(as_app, cfg.model.name)] == [
             "override", "rollback", "unpin", "pin", "gate"]
         engine = store.make_engine(as_app)
         try:
+            assert first.table_name not in sa.inspect(engine).get_table_names()
             for table in store.control_tables():
                 with engine.connect() as conn:
                     conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
@@ -336,9 +329,3 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
                     conn.execute(sa.text(f"DELETE FROM {table}"))
         finally:
             engine.dispose()
-    finally:
-        for role in (app, job, writer, reader):  # roles are cluster-wide: leave none behind
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-                conn.exec_driver_sql(f'DROP ROLE "{role}"')
-        admin.dispose()

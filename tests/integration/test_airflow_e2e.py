@@ -2,7 +2,8 @@
 
 `precast airflow up` starts the api-server, scheduler, dag-processor and triggerer on a
 PostgreSQL metadata database of the test's own; the prediction store reaches the tasks
-only through the Airflow connection `precast_predictions` (AIRFLOW_CONN_*). Headless
+only through the Airflow connection `precast_predictions` (AIRFLOW_CONN_*), as a login in
+the writer role of `precast store setup` (not a superuser), as production runs it. Headless
 Debian Chromium (Selenium, no browser downloads) triggers `churn__training` from its
 form; everything else is checked through the REST API, the lake and the lookup client.
 Screenshots land in `.precast/test-artifacts/airflow-e2e/`. Everything is stopped at the
@@ -31,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FAST_START_SPARK, REPO, World, make_world, pg_database
+from tests.helpers import FAST_START_SPARK, REPO, World, make_world, pg_database, store_roles
 
 pytestmark = [pytest.mark.slow(minutes=13), pytest.mark.postgres,
               pytest.mark.timeout(1200)]  # the backfill test alone takes 3-7 min
@@ -142,18 +143,20 @@ class MemoryWatch(threading.Thread):
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """`precast airflow up` on PostgreSQL metadata; `precast airflow down` afterwards."""
     from precast.airflow_local import LocalAirflow, session_members
-    from precast.config import SparkConfig
+    from precast.config import SparkConfig, with_search_path
 
     _browser_paths()
     root = tmp_path_factory.mktemp("airflow-e2e")
     with pg_database("precast_airflow") as metadata_url, \
-            pg_database("precast_predictions") as predictions_url:
+            pg_database("precast_predictions") as predictions_url, \
+            store_roles(with_search_path(predictions_url, "churn")) as roles:
         spark = {**SparkConfig().conf, **FAST_START_SPARK}
         world = make_world(root, {"airflow": {"port": PORT, "metadata_url": metadata_url},
-                                  "engines": {"spark": {"master": "local[2]", "conf": spark}}})
-        env = {**os.environ, "PRECAST_CONFIG": str(world.config_path),
-               "AIRFLOW_CONN_PRECAST_PREDICTIONS": predictions_url.replace(
-                   "postgresql+psycopg://", "postgresql://")}
+                                  "engines": {"spark": {"master": "local[2]", "conf": spark}},
+                                  "stores": {"writer_role": roles.writer}})
+        env = {**os.environ, "PRECAST_CONFIG": str(world.config_path),  # tasks: the writer
+               "AIRFLOW_CONN_PRECAST_PREDICTIONS": roles.login(predictions_url, roles.job)
+               .replace("postgresql+psycopg://", "postgresql://")}
         airflow = LocalAirflow(world.cfg, world.config_path)
         try:
             up = subprocess.run([PRECAST, "airflow", "up"], env=env, capture_output=True,

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from precast import store
 from precast.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.store import SnapshotMeta
+from tests.helpers import store_roles
 
 pytestmark = pytest.mark.postgres
 
@@ -119,24 +120,19 @@ def test_swap_gives_up_on_a_reader_that_holds_the_view(pg_url: str) -> None:
 def test_roles_reader_reads_writer_publishes(pg_url: str) -> None:
     """`precast store setup`: a login in the reader role can look up and nothing else; a login
     in the writer role publishes (acting as the writer role, which owns what it creates)."""
-    suffix = pg_url.rsplit("_", 1)[1]
-    reader, writer = f"precast_reader_{suffix}", f"precast_writer_{suffix}"
-    app, job = f"app_{suffix}", f"job_{suffix}"
-    admin = store.make_engine(pg_url)
-    try:
-        done = store.setup(admin, reader=reader, writer=writer)
-        assert done[:2] == [f"created role {writer}", f"created role {reader}"]
-        assert store.setup(admin, reader=reader, writer=writer)[0].startswith("granted")
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE ROLE "{app}" LOGIN IN ROLE "{reader}"')
-            conn.exec_driver_sql(f'CREATE ROLE "{job}" LOGIN IN ROLE "{writer}"')
-        as_app = pg_url.replace("postgres@", f"{app}@")
-        as_job = pg_url.replace("postgres@", f"{job}@")
-        policy = store.WritePolicy(writer_role=writer)
+    with store_roles(pg_url) as roles:
+        admin = store.make_engine(pg_url)
+        try:
+            assert store.setup(admin, reader=roles.reader,
+                               writer=roles.writer)[0].startswith("granted")
+        finally:
+            admin.dispose()
+        as_app, as_job = roles.login(pg_url, roles.app), roles.login(pg_url, roles.job)
+        policy = store.WritePolicy(writer_role=roles.writer)
         store.publish(as_job, [_batch(["a"], [0.1])], _meta("1"), keep=1, policy=policy)
         store.publish(as_job, [_batch(["a"], [0.2])], _meta("2"), keep=1, policy=policy)
         assert _query(pg_url, "SELECT tableowner FROM pg_tables WHERE tablename = "
-                              "'predictions_2'") == [(writer,)]
+                              "'predictions_2'") == [(roles.writer,)]
         with LookupClient(as_app) as client:
             assert client.get_one("a").score == 0.2
         assert _query(as_app, "SELECT count(*) FROM predictions_current") == [(1,)]
@@ -144,12 +140,6 @@ def test_roles_reader_reads_writer_publishes(pg_url: str) -> None:
                     "DROP TABLE predictions_2", "CREATE TABLE x (a int)"):
             with pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
                 _query(as_app, sql)
-    finally:
-        for role in (app, job, writer, reader):  # roles are cluster-wide: leave none behind
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-                conn.exec_driver_sql(f'DROP ROLE "{role}"')
-        admin.dispose()
 
 
 def test_async_client_coalesces_concurrent_lookups(pg_url: str) -> None:
