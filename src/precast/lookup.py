@@ -42,7 +42,8 @@ from precast.store import (
     make_engine,
 )
 
-__all__ = ["AsyncLookupClient", "Lookup", "LookupClient", "NoSnapshotError", "ServedSnapshot"]
+__all__ = ["AsyncLookupClient", "Lookup", "LookupClient", "NoSnapshotError", "ServedSnapshot",
+           "SessionLimits", "login_problem"]
 
 log = logging.getLogger(__name__)
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
@@ -53,11 +54,63 @@ _SESSION = {"autocommit": True, "prepare_threshold": 0, "application_name": "pre
             "options": "-c default_transaction_read_only=on"}
 
 
-def _session(url: sa.URL) -> dict[str, Any]:
-    """_SESSION for `url`, keeping the URL's own libpq options (the use case's search_path)."""
+@dataclass(frozen=True)
+class SessionLimits:
+    """Bounds on every session of a client: PostgreSQL statements are cancelled by the
+    server past `statement_timeout_ms`, a connection attempt gives up past
+    `connect_timeout_s`, and TCP keepalives (from `keepalives_idle_s` of silence) find a dead
+    peer; a SQLite statement waits `busy_timeout_ms` for a lock."""
+
+    statement_timeout_ms: int = 2000
+    connect_timeout_s: int = 3
+    keepalives_idle_s: int = 30
+    busy_timeout_ms: int = 1000
+
+    @property
+    def batch_timeout_s(self) -> float:
+        """How long one statement may take at the client: the server's limit plus a second."""
+        return self.statement_timeout_ms / 1000 + 1
+
+
+def _session(url: sa.URL, limits: SessionLimits | None = None) -> dict[str, Any]:
+    """_SESSION for `url`, keeping the URL's own libpq options (the use case's search_path),
+    with the bounds of `limits` when given."""
     own = url.query.get("options") or ""
     own = own if isinstance(own, str) else own[-1]
-    return {**_SESSION, "options": f"{own} {_SESSION['options']}".strip()}
+    options = f"{own} {_SESSION['options']}".strip()
+    session: dict[str, Any] = {**_SESSION, "options": options}
+    if limits is not None:
+        session["options"] = f"{options} -c statement_timeout={limits.statement_timeout_ms}"
+        session.update(connect_timeout=limits.connect_timeout_s, keepalives=1,
+                       keepalives_idle=limits.keepalives_idle_s, keepalives_interval=10,
+                       keepalives_count=3)
+    return session
+
+
+# A server that answered and refused the login: a configuration error, not an outage.
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|authentication failed|role \"[^\"]*\" does not exist|"
+    r"database \"[^\"]*\" does not exist|no pg_hba\.conf entry|permission denied|"
+    r"not permitted to log in")
+
+
+def login_problem(url: str | sa.URL, limits: SessionLimits | None = None) -> str | None:
+    """Why the store at `url` refuses to let us in (wrong password, no such role or
+    database), or None: it lets us in, it is SQLite, or it cannot be reached now (an outage
+    is answered with 503s until it ends)."""
+    import psycopg
+
+    parsed = sa.make_url(url)
+    if not _is_postgres(parsed):
+        return None
+    try:
+        psycopg.connect(libpq_conninfo(parsed), **_session(parsed, limits)).close()
+    except psycopg.OperationalError as exc:
+        found = _LOGIN_REFUSED.search(str(exc))
+        if found:
+            line = str(exc).strip().splitlines()[0]
+            return line.split("failed: ", 1)[-1].replace("FATAL:  ", "")
+    return None
 
 
 @dataclass(frozen=True)
@@ -210,8 +263,9 @@ class LookupClient:
     """
 
     def __init__(self, url: str | sa.URL | Engine, *, fallback_score: float | None = None,
-                 pool_size: int = 4) -> None:
-        """`fallback_score` overrides the snapshot's fallback; `pool_size` caps connections."""
+                 pool_size: int = 4, limits: SessionLimits | None = None) -> None:
+        """`fallback_score` overrides the snapshot's fallback; `pool_size` caps connections;
+        `limits` bounds every session (default: the driver's defaults)."""
         self.url = url.url if isinstance(url, Engine) else sa.make_url(url)
         self.fallback_score = fallback_score
         self._pool: Any = None
@@ -222,9 +276,12 @@ class LookupClient:
 
             self._pool = ConnectionPool(
                 libpq_conninfo(self.url), min_size=1, max_size=max(1, pool_size), open=True,
-                kwargs=_session(self.url), name="precast-lookup")
+                kwargs=_session(self.url, limits), name="precast-lookup")
+        elif isinstance(url, Engine):
+            self._engine = url
         else:
-            self._engine = url if isinstance(url, Engine) else make_engine(self.url)
+            busy = 30.0 if limits is None else limits.busy_timeout_ms / 1000
+            self._engine = make_engine(self.url, busy_timeout_s=busy)
         self._owns_engine = not isinstance(url, Engine)
 
     def _rows(self, name: str, params: dict[str, Any], many: bool) -> Any:
@@ -332,18 +389,26 @@ class AsyncLookupClient:
     statements run at once, and the calls that arrive meanwhile go together in the next one
     (lookup_predictions_postgresql.sql, so each still answers from one snapshot). A lone call
     is sent at once; under load, many calls share a round trip and a statement.
+
+    Faults cost at most one failed call: a statement that fails because its connection died
+    (a restarted server, a terminated backend) has the pool check its idle connections and
+    runs once more on a live one; each coalesced statement is given up after
+    `limits.batch_timeout_s`, so a drainer never stays stuck on a lock or a silent peer.
     """
 
     def __init__(self, url: str | sa.URL, *, fallback_score: float | None = None,
-                 pool_size: int = 8, concurrency: int = 1, max_coalesced: int = 256) -> None:
+                 pool_size: int = 8, concurrency: int = 1, max_coalesced: int = 256,
+                 limits: SessionLimits | None = None) -> None:
         self.url = sa.make_url(url)
         self.fallback_score = fallback_score
+        self.limits = limits or SessionLimits()
         self._pool_size = max(1, pool_size)
         self._concurrency = max(1, min(concurrency, self._pool_size))
         self._max_coalesced = max(1, max_coalesced)
         self._pool: Any = None
         self._sync: LookupClient | None = None
-        self._waiting: deque[tuple[str, asyncio.Future[Lookup]]] = deque()
+        # Waiting get_one calls: id, the caller's future, whether it was already retried.
+        self._waiting: deque[tuple[str, asyncio.Future[Lookup], bool]] = deque()
         self._drainers: set[asyncio.Task[None]] = set()
         self._active = 0  # drainers that may still take waiting calls
         self.statements = 0  # statements that answered get_one calls (calls >= statements)
@@ -355,10 +420,12 @@ class AsyncLookupClient:
 
             self._pool = AsyncConnectionPool(
                 libpq_conninfo(self.url), min_size=self._concurrency, max_size=self._pool_size,
-                open=False, kwargs=_session(self.url), name="precast-api")
+                open=False, kwargs=_session(self.url, self.limits), name="precast-api",
+                timeout=self.limits.connect_timeout_s)
             await self._pool.open()
         else:
-            self._sync = LookupClient(self.url, fallback_score=self.fallback_score)
+            self._sync = LookupClient(self.url, fallback_score=self.fallback_score,
+                                      limits=self.limits)
 
     async def close(self) -> None:
         """Stop answering (callers still waiting are cancelled) and release the connections."""
@@ -383,8 +450,17 @@ class AsyncLookupClient:
             raise
 
     async def _pooled(self, name: str, params: dict[str, Any], many: bool) -> Any:
-        async with self._pool.connection() as conn:
-            return await self._rows(conn.cursor(), name, params, many)
+        """One statement on a pooled connection; once more on another if that one was dead."""
+        for attempt in (1, 2):
+            async with self._pool.connection() as conn:
+                try:
+                    return await self._rows(conn.cursor(), name, params, many)
+                except Exception:
+                    if attempt == 2 or not conn.broken:
+                        raise
+            log.warning("a pooled connection died; checking the pool and retrying once")
+            await self._pool.check()
+        raise AssertionError("unreachable")
 
     async def _lookup(self, cursor: Any, ids: list[str]) -> list[Lookup]:
         """One Lookup per id, in order, from ONE statement (one id: the indexed fast path)."""
@@ -402,7 +478,7 @@ class AsyncLookupClient:
         if self._sync is not None:
             return await asyncio.to_thread(self._sync.get_one, entity_id)
         answer: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
-        self._waiting.append((str(entity_id), answer))
+        self._waiting.append((str(entity_id), answer, False))
         self._kick()
         return await answer
 
@@ -418,15 +494,20 @@ class AsyncLookupClient:
         """Answer waiting get_one calls, many per statement, until none wait.
 
         A drainer stops counting as active in the same step in which it sees nobody waiting,
-        so a call arriving while it hands its connection back starts a new one.
+        so a call arriving while it hands its connection back starts a new one. When its
+        connection dies (or a statement overruns), it hands the connection back (the pool
+        discards it) and the next drainer starts on a checked one.
         """
-        active = True
+        active, broken = True, False
         try:
             async with self._pool.connection() as conn:
                 cursor = conn.cursor()
-                while self._waiting and not conn.broken:
-                    await self._answer_batch(cursor)
-                self._active, active = self._active - 1, False
+                while self._waiting and not broken:
+                    broken = not await self._answer_batch(cursor) or conn.broken
+                if not broken:
+                    self._active, active = self._active - 1, False
+            if broken:
+                await self._pool.check()
         except BaseException as exc:  # no connection: nobody waiting can be answered now
             while self._waiting:
                 _settle(self._waiting.popleft()[1], exc)
@@ -437,26 +518,35 @@ class AsyncLookupClient:
                 self._active -= 1
             self._kick()  # a broken connection left calls waiting
 
-    async def _answer_batch(self, cursor: Any) -> None:
-        """Take up to max_coalesced waiting calls (skipping cancelled ones) and answer them."""
-        batch: list[tuple[str, asyncio.Future[Lookup]]] = []
+    async def _answer_batch(self, cursor: Any) -> bool:
+        """Take up to max_coalesced waiting calls (skipping cancelled ones) and answer them;
+        False when the connection is no longer usable (its calls wait again, once)."""
+        batch: list[tuple[str, asyncio.Future[Lookup], bool]] = []
         while self._waiting and len(batch) < self._max_coalesced:
-            entity_id, answer = self._waiting.popleft()
-            if not answer.done():  # a caller that timed out no longer waits
-                batch.append((entity_id, answer))
+            call = self._waiting.popleft()
+            if not call[1].done():  # a caller that timed out no longer waits
+                batch.append(call)
         if not batch:
-            return
+            return True
         self.statements += 1
         try:
-            hits = await self._lookup(cursor, [entity_id for entity_id, _ in batch])
+            async with asyncio.timeout(self.limits.batch_timeout_s):
+                hits = await self._lookup(cursor, [entity_id for entity_id, _, _ in batch])
         except BaseException as exc:
-            for _, answer in batch:
-                _settle(answer, exc)
+            timed_out = isinstance(exc, TimeoutError)  # the connection is mid-statement
+            dead = timed_out or bool(cursor.connection.broken)
+            retry = dead and not timed_out and isinstance(exc, Exception)
+            again = [(i, answer, True) for i, answer, retried in batch if retry and not retried]
+            self._waiting.extendleft(reversed(again))
+            for _, answer, retried in batch:
+                if not (retry and not retried):
+                    _settle(answer, exc)
             if not isinstance(exc, Exception):
                 raise
-            return
-        for (_, answer), hit in zip(batch, hits, strict=True):
+            return not dead
+        for (_, answer, _), hit in zip(batch, hits, strict=True):
             _settle(answer, hit)
+        return True
 
     async def get(self, ids: Sequence[str]) -> list[Lookup]:
         """One Lookup per requested id, in order, all from the same snapshot."""
@@ -465,7 +555,9 @@ class AsyncLookupClient:
             return await asyncio.to_thread(self._sync.get, wanted)
         if not wanted:
             return []
-        rows = await self._pooled("lookup_predictions_postgresql", {"ids": wanted}, many=True)
+        async with asyncio.timeout(self.limits.batch_timeout_s):
+            rows = await self._pooled("lookup_predictions_postgresql", {"ids": wanted},
+                                      many=True)
         return [_answer(row, self.fallback_score) for row in rows]
 
     async def current(self) -> ServedSnapshot:

@@ -145,14 +145,15 @@ class SnapshotInfo:
 # ---------------------------------------------------------------- engines and SQL text
 
 
-def make_engine(url: str | sa.URL) -> Engine:
-    """An engine for the store: SQLite (WAL, foreign keys, real transactions) or PostgreSQL."""
+def make_engine(url: str | sa.URL, busy_timeout_s: float = 30) -> Engine:
+    """An engine for the store: SQLite (WAL, foreign keys, real transactions; a statement
+    waits `busy_timeout_s` for a lock) or PostgreSQL."""
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout_s})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
