@@ -5,6 +5,8 @@
     precast run validate --dataset features --date 2026-03-01
     precast lookup u000001 u000002
     precast serve           # the lookup HTTP API (serve.host / serve.port)
+    precast api-key alice   # a new API key for the lookup API, and its config entry
+    precast usage --date 2026-03-01   # lookup API requests per key, model version, snapshot
     precast snapshots       # retained and past prediction snapshots
     precast rollback --to snapshot:12|model:4 --reason "..."
     precast promote --force --reason "..." [--version 7]    # or --pin / --unpin (audited)
@@ -99,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the lookup HTTP API")
     serve.add_argument("--host", help="bind address (default serve.host)")
     serve.add_argument("--port", type=int, help="port (default serve.port)")
+
+    api_key = sub.add_parser("api-key", parents=[common],
+                             help="make an API key for the lookup API (prints the key once "
+                                  "and the serve.api_keys entry holding its hash)")
+    api_key.add_argument("name", help="who holds it (shown in usage and logs)")
+
+    usage = sub.add_parser("usage", parents=[common],
+                           help="lookup API requests of one day per key, model version and "
+                                "snapshot (<PRECAST_HOME>/<use case>/serve/usage/<day>.json)")
+    usage.add_argument("--date", type=_date, help="the UTC day (default: today)")
 
     sub.add_parser("snapshots", parents=[common],
                    help="prediction snapshots: served, retained, retired, failed")
@@ -222,9 +234,37 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     from precast.config import redact_url
 
     host, port = args.host or cfg.serve.host, args.port or cfg.serve.port
+    serve.preflight(cfg, host)
     print(f"precast lookup API on http://{host}:{port} (reading {redact_url(cfg.serve_url)}); "
           "Ctrl-C stops it", flush=True)
     return serve.run(cfg, host=host, port=port)
+
+
+def cmd_api_key(cfg: Config, args: argparse.Namespace) -> int:
+    from precast.access import key_hash, new_key
+
+    key = new_key()
+    print(f"API key for {args.name} (shown once; give it to them, keep only the hash):\n"
+          f"  {key}\nadd to precast.yaml under serve:\n  api_keys:\n"
+          f"    - {{name: {args.name}, sha256: {key_hash(key)}}}")
+    return 0
+
+
+def cmd_usage(cfg: Config, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from precast.usage import read_usage
+
+    day = args.date or datetime.now(UTC).date()
+    rows = read_usage(cfg.space / "serve" / "usage", day)
+    print(f"lookup API usage on {day} (UTC), flushed every {cfg.serve.usage_flush_s:g} s:")
+    print(f"{'key':<20} {'endpoint':<9} {'model':<24} {'snapshot':>8} {'requests':>9} "
+          f"{'ids':>9}")
+    for row in rows:
+        model = f"{row['model_name']} v{row['model_version']}"
+        print(f"{row['key']:<20} {row['endpoint']:<9} {model:<24} {row['snapshot_id']!s:>8} "
+              f"{row['requests']:>9} {row['ids']:>9}")
+    return 0 if rows else 1
 
 
 def cmd_snapshots(cfg: Config, args: argparse.Namespace) -> int:
@@ -328,7 +368,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
             "status": cmd_status, "demo": cmd_demo, "airflow": cmd_airflow,
-            "serve": cmd_serve, "snapshots": cmd_snapshots, "rollback": cmd_rollback,
+            "serve": cmd_serve, "api-key": cmd_api_key, "usage": cmd_usage,
+            "snapshots": cmd_snapshots, "rollback": cmd_rollback,
             "store": cmd_store, "retrain": cmd_retrain, "promote": cmd_promote,
             "champions": cmd_champions, "check": cmd_check, "init": cmd_init}
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "PRECAST_"
 # The config file itself, the deployment's list of use cases, the test suite's flags.
-NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_")
+# PRECAST_API_KEYS holds raw API keys (`name=key,...`), hashed when `precast serve` starts.
+NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_", "PRECAST_API_KEYS")
 DEFAULT_CONFIG = "precast.yaml"
 
 
@@ -427,6 +428,18 @@ class StoresConfig(_Section):
     writer_role: str = ""  # PostgreSQL: publish as this role (see `precast store setup`)
 
 
+class ApiKeyConfig(_Section):
+    """One API key of the lookup API: who holds it and the sha256 hex of the key (the key
+    itself is never in the config: `precast api-key NAME` makes one). `revoked: true`
+    refuses it with 401; the rate limit overrides serve.rate_limit_per_s / rate_burst."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    revoked: bool = False
+    rate_limit_per_s: float | None = Field(None, gt=0)
+    rate_burst: int | None = Field(None, ge=1)
+
+
 class ServeConfig(_Section):
     """The lookup HTTP API (`precast serve`)."""
 
@@ -443,6 +456,32 @@ class ServeConfig(_Section):
     # arrive meanwhile are answered together by the next statement (fewer round trips).
     query_concurrency: int = Field(1, ge=1)
     workers: int = Field(1, ge=1)
+    # API keys (also PRECAST_API_KEYS=name=key,...). None at all: the API is open, and only
+    # a loopback host may serve it unless allow_open is true.
+    api_keys: list[ApiKeyConfig] = []
+    allow_open: bool = False
+    # Requests per second per key (a token bucket of rate_burst requests; default: one
+    # second's worth); None: unlimited. An open API is one key, "anonymous".
+    rate_limit_per_s: float | None = Field(None, gt=0)
+    rate_burst: int | None = Field(None, ge=1)
+    # Per-key request counts are kept in memory and merged into <space>/serve/usage/<day>.json
+    # this often, and at shutdown.
+    usage_flush_s: float = Field(60.0, gt=0)
+    # Every PostgreSQL session of the API: statements cancelled past statement_timeout_ms,
+    # connection attempts given up past connect_timeout_s, TCP keepalives from
+    # keepalives_idle_s of silence. SQLite: a lookup waits busy_timeout_ms for a lock.
+    statement_timeout_ms: int = Field(2000, ge=1)
+    connect_timeout_s: int = Field(3, ge=1)
+    keepalives_idle_s: int = Field(30, ge=1)
+    busy_timeout_ms: int = Field(1000, ge=0)
+
+    @model_validator(mode="after")
+    def _unique_key_names(self) -> ServeConfig:
+        names = [key.name for key in self.api_keys]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"api_keys names must be unique; given twice: {', '.join(twice)}")
+        return self
 
 
 DRIFT_RULES = ("psi_max", "p_value_min", "missing_rate_increase_max", "oov_rate_max")

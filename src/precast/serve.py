@@ -10,23 +10,36 @@ score (`serve.fallback_score`, else the training mean of the label of the model 
 the snapshot: its label rate for binary, its mean label for regression) with
 `"fallback": true`.
 Bad input is a 4xx, an unpublished store or an unreachable database a 503, always as
-`{"error": {"code": ..., "message": ...}}`. One :class:`~precast.lookup.AsyncLookupClient`
-per process reads `cfg.serve_url` (a read-only role's URL in production; PostgreSQL sessions
-are opened read-only in any case) through a connection pool, without a thread hop on
+`{"error": {"code": ..., "message": ...}}`.
+
+With API keys configured (serve.api_keys, PRECAST_API_KEYS; see precast.access) every
+lookup needs one (`Authorization: Bearer <key>` or `X-API-Key`), else 401; past its rate
+limit a key gets 429 with Retry-After. /healthz stays open (load balancers probe it; it
+names the served snapshot, never a key, a host or an error's text). Each answered lookup is
+counted per key, model version and snapshot (precast.usage) and the counts are merged into
+`<space>/serve/usage/<day>.json` every serve.usage_flush_s and at shutdown. `precast serve`
+refuses a non-loopback host without keys unless serve.allow_open is true, and refuses to
+start when the store rejects its login (one line, password redacted).
+
+One :class:`~precast.lookup.AsyncLookupClient` per process reads `cfg.serve_url` (a
+read-only role's URL in production; PostgreSQL sessions are opened read-only, with a
+statement timeout, in any case) through a connection pool, without a thread hop on
 PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import psycopg
 import sqlalchemy as sa
@@ -36,29 +49,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import precast
-from precast.config import Config, load_config
-from precast.lookup import AsyncLookupClient, Lookup, NoSnapshotError
+from precast.access import Caller, KeyRing, RequestRefused
+from precast.config import Config, ConfigError, load_config, redact_text
+from precast.lookup import AsyncLookupClient, Lookup, NoSnapshotError, SessionLimits, login_problem
 from precast.runtime import configure_logging
+from precast.usage import Meter
 
-__all__ = ["ApiError", "create_app", "app_from_environment", "run"]
+__all__ = ["ApiError", "create_app", "app_from_environment", "preflight", "run"]
 
 log = logging.getLogger(__name__)
 
 CONFIG_JSON_ENV = "PRECAST_CONFIG_JSON"  # the validated config, for worker processes
 DB_TIMEOUT_S = 3.0  # a lookup or health check waiting longer on the database answers 503
 NO_SNAPSHOT = "no prediction snapshot has been published yet"
+STORE_UNREACHABLE = "store unreachable"  # all /healthz says of a database failure
 DB_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.Error, sa.exc.SQLAlchemyError, sqlite3.Error, TimeoutError, OSError)
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
                int: "a number", float: "a number", type(None): "null"}
 
 
-class ApiError(Exception):
+class ApiError(RequestRefused):
     """A request the API refuses: HTTP status, a stable code and a message for the caller."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def error_response(status: int, code: str, message: str,
@@ -77,12 +89,30 @@ def prediction(hit: Lookup) -> dict[str, Any]:
 
 
 def id_problem(entity_id: str) -> str | None:
-    """Why `entity_id` cannot be looked up (empty, blank, NUL), or None when it can."""
+    """Why `entity_id` cannot be looked up (empty, blank, NUL, a lone surrogate), or None
+    when it can."""
     if not entity_id.strip():
         return "is empty" if not entity_id else "is only whitespace"
     if "\x00" in entity_id:
         return "contains a NUL character"
+    if not entity_id.isascii():
+        try:
+            entity_id.encode()
+        except UnicodeEncodeError as exc:
+            return (f"contains a lone surrogate (U+{ord(entity_id[exc.start]):04X} at "
+                    f"character {exc.start}), which is no Unicode text")
     return None
+
+
+def path_problem(request: Request, entity_id: str) -> str | None:
+    """id_problem of a path's entity_id, and "is not valid UTF-8" for escapes that decode
+    to no text (the server put U+FFFD in their place)."""
+    if "\ufffd" in entity_id:
+        try:
+            unquote_to_bytes(request.scope.get("raw_path") or b"").decode()
+        except UnicodeDecodeError:
+            return "is not valid UTF-8 once its %-escapes are decoded"
+    return id_problem(entity_id)
 
 
 def _json_type(value: Any) -> str:
@@ -142,37 +172,70 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-class LookupApi:
-    """The endpoints, bound to one lookup client and the serve settings."""
+def session_limits(cfg: Config) -> SessionLimits:
+    """The bounds of the API's database sessions (serve.*_timeout_*, keepalives_idle_s)."""
+    serve = cfg.serve
+    return SessionLimits(serve.statement_timeout_ms, serve.connect_timeout_s,
+                         serve.keepalives_idle_s, serve.busy_timeout_ms)
 
-    def __init__(self, cfg: Config) -> None:
+
+class LookupApi:
+    """The endpoints, bound to one lookup client, the keys, the meter and the settings."""
+
+    def __init__(self, cfg: Config, keys: KeyRing) -> None:
         self.settings = cfg.serve
         self.timeout = DB_TIMEOUT_S
+        self.keys = keys
+        self.meter = Meter(cfg.space / "serve" / "usage")
         self.client = AsyncLookupClient(cfg.serve_url,
                                         fallback_score=cfg.serve.fallback_score,
                                         pool_size=cfg.serve.pool_size,
-                                        concurrency=cfg.serve.query_concurrency)
+                                        concurrency=cfg.serve.query_concurrency,
+                                        limits=session_limits(cfg))
 
     async def get_prediction(self, request: Request) -> Response:
         """GET /v1/predictions/{entity_id}: one prediction, or the fallback."""
+        caller: Caller = self.keys.admit(request.headers)
         entity_id: str = request.path_params["entity_id"]
-        problem = id_problem(entity_id)
+        problem = path_problem(request, entity_id)
         if problem:
             return error_response(400, "invalid_entity_id", f"entity_id {problem}")
         async with asyncio.timeout(self.timeout):
             hit = await self.client.get_one(entity_id)
+        self.meter.count(caller.name, "get", hit.model_name, hit.model_version, hit.snapshot_id)
         return JSONResponse(prediction(hit))
 
     async def batch_get(self, request: Request) -> Response:
         """POST /v1/predictions:batchGet: predictions for {"ids": [...]}, in request order."""
+        caller: Caller = self.keys.admit(request.headers)
         ids = parse_ids(await read_body(request, self.settings.max_body_bytes),
                         self.settings.max_batch_ids)
         async with asyncio.timeout(self.timeout):
             hits = await self.client.get(ids)
         if len(hits) != len(ids):  # the view exists but serves no snapshot row
             raise NoSnapshotError(NO_SNAPSHOT)
-        return JSONResponse({"snapshot_id": hits[0].snapshot_id,
+        first = hits[0]
+        self.meter.count(caller.name, "batchGet", first.model_name, first.model_version,
+                         first.snapshot_id, len(ids))
+        return JSONResponse({"snapshot_id": first.snapshot_id,
                              "predictions": [prediction(hit) for hit in hits]})
+
+    async def flush_usage(self) -> None:
+        """Merge the usage counted so far into the day files (in a thread); on failure the
+        counts wait for the next flush."""
+        counts = self.meter.take()
+        try:
+            await asyncio.to_thread(self.meter.flush, counts)
+        except OSError as exc:
+            self.meter.restore(counts)
+            log.warning("usage not written to %s (kept for the next flush): %s",
+                        self.meter.folder, exc)
+
+    async def flush_usage_forever(self) -> None:
+        """flush_usage every serve.usage_flush_s."""
+        while True:
+            await asyncio.sleep(self.settings.usage_flush_s)
+            await self.flush_usage()
 
     async def healthz(self, _: Request) -> Response:
         """GET /healthz: 200 with the served snapshot and its age, else 503 with the reason."""
@@ -181,10 +244,9 @@ class LookupApi:
                 served = await self.client.current()
         except NoSnapshotError:
             return JSONResponse({"status": "unavailable", "reason": NO_SNAPSHOT}, 503)
-        except DB_ERRORS as exc:
+        except DB_ERRORS as exc:  # the detail stays in the server's log
             log.warning("health check failed: %s", _describe(exc))
-            return JSONResponse({"status": "unavailable",
-                                 "reason": f"database unavailable: {_describe(exc)}"}, 503)
+            return JSONResponse({"status": "unavailable", "reason": STORE_UNREACHABLE}, 503)
         age = datetime.now(UTC) - served.published_at
         return JSONResponse({
             "status": "ok", "snapshot_id": served.snapshot_id,
@@ -196,19 +258,19 @@ class LookupApi:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line about a database failure (no stack trace, no password: drivers omit it)."""
+    """One line about a database failure for the log (no stack trace, secrets redacted)."""
     if isinstance(exc, TimeoutError):
         return f"no answer within {DB_TIMEOUT_S:g} s"
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return redact_text(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     """Map every failure to the one JSON error shape (never an HTML page or a stack trace)."""
 
     async def api_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.code, exc.message)
+        assert isinstance(exc, RequestRefused)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -235,25 +297,31 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal error (logged by the server)")
 
     handlers: dict[Any, Callable[..., Any]] = {
-        ApiError: api_error, StarletteHTTPException: http_error,
+        RequestRefused: api_error, StarletteHTTPException: http_error,
         NoSnapshotError: no_snapshot, Exception: internal}
     handlers.update(dict.fromkeys(DB_ERRORS, database))
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)
 
 
-def create_app(cfg: Config) -> FastAPI:
-    """The API for `cfg`; its lifespan opens and closes the one lookup client."""
-    api = LookupApi(cfg)
+def create_app(cfg: Config, environ: Mapping[str, str] | None = None) -> FastAPI:
+    """The API for `cfg` (keys also from `environ`'s PRECAST_API_KEYS, default os.environ);
+    its lifespan opens and closes the one lookup client and flushes the usage counts."""
+    api = LookupApi(cfg, KeyRing.of(cfg.serve, os.environ if environ is None else environ))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await api.client.open()
+        flusher = asyncio.create_task(api.flush_usage_forever())
         log.info("serving predictions from %s",
                  sa.make_url(cfg.serve_url).render_as_string(hide_password=True))
         try:
             yield
         finally:
+            flusher.cancel()
+            with suppress(asyncio.CancelledError):
+                await flusher
+            await api.flush_usage()
             await api.client.close()
 
     app = FastAPI(title="precast lookup API", version=precast.__version__, lifespan=lifespan,
@@ -272,6 +340,33 @@ def app_from_environment() -> FastAPI:
     configure_logging(logging.WARNING)  # a spawned worker has no logging set up yet
     text = os.environ.get(CONFIG_JSON_ENV)
     return create_app(Config.model_validate_json(text) if text else load_config())
+
+
+def _loopback(host: str) -> bool:
+    """True for a bind address only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def preflight(cfg: Config, host: str) -> None:
+    """ConfigError (one line) when `precast serve` must not start: a non-loopback `host`
+    with no active API key (unless serve.allow_open), bad PRECAST_API_KEYS, or a store that
+    refuses the API's login. A store that is down now is no reason: it is answered with 503s."""
+    try:
+        keys = KeyRing.of(cfg.serve, os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not keys.active and not cfg.serve.allow_open and not _loopback(host):
+        raise ConfigError(f"refusing to serve on {host} without API keys: set serve.api_keys "
+                          "or PRECAST_API_KEYS, or serve.allow_open: true for an open API")
+    problem = login_problem(cfg.serve_url, session_limits(cfg))
+    if problem:
+        raise ConfigError(f"the prediction store {redact_text(cfg.serve_url)} refused the "
+                          f"login: {redact_text(problem)}")
 
 
 def run(cfg: Config, host: str | None = None, port: int | None = None) -> int:

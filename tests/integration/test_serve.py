@@ -431,16 +431,22 @@ def test_unpublished_then_publish_while_serving(backend: str, tmp_path: Path) ->
 
 
 def _survives_dropped_connections(st: Store, service: Service) -> None:
-    """Server-side termination of the API's sessions: a 503 at worst, then service again."""
-    role = sa.make_url(st.reader).username
-    sessions = f"FROM pg_stat_activity WHERE usename = '{role}'"
+    """Server-side termination of the API's idle sessions: the next calls of every kind are
+    answered on checked connections (the dead ones are retried once, never shown)."""
+    sessions = _sessions_of(st)
     assert _admin(st.admin, f"SELECT count(*) {sessions}")[0][0] >= 1
     _admin(st.admin, f"SELECT pg_terminate_backend(pid) {sessions}")
     _wait_for(lambda: _admin(st.admin, f"SELECT count(*) {sessions}")[0][0] == 0)
-    broken = service.get("/v1/predictions/u0002")
-    assert _error(broken)[:2] == (503, "database_unavailable")
-    assert broken.headers["retry-after"] == "5"
-    _wait_for(lambda: service.get("/v1/predictions/u0002").status_code == 200)
+    assert service.get("/v1/predictions/u0002").status_code == 200
+    _admin(st.admin, f"SELECT pg_terminate_backend(pid) {sessions}")
+    assert service.batch({"ids": ["u0002"]}).status_code == 200
+    _admin(st.admin, f"SELECT pg_terminate_backend(pid) {sessions}")
+    assert service.get("/healthz").status_code == 200
+
+
+def _sessions_of(st: Store) -> str:
+    """The FROM/WHERE of the API's sessions in pg_stat_activity (its reader login)."""
+    return f"FROM pg_stat_activity WHERE usename = '{sa.make_url(st.reader).username}'"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -448,17 +454,16 @@ def test_unreachable_database_gets_503_never_500(backend: str, tmp_path: Path) -
     if backend == "sqlite":  # a directory is no database file
         url = f"sqlite:///{tmp_path}"
     else:  # nothing listens there; needs no PostgreSQL server
-        url = f"postgresql+psycopg://precast@127.0.0.1:{_free_port()}/precast"
+        url = f"postgresql+psycopg://precast:hunter2@127.0.0.1:{_free_port()}/precast"
     with _serving(tmp_path, Store(url, url, url)) as service, ThreadPoolExecutor(3) as pool:
         health, one, many = pool.map(lambda call: call(), [
             lambda: service.get("/healthz"), lambda: service.get("/v1/predictions/u1"),
             lambda: service.batch({"ids": ["u1"]})])
-        assert health.status_code == 503
-        assert health.json()["status"] == "unavailable"
-        reason = health.json()["reason"]
-        assert reason.startswith("database unavailable: "), reason
-        if backend == "postgresql":
-            assert reason == "database unavailable: no answer within 3 s"
+        # No driver text, host or password in the answer; the detail is in the log only.
+        assert (health.status_code, health.json()) == (
+            503, {"status": "unavailable", "reason": "store unreachable"})
+        assert "health check failed: " in service.log()
+        assert "hunter2" not in service.log()
         for response in (one, many):
             assert _error(response) == (503, "database_unavailable",
                                         "the prediction database is unavailable; retry shortly")
