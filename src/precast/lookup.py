@@ -109,7 +109,7 @@ def login_problem(url: str | sa.URL, limits: SessionLimits | None = None) -> str
         found = _LOGIN_REFUSED.search(str(exc))
         if found:
             line = str(exc).strip().splitlines()[0]
-            return line.split("failed: ", 1)[-1].replace("FATAL:  ", "")
+            return line.rsplit("failed: ", 1)[-1].replace("FATAL:  ", "")
     return None
 
 

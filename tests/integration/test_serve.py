@@ -7,11 +7,13 @@ role. Every service is stopped with SIGTERM and its log must hold no traceback.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -32,7 +34,8 @@ import pytest
 import sqlalchemy as sa
 
 from precast import store
-from precast.lookup import LookupClient
+from precast.access import key_hash
+from precast.lookup import AsyncLookupClient, LookupClient, SessionLimits
 from precast.store import SnapshotInfo, SnapshotMeta
 from tests.helpers import pg_database
 
@@ -175,8 +178,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _env(root: Path, st: Store, **settings: Any) -> dict[str, str]:
-    """The environment for `precast serve` on `st`: a config file of its own plus overrides."""
+def _env(root: Path, st: Store, extra: dict[str, str] | None = None,
+         **settings: Any) -> dict[str, str]:
+    """The environment for `precast serve` on `st`: a config file of its own plus overrides
+    (serve.* settings, and `extra` variables such as PRECAST_API_KEYS)."""
     config = root / "precast.yaml"
     # The store was set up in PostgreSQL's public schema (stores.schema; default: a schema
     # named after the use case).
@@ -185,11 +190,14 @@ def _env(root: Path, st: Store, **settings: Any) -> dict[str, str]:
            if not k.startswith("PRECAST_") or k.startswith("PRECAST_TEST_")}
     env.update(PRECAST_CONFIG=str(config), PRECAST_HOME=str(root / "home"),
                PRECAST_STORES__PREDICTIONS_URL=st.url, PRECAST_SERVE__DATABASE_URL=st.reader)
-    env.update({f"PRECAST_SERVE__{k.upper()}": str(v) for k, v in settings.items()})
+    env.update({f"PRECAST_SERVE__{k.upper()}": json.dumps(v) if isinstance(v, list) else str(v)
+                for k, v in settings.items()})
+    env.update(extra or {})
     return env
 
 
-def _start(root: Path, st: Store, **settings: Any) -> Service:
+def _start(root: Path, st: Store, extra: dict[str, str] | None = None, *,
+           args: tuple[str, ...] = (), **settings: Any) -> Service:
     """`precast serve --port P` on `st`, configured by environment; up once it answers HTTP.
 
     Readiness is polled on a path that needs no database (its 404 is immediate), so a service
@@ -198,8 +206,8 @@ def _start(root: Path, st: Store, **settings: Any) -> Service:
     port = _free_port()
     log_path = root / f"serve-{port}.log"
     with log_path.open("wb") as out:
-        proc = subprocess.Popen([str(PRECAST), "serve", "--port", str(port)], cwd=root,
-                                env=_env(root, st, **settings), stdout=out,
+        proc = subprocess.Popen([str(PRECAST), "serve", "--port", str(port), *args], cwd=root,
+                                env=_env(root, st, extra, **settings), stdout=out,
                                 stderr=subprocess.STDOUT)
     service = Service(proc, port, log_path)
     deadline = time.monotonic() + 30
@@ -216,8 +224,9 @@ def _start(root: Path, st: Store, **settings: Any) -> Service:
 
 
 @contextmanager
-def _serving(root: Path, st: Store, **settings: Any) -> Iterator[Service]:
-    service = _start(root, st, **settings)
+def _serving(root: Path, st: Store, extra: dict[str, str] | None = None, *,
+             args: tuple[str, ...] = (), **settings: Any) -> Iterator[Service]:
+    service = _start(root, st, extra, args=args, **settings)
     try:
         yield service
     finally:
@@ -491,3 +500,278 @@ def test_lookup_sessions_are_read_only() -> None:
         assert conn.execute("SHOW application_name").fetchone() == ("precast-lookup",)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("CREATE TABLE written_by_the_api (a int)")
+
+
+# ---------------------------------------------------------------- keys, limits and metering
+
+
+ALICE, BOB, CAROL = "pk_alice_secret", "pk_bob_secret", "pk_carol_secret"
+
+
+def _keys(**alice: Any) -> list[dict[str, Any]]:
+    """serve.api_keys: alice (hash in the config, `alice` overrides), bob revoked."""
+    return [{"name": "alice", "sha256": key_hash(ALICE), **alice},
+            {"name": "bob", "sha256": key_hash(BOB), "revoked": True}]
+
+
+def _as(service: Service, key: str | None, path: str = "/v1/predictions/u0001",
+        header: str = "x-api-key") -> httpx.Response:
+    if key is None:
+        return service.http.get(path)
+    value = f"Bearer {key}" if header == "authorization" else key
+    return service.http.get(path, headers={header: value})
+
+
+def test_api_keys_are_required_by_header_and_revocable(served: Served) -> None:
+    extra = {"PRECAST_API_KEYS": f"carol={CAROL}"}  # raw, hashed at start
+    with _serving(served.root, served.store, extra, api_keys=_keys()) as service:
+        assert _as(service, ALICE).json() == _hit(served.info, "u0001", 0.011)
+        assert _as(service, ALICE, header="authorization").status_code == 200
+        assert _as(service, CAROL).status_code == 200
+        ok = service.http.post("/v1/predictions:batchGet", content=b'{"ids": ["u0001"]}',
+                               headers={"authorization": f"bearer {CAROL}"})
+        assert ok.status_code == 200
+        missing = _as(service, None)
+        assert _error(missing) == (401, "missing_api_key", "an API key is required: send "
+                                   "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert _error(_as(service, "pk_guess")) == (
+            401, "invalid_api_key", "the API key is not valid")
+        basic = service.http.get("/v1/predictions/u1", headers={"authorization": f"Basic {ALICE}"})
+        assert _error(basic)[:2] == (401, "missing_api_key")
+        assert _error(_as(service, BOB)) == (401, "revoked_api_key",
+                                             "the API key of bob is revoked")
+        assert _error(service.batch({"ids": ["u0001"]}))[:2] == (401, "missing_api_key")
+        assert service.get("/healthz").json()["status"] == "ok"  # open, for probes
+    assert ALICE not in service.log() and CAROL not in service.log()
+
+
+def test_rate_limits_per_key_answer_429_with_retry_after(served: Served) -> None:
+    extra = {"PRECAST_API_KEYS": f"carol={CAROL}"}
+    with _serving(served.root, served.store, extra, api_keys=_keys(rate_limit_per_s=1000),
+                  rate_limit_per_s=0.5, rate_burst=2) as service:
+        assert [_as(service, CAROL).status_code for _ in range(2)] == [200, 200]
+        limited = _as(service, CAROL)
+        assert _error(limited) == (429, "rate_limited", "rate limit of 0.5 requests/s for key "
+                                   "carol exceeded; retry in 2 s")
+        assert limited.headers["retry-after"] == "2"
+        assert [_as(service, ALICE).status_code for _ in range(20)] == [200] * 20  # its own
+        time.sleep(2.1)
+        assert _as(service, CAROL).status_code == 200
+
+
+def _usage(root: Path) -> tuple[Path, list[dict[str, Any]]]:
+    path = root / "home" / "precast" / "serve" / "usage" / f"{datetime.now(UTC).date()}.json"
+    return path, json.loads(path.read_text())["rows"] if path.exists() else []
+
+
+def test_usage_is_counted_per_key_and_snapshot_and_flushed_atomically(
+        served: Served, tmp_path: Path) -> None:
+    root, info = tmp_path, served.info  # a home of its own: usage files start empty
+    extra = {"PRECAST_API_KEYS": f"carol={CAROL}"}
+    row = {"model_name": "churn", "model_version": "1", "snapshot_id": info.snapshot_id}
+    with _serving(root, served.store, extra, api_keys=_keys(), usage_flush_s=0.2) as service:
+        for _ in range(3):
+            _as(service, ALICE)
+        service.http.post("/v1/predictions:batchGet", content=b'{"ids": ["u0001", "x"]}',
+                          headers={"x-api-key": ALICE})
+        _as(service, CAROL)
+        _as(service, BOB)  # refused: not counted
+        _wait_for(lambda: len(_usage(root)[1]) == 3)  # flushed while serving
+    with _serving(root, served.store, extra, api_keys=_keys(), usage_flush_s=3600) as service:
+        _as(service, CAROL)  # flushed at shutdown, merged into the same day file
+    path, rows = _usage(root)
+    assert rows == [
+        {"key": "alice", "endpoint": "batchGet", **row, "requests": 1, "ids": 2},
+        {"key": "alice", "endpoint": "get", **row, "requests": 3, "ids": 3},
+        {"key": "carol", "endpoint": "get", **row, "requests": 2, "ids": 2}]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.suffix == ".tmp"] == []
+    shown = subprocess.run([str(PRECAST), "usage"], cwd=root, env=_env(root, served.store),
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "alice                batchGet  churn v1" in shown.stdout
+
+
+def test_open_api_is_metered_as_anonymous(served: Served, tmp_path: Path) -> None:
+    with _serving(tmp_path, served.store) as service:
+        assert _as(service, None).status_code == 200
+    assert [(r["key"], r["requests"]) for r in _usage(tmp_path)[1]] == [("anonymous", 1)]
+
+
+def _serve_once(root: Path, st: Store, *args: str,
+                **settings: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(PRECAST), "serve", "--port", str(_free_port()), *args],
+                          cwd=root, env=_env(root, st, **settings), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_non_loopback_host_needs_keys_or_allow_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    st = Store(url, url, url)
+    refused = _serve_once(tmp_path, st, "--host", "0.0.0.0")
+    assert refused.returncode == 2
+    assert refused.stderr == ("precast: refusing to serve on 0.0.0.0 without API keys: set "
+                              "serve.api_keys or PRECAST_API_KEYS, or serve.allow_open: true "
+                              "for an open API\n")
+    revoked_only = _serve_once(tmp_path, st, "--host", "0.0.0.0",
+                               api_keys=_keys()[1:])
+    assert revoked_only.returncode == 2
+    with _serving(tmp_path, st, args=("--host", "0.0.0.0"), allow_open="true") as service:
+        assert service.get("/healthz").status_code == 503  # serving: nothing published
+    with _serving(tmp_path, st, args=("--host", "0.0.0.0"), api_keys=_keys()) as service:
+        assert _error(service.get("/v1/predictions/u1"))[:2] == (401, "missing_api_key")
+
+
+# ---------------------------------------------------------------- faults
+
+
+LONE_SURROGATE = (f"{IDS_RULE}; ids[0] contains a lone surrogate (U+D800 at character 0), "
+                  "which is no Unicode text")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"ids": ["\\ud800"]}', LONE_SURROGATE),
+    (b'{"ids": ["u1", "a\\udfffb"]}',
+     f"{IDS_RULE}; ids[1] contains a lone surrogate (U+DFFF at character 1), which is no "
+     "Unicode text"),
+])
+def test_lone_surrogates_in_batch_ids_get_400(served: Served, body: bytes, message: str) -> None:
+    assert _error(served.service.batch(body)) == (400, "invalid_ids", message)
+
+
+@pytest.mark.parametrize("escaped", ["%ED%A0%80", "%FF", "a%C3", "%C3%28"])
+def test_invalid_utf8_in_path_ids_gets_400(served: Served, escaped: str) -> None:
+    assert _error(served.service.get(f"/v1/predictions/{escaped}")) == (
+        400, "invalid_entity_id", "entity_id is not valid UTF-8 once its %-escapes are decoded")
+
+
+def test_a_replacement_character_sent_as_text_is_an_ordinary_id(served: Served) -> None:
+    answer = served.service.get("/v1/predictions/" + quote("a\ufffd", safe=""))
+    assert answer.json() == _fallback(served.info, "a\ufffd", LABEL_RATE)
+
+
+def test_sqlite_lookups_give_up_on_a_locked_store_after_the_busy_timeout(tmp_path: Path) -> None:
+    with _store("sqlite", tmp_path) as st:
+        _publish(st, 1)
+        holder = sqlite3.connect(tmp_path / "predictions.db", isolation_level=None)
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # held until closed, readers too
+        holder.execute("BEGIN EXCLUSIVE")
+        with _serving(tmp_path, st, busy_timeout_ms=300) as service:
+            try:
+                started = time.monotonic()
+                locked = service.get("/v1/predictions/u0001")
+                waited = time.monotonic() - started
+            finally:
+                holder.close()
+            assert _error(locked)[:2] == (503, "database_unavailable")
+            assert waited < 2, waited  # the busy timeout, not the 3 s request timeout
+            assert service.get("/v1/predictions/u0001").status_code == 200
+
+
+def test_a_silent_store_costs_the_connect_timeout_not_a_hang(tmp_path: Path) -> None:
+    """A server that accepts TCP and never answers: start-up and /healthz stay bounded."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"postgresql+psycopg://precast:pw@127.0.0.1:{silent.getsockname()[1]}/precast"
+        with _serving(tmp_path, Store(url, url, url), connect_timeout_s=1) as service:
+            started = time.monotonic()
+            health = service.get("/healthz")
+            assert time.monotonic() - started < 5
+            assert health.json() == {"status": "unavailable", "reason": "store unreachable"}
+
+
+@pytest.mark.postgres
+def test_a_store_that_refuses_the_login_stops_serve_with_one_redacted_line(
+        pg_url: str, tmp_path: Path) -> None:
+    bad = sa.make_url(pg_url).set(username="precast_nobody", password="s3cret-pw")
+    url = bad.render_as_string(hide_password=False)
+    result = _serve_once(tmp_path, Store(url, url, url))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("precast: the prediction store postgresql+psycopg://"
+                               "precast_nobody:***@"), lines[0]
+    assert 'refused the login: role "precast_nobody" does not exist' in lines[0]
+    assert "s3cret-pw" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_api_sessions_carry_the_timeouts_and_keepalives(pg_url: str) -> None:
+    async def settings() -> tuple[Any, ...]:
+        client = AsyncLookupClient(pg_url, limits=SessionLimits(
+            statement_timeout_ms=1234, connect_timeout_s=2, keepalives_idle_s=17))
+        await client.open()
+        try:
+            async with client._pool.connection() as conn:
+                shown = await (await conn.execute("SHOW statement_timeout")).fetchone()
+                read_only = await (await conn.execute(
+                    "SHOW default_transaction_read_only")).fetchone()
+                given = conn.info.get_parameters()
+        finally:
+            await client.close()
+        return (shown[0], read_only[0], given["connect_timeout"], given["keepalives"],
+                given["keepalives_idle"])
+
+    assert asyncio.run(settings()) == ("1234ms", "on", "2", "1", "17")
+
+
+@pytest.mark.postgres
+def test_a_lock_on_the_view_costs_503s_but_never_a_stuck_lookup(tmp_path: Path) -> None:
+    with _store("postgresql", tmp_path) as st:
+        _publish(st, 1)
+        with _serving(tmp_path, st, statement_timeout_ms=1000) as service:
+            assert service.get("/v1/predictions/u0001").status_code == 200
+            waiting = f"SELECT count(*) {_sessions_of(st)} AND wait_event_type = 'Lock'"
+            locker = psycopg.connect(sa.make_url(st.admin).set(drivername="postgresql")
+                                     .render_as_string(hide_password=False))
+            try:
+                locker.execute("LOCK TABLE predictions_current IN ACCESS EXCLUSIVE MODE")
+                assert _error(service.get("/v1/predictions/u0001"))[:2] == (
+                    503, "database_unavailable")
+                # The server cancelled the lookup (statement_timeout): nothing of the API
+                # still waits on the lock, although it is still held.
+                _wait_for(lambda: _admin(st.admin, waiting)[0][0] == 0, seconds=3)
+                assert locker.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            finally:
+                locker.close()
+            started = time.monotonic()
+            assert service.get("/v1/predictions/u0001").status_code == 200
+            assert service.batch({"ids": ["u0001"]}).status_code == 200
+            assert time.monotonic() - started < 1
+
+
+@pytest.mark.postgres
+def test_terminated_backends_under_load_cost_at_most_one_failed_request(
+        tmp_path: Path) -> None:
+    with _store("postgresql", tmp_path) as st:
+        _publish(st, 1)
+        with _serving(tmp_path, st) as service:
+            stop = time.monotonic() + 4
+            failures: list[int] = []
+
+            def hammer(batch: bool) -> int:
+                count = 0
+                with httpx.Client(base_url=f"http://127.0.0.1:{service.port}",
+                                  timeout=20) as http:
+                    while time.monotonic() < stop:
+                        answer = (http.post("/v1/predictions:batchGet",
+                                            content=b'{"ids": ["u0001", "u0002"]}')
+                                  if batch else http.get(f"/v1/predictions/u{count % 100:04d}"))
+                        if answer.status_code != 200:
+                            failures.append(answer.status_code)
+                        count += 1
+                return count
+
+            with ThreadPoolExecutor(6) as pool:
+                calls = [pool.submit(hammer, i % 3 == 0) for i in range(6)]
+                for _ in range(3):
+                    time.sleep(1)
+                    killed = _admin(st.admin, f"SELECT count(pg_terminate_backend(pid)) "
+                                              f"{_sessions_of(st)}")[0][0]
+                    assert killed >= 1
+                answered = sum(call.result() for call in calls)
+            assert answered > 100
+            assert len(failures) <= 1, failures
