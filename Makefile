@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs venv demo test test-fast lint clean airflow browser browser-if-required bench bench-prereqs bench-train
+.PHONY: help prereqs venv demo test test-fast lint clean airflow browser browser-if-required bench bench-prereqs bench-train bench-keys
 
 help:
 	@echo "make demo   - generate data, run training + predict end to end, print a summary"
@@ -16,6 +16,7 @@ help:
 	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
 	@echo "make bench  - benchmarks vs baselines, same run (BENCH_ROWS=100000 or BENCH_ARGS=--quick)"
 	@echo "make bench-train - training time by rows (100k, 1M, 5M) on this machine's devices"
+	@echo "make bench-keys - the HTTP API with an API key, a rate limit and metering vs open"
 	@echo "make clean  - remove .venv and .precast"
 
 prereqs:
@@ -86,6 +87,9 @@ bench: venv
 # Training time vs rows on the current device(s) (CPU; CUDA too when XGBoost sees a GPU).
 bench-train: venv
 	nice -n 10 $(BIN)/python -m bench train $(BENCH_ARGS)
+
+bench-keys: venv
+	nice -n 10 $(BIN)/python -m bench lookup-keys $(BENCH_ARGS)
 
 # Two workers (pytest-xdist): the tests of the session's world, and those of one module, stay
 # on one worker, longest first (work_unit in tests/conftest.py); the order is

@@ -4,6 +4,7 @@
     python -m bench --quick              # 100k rows, 1M for the large publish, short lookups
     python -m bench publish --rows 200000
     python -m bench train                # training time by rows and device (make bench-train)
+    python -m bench lookup-keys --quick  # the HTTP API with a key, limit and metering vs open
     BENCH_ROWS=100000 make bench         # sizes from the environment (BENCH_BIG_ROWS too)
 
 Results: printed, and written to .precast/bench/results.{json,txt}.
@@ -25,14 +26,15 @@ from bench.common import Row, Sizes, machine, prepare, table_text, write_results
 log = logging.getLogger("bench")
 
 FAMILIES = ("publish", "score", "lookup")  # `all`; `train` runs only when named
-OPTIONAL = ("train",)
+OPTIONAL = ("train", "lookup-keys")
 QUICK = Sizes(rows=100_000, big_rows=1_000_000, repeats=1, lookup_seconds=3.0,
               pgbench_seconds=3)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("families", nargs="*", metavar="{publish,score,lookup,train,all}",
+    parser.add_argument("families", nargs="*",
+                        metavar="{publish,score,lookup,train,lookup-keys,all}",
                         help="which benchmarks (default all: publish, score, lookup)")
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
     parser.add_argument("--rows", type=int,
@@ -80,6 +82,10 @@ def _family(name: str) -> Callable[[Sizes], tuple[list[Row], list[str]]]:
         from bench import train
 
         return train.run
+    if name == "lookup-keys":
+        from bench import lookup as keyed
+
+        return keyed.run_keys
     from bench import lookup
 
     return lookup.run

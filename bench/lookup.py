@@ -12,6 +12,8 @@ looks up uniformly random entity ids for a fixed time; every call's latency is r
   same server, at the same client counts (also `-M prepared` at 4 clients, for reference).
 
     python -m bench lookup             # or: python bench/run.py lookup
+    python -m bench lookup-keys        # the HTTP API with a key, a rate limit and metering
+                                       # vs without, call by call (run only when named)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
+    CHURN,
     PG_ADMIN_URL,
     REPO,
     Row,
@@ -97,8 +100,9 @@ class KeepAliveClient:
     Content-Length. A connection the server closed while idle is reopened once.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: str = "") -> None:
         self.port = port
+        self.headers = headers  # extra header lines, each ending in \r\n
         self.sock: socket.socket | None = None
         self.buffer = bytearray()
 
@@ -110,7 +114,7 @@ class KeepAliveClient:
 
     def get(self, path: str) -> tuple[int, bytes]:
         """(status, body) of GET `path`."""
-        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.headers}\r\n".encode()
         if self.sock is None:
             self.sock = self._connect()
         try:
@@ -149,9 +153,9 @@ class KeepAliveClient:
             self.sock = None
 
 
-def _http_call(url: str, port: int) -> tuple[Any, Any]:
+def _http_call(url: str, port: int, headers: str = "") -> tuple[Any, Any]:
     """(call, close) for the HTTP API over one keep-alive connection (KeepAliveClient)."""
-    client = KeepAliveClient(port)
+    client = KeepAliveClient(port, headers)
 
     def call(entity_id: str) -> None:
         status, body = client.get(f"/v1/predictions/{entity_id}")
@@ -161,10 +165,18 @@ def _http_call(url: str, port: int) -> tuple[Any, Any]:
     return call, client.close
 
 
-CALLS = {"client": _client_call, "raw": _raw_call, "http": _http_call}
+def _http_key_call(url: str, port: int) -> tuple[Any, Any]:
+    """_http_call sending the benchmark's API key."""
+    return _http_call(url, port, f"X-API-Key: {BENCH_KEY}\r\n")
 
 
-def worker(kinds: list[str], url: str, port: int, rows: int, seed: int, seconds: float,
+CALLS = {"client": _client_call, "raw": _raw_call, "http": _http_call,
+         "http_key": _http_key_call}
+BENCH_KEY = "pk_bench_0123456789abcdef"
+Ports = int | dict[str, int]  # one server for every kind, or a server per kind
+
+
+def worker(kinds: list[str], url: str, port: Ports, rows: int, seed: int, seconds: float,
            barrier: Any, results: Any) -> None:
     """One client process: warm up, wait for the others, then call until the deadline.
 
@@ -175,7 +187,8 @@ def worker(kinds: list[str], url: str, port: int, rows: int, seed: int, seconds:
 
     prepare_environment()
     try:
-        calls = [CALLS[kind](url, port) for kind in kinds]
+        calls = [CALLS[kind](url, port[kind] if isinstance(port, dict) else port)
+                 for kind in kinds]
         keys = ids_of(np.random.default_rng(seed).integers(1, rows + 1, 200_000)).to_pylist()
         for key in keys[:WARMUP_CALLS]:
             for call, _ in calls:
@@ -216,7 +229,7 @@ class Level:
     calls: int
 
 
-def run_level(kinds: list[str], url: str, port: int, rows: int, clients: int,
+def run_level(kinds: list[str], url: str, port: Ports, rows: int, clients: int,
               seconds: float) -> list[Level]:
     """`clients` processes calling `kinds` (alternating), started together, for `seconds`."""
     ctx = mp.get_context("spawn")
@@ -279,12 +292,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """`precast serve` on a free port, configured by environment; waits for /healthz."""
+def start_server(url: str, env_extra: dict[str, str] | None = None,
+                 name: str = "serve") -> tuple[subprocess.Popen[bytes], int]:
+    """`precast serve` on a free port, configured by environment (plus `env_extra`); waits
+    for /healthz. Its log is <bench home>/<name>.log."""
     port = _free_port()
-    env = {**os.environ, "PRECAST_STORES__PREDICTIONS_URL": url,
-           "PRECAST_HOME": str(bench_home() / "home")}
-    log_path = bench_home() / "serve.log"
+    env = {**os.environ, "PRECAST_CONFIG": str(CHURN), "PRECAST_STORES__PREDICTIONS_URL": url,
+           "PRECAST_HOME": str(bench_home() / "home"), **(env_extra or {})}
+    log_path = bench_home() / f"{name}.log"
     precast = os.path.join(os.path.dirname(sys.executable), "precast")
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen([precast, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -501,3 +516,48 @@ def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
                  f"spawned processes on the same {os.cpu_count()} cores as the server "
                  f"({workers} uvicorn worker(s)) and PostgreSQL")
     return summary_rows(rows, got), notes
+
+
+# ---------------------------------------------------------------- keys, limits and metering
+
+
+KEYS_LEVELS = (1, 4)
+# The guarded server: one API key, a rate limit it never reaches (the bucket is still
+# updated on every call), metering flushed every second. The open one: none of the three.
+GUARDED_ENV = {"PRECAST_API_KEYS": f"bench={BENCH_KEY}", "PRECAST_SERVE__RATE_LIMIT_PER_S":
+               "1000000000", "PRECAST_SERVE__USAGE_FLUSH_S": "1"}
+OPEN_ENV = {"PRECAST_SERVE__METERING": "false"}
+
+
+def run_keys(sizes: Sizes) -> tuple[list[Row], list[str]]:
+    """The HTTP API with a key, a rate limit and metering against the open API, on the same
+    snapshot: each client process alternates a call to each server on the same ids."""
+    label = f"lookup ({count(sizes.rows)}-row snapshot): HTTP API with key + limit + metering"
+    out: list[Row] = []
+    notes: list[str] = []
+    with database("lookup") as url:
+        publish_snapshot(url, sizes.rows)
+        servers = []
+        try:
+            servers.append(start_server(url, OPEN_ENV, "serve-open"))
+            servers.append(start_server(url, GUARDED_ENV, "serve-guarded"))
+            ports = {"http": servers[0][1], "http_key": servers[1][1]}
+            for clients in KEYS_LEVELS:
+                plain, guarded = run_level(["http", "http_key"], url, ports, sizes.rows,
+                                           clients, sizes.lookup_seconds)
+                out.append(goal_row(FAMILY, f"{label}, p50 at {clients} client(s) vs open",
+                                    micros(guarded.p50), micros(plain.p50),
+                                    guarded.p50 / plain.p50, at_most=1.1, calls=guarded.calls))
+                out.append(Row(FAMILY, f"{label}, p99 at {clients} client(s)",
+                               micros(guarded.p99), micros(plain.p99),
+                               ratio=guarded.p99 / plain.p99))
+                notes.append(f"lookup-keys {clients} proc: open p50 {micros(plain.p50)} "
+                             f"p99 {micros(plain.p99)}; guarded p50 {micros(guarded.p50)} "
+                             f"p99 {micros(guarded.p99)} ({guarded.calls} calls each)")
+        finally:
+            for proc, _ in servers:
+                stop_server(proc)
+    notes.append("lookup-keys: one process per client alternates a call to the open server "
+                 "and one to the guarded server on the same ids (paired), "
+                 f"{sizes.lookup_seconds:g} s per level")
+    return out, notes

@@ -465,7 +465,8 @@ class ServeConfig(_Section):
     rate_limit_per_s: float | None = Field(None, gt=0)
     rate_burst: int | None = Field(None, ge=1)
     # Per-key request counts are kept in memory and merged into <space>/serve/usage/<day>.json
-    # this often, and at shutdown.
+    # every usage_flush_s, and at shutdown; metering: false keeps no counts.
+    metering: bool = True
     usage_flush_s: float = Field(60.0, gt=0)
     # Every PostgreSQL session of the API: statements cancelled past statement_timeout_ms,
     # connection attempts given up past connect_timeout_s, TCP keepalives from

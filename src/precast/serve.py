@@ -186,7 +186,7 @@ class LookupApi:
         self.settings = cfg.serve
         self.timeout = DB_TIMEOUT_S
         self.keys = keys
-        self.meter = Meter(cfg.space / "serve" / "usage")
+        self.meter = Meter(cfg.space / "serve" / "usage") if cfg.serve.metering else None
         self.client = AsyncLookupClient(cfg.serve_url,
                                         fallback_score=cfg.serve.fallback_score,
                                         pool_size=cfg.serve.pool_size,
@@ -202,7 +202,9 @@ class LookupApi:
             return error_response(400, "invalid_entity_id", f"entity_id {problem}")
         async with asyncio.timeout(self.timeout):
             hit = await self.client.get_one(entity_id)
-        self.meter.count(caller.name, "get", hit.model_name, hit.model_version, hit.snapshot_id)
+        if self.meter is not None:
+            self.meter.count(caller.name, "get", hit.model_name, hit.model_version,
+                             hit.snapshot_id)
         return JSONResponse(prediction(hit))
 
     async def batch_get(self, request: Request) -> Response:
@@ -215,14 +217,17 @@ class LookupApi:
         if len(hits) != len(ids):  # the view exists but serves no snapshot row
             raise NoSnapshotError(NO_SNAPSHOT)
         first = hits[0]
-        self.meter.count(caller.name, "batchGet", first.model_name, first.model_version,
-                         first.snapshot_id, len(ids))
+        if self.meter is not None:
+            self.meter.count(caller.name, "batchGet", first.model_name, first.model_version,
+                             first.snapshot_id, len(ids))
         return JSONResponse({"snapshot_id": first.snapshot_id,
                              "predictions": [prediction(hit) for hit in hits]})
 
     async def flush_usage(self) -> None:
         """Merge the usage counted so far into the day files (in a thread); on failure the
         counts wait for the next flush."""
+        if self.meter is None:
+            return
         counts = self.meter.take()
         try:
             await asyncio.to_thread(self.meter.flush, counts)

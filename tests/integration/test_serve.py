@@ -593,8 +593,11 @@ def test_usage_is_counted_per_key_and_snapshot_and_flushed_atomically(
     assert "alice                batchGet  churn v1" in shown.stdout
 
 
-def test_open_api_is_metered_as_anonymous(served: Served, tmp_path: Path) -> None:
+def test_open_api_is_metered_as_anonymous_unless_metering_is_off(
+        served: Served, tmp_path: Path) -> None:
     with _serving(tmp_path, served.store) as service:
+        assert _as(service, None).status_code == 200
+    with _serving(tmp_path, served.store, metering="false") as service:
         assert _as(service, None).status_code == 200
     assert [(r["key"], r["requests"]) for r in _usage(tmp_path)[1]] == [("anonymous", 1)]
 
