@@ -108,8 +108,8 @@ class KeyRing:
     def of(cls, settings: ServeConfig, environ: Mapping[str, str]) -> KeyRing:
         """The keys of serve.api_keys plus those in PRECAST_API_KEYS (hashed here)."""
         callers = {key.sha256: _caller(key.name, settings, key) for key in settings.api_keys}
-        for name, raw in parse_env_keys(environ.get(KEYS_ENV, "")):
-            callers[key_hash(raw)] = _caller(name, settings)
+        for name, raw in parse_env_keys(environ.get(KEYS_ENV, "")):  # config entries win:
+            callers.setdefault(key_hash(raw), _caller(name, settings))  # revoked stays so
         return cls(callers, settings)
 
     @property

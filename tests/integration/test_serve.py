@@ -523,7 +523,8 @@ def _as(service: Service, key: str | None, path: str = "/v1/predictions/u0001",
 
 
 def test_api_keys_are_required_by_header_and_revocable(served: Served) -> None:
-    extra = {"PRECAST_API_KEYS": f"carol={CAROL}"}  # raw, hashed at start
+    # Raw keys, hashed at start; bob's, revoked in the config, stays revoked.
+    extra = {"PRECAST_API_KEYS": f"carol={CAROL}, bob={BOB}"}
     with _serving(served.root, served.store, extra, api_keys=_keys()) as service:
         assert _as(service, ALICE).json() == _hit(served.info, "u0001", 0.011)
         assert _as(service, ALICE, header="authorization").status_code == 200
