@@ -128,3 +128,28 @@ def test_binary_defaults_are_unchanged(tmp_path: Path) -> None:
     assert (cfg.gate.max_mean_score_gap, cfg.monitor.max_bias) == (0.05, 0.05)
     params = xgboost_params(cfg.model.task, cfg.train.params)
     assert (params["objective"], params["eval_metric"]) == ("binary:logistic", "logloss")
+
+
+SHA = "a" * 64
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ("serve: {api_keys: [{name: app, sha256: not-a-hash}]}\n",
+     "config error at serve.api_keys.0.sha256: String should match pattern"),
+    (f"serve: {{api_keys: [{{name: app, sha256: {SHA}}}, {{name: app, sha256: {SHA}}}]}}\n",
+     "config error at serve: Value error, api_keys names must be unique; given twice: app"),
+    ("serve: {api_keys: [{name: app, key: secret}]}\n", "config error at serve.api_keys.0"),
+    ("serve: {rate_limit_per_s: 0}\n", "config error at serve.rate_limit_per_s"),
+])
+def test_api_keys_hold_hashes_with_unique_names(
+        tmp_path: Path, yaml_text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value).startswith(message), raised.value
+
+
+def test_raw_api_keys_in_the_environment_are_no_config_field(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "precast.yaml", environ={"PRECAST_API_KEYS": "app=pk_1"})
+    assert cfg.serve.api_keys == []
