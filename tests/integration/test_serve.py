@@ -547,6 +547,18 @@ def test_api_keys_are_required_by_header_and_revocable(served: Served) -> None:
     assert ALICE not in service.log() and CAROL not in service.log()
 
 
+def test_precast_api_key_prints_a_new_key_once_and_the_entry_with_its_hash(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    made = [subprocess.run([str(PRECAST), "api-key", "billing-app"], cwd=tmp_path,
+                           env=_env(tmp_path, Store(url, url, url)), capture_output=True,
+                           text=True, timeout=60) for _ in range(2)]
+    keys = [result.stdout.splitlines()[1].strip() for result in made]
+    assert keys[0] != keys[1] and all(key.startswith("pk_") for key in keys)
+    assert made[0].stdout.splitlines()[-1] == (
+        f"    - {{name: billing-app, sha256: {key_hash(keys[0])}}}")
+
+
 def test_rate_limits_per_key_answer_429_with_retry_after(served: Served) -> None:
     extra = {"PRECAST_API_KEYS": f"carol={CAROL}"}
     with _serving(served.root, served.store, extra, api_keys=_keys(rate_limit_per_s=1000),
