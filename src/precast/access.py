@@ -77,9 +77,16 @@ class Caller:
 
 
 def _caller(name: str, settings: ServeConfig, key: ApiKeyConfig | None = None) -> Caller:
-    rate = key.rate_limit_per_s if key and key.rate_limit_per_s else settings.rate_limit_per_s
-    burst = (key.rate_burst if key and key.rate_burst else settings.rate_burst) or (
-        max(1.0, math.ceil(rate)) if rate else 1.0)
+    """A key's caller: its own rate (with its own burst, default one second of it), else
+    serve.rate_limit_per_s and serve.rate_burst (a key's own burst still wins)."""
+    rate: float | None
+    burst: int | None
+    if key is not None and key.rate_limit_per_s is not None:
+        rate, burst = key.rate_limit_per_s, key.rate_burst
+    else:
+        rate = settings.rate_limit_per_s
+        burst = key.rate_burst if key is not None and key.rate_burst else settings.rate_burst
+    burst = burst or (max(1, math.ceil(rate)) if rate else 1)
     return Caller(name, bool(key and key.revoked), rate, float(burst))
 
 

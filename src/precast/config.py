@@ -431,7 +431,8 @@ class StoresConfig(_Section):
 class ApiKeyConfig(_Section):
     """One API key of the lookup API: who holds it and the sha256 hex of the key (the key
     itself is never in the config: `precast api-key NAME` makes one). `revoked: true`
-    refuses it with 401; the rate limit overrides serve.rate_limit_per_s / rate_burst."""
+    refuses it with 401. Its own rate_limit_per_s replaces serve.rate_limit_per_s, with its
+    own rate_burst (default: one second's worth); rate_burst alone replaces serve.rate_burst."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -89,9 +89,8 @@ def _session(url: sa.URL, limits: SessionLimits | None = None) -> dict[str, Any]
 
 # A server that answered and refused the login: a configuration error, not an outage.
 _LOGIN_REFUSED = re.compile(
-    r"password authentication failed|authentication failed|role \"[^\"]*\" does not exist|"
-    r"database \"[^\"]*\" does not exist|no pg_hba\.conf entry|permission denied|"
-    r"not permitted to log in")
+    r"authentication failed|(role|database) \"[^\"]*\" does not exist|no pg_hba\.conf entry|"
+    r"permission denied|not permitted to log in")
 
 
 def login_problem(url: str | sa.URL, limits: SessionLimits | None = None) -> str | None:
@@ -106,8 +105,7 @@ def login_problem(url: str | sa.URL, limits: SessionLimits | None = None) -> str
     try:
         psycopg.connect(libpq_conninfo(parsed), **_session(parsed, limits)).close()
     except psycopg.OperationalError as exc:
-        found = _LOGIN_REFUSED.search(str(exc))
-        if found:
+        if _LOGIN_REFUSED.search(str(exc)):  # keep the server's words, not libpq's preamble
             line = str(exc).strip().splitlines()[0]
             return line.rsplit("failed: ", 1)[-1].replace("FATAL:  ", "")
     return None
@@ -533,13 +531,16 @@ class AsyncLookupClient:
             async with asyncio.timeout(self.limits.batch_timeout_s):
                 hits = await self._lookup(cursor, [entity_id for entity_id, _, _ in batch])
         except BaseException as exc:
-            timed_out = isinstance(exc, TimeoutError)  # the connection is mid-statement
+            # A dead connection's calls wait again, first in line and once, for a drainer on a
+            # checked connection. A statement past its time is not retried: it would be too
+            # late for its callers.
+            timed_out = isinstance(exc, TimeoutError)
             dead = timed_out or bool(cursor.connection.broken)
             retry = dead and not timed_out and isinstance(exc, Exception)
-            again = [(i, answer, True) for i, answer, retried in batch if retry and not retried]
-            self._waiting.extendleft(reversed(again))
-            for _, answer, retried in batch:
-                if not (retry and not retried):
+            for entity_id, answer, retried in reversed(batch):
+                if retry and not retried:
+                    self._waiting.appendleft((entity_id, answer, True))
+                else:
                     _settle(answer, exc)
             if not isinstance(exc, Exception):
                 raise

@@ -231,7 +231,7 @@ class LookupApi:
         counts = self.meter.take()
         try:
             await asyncio.to_thread(self.meter.flush, counts)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - a full disk or a bad file never stops serving
             self.meter.restore(counts)
             log.warning("usage not written to %s (kept for the next flush): %s",
                         self.meter.folder, exc)
