@@ -606,6 +606,16 @@ def test_usage_is_counted_per_key_and_snapshot_and_flushed_atomically(
     assert "alice                batchGet  churn v1" in shown.stdout
 
 
+def test_workers_merge_their_usage_into_one_day_file(served: Served, tmp_path: Path) -> None:
+    if served.backend == "postgresql":
+        pytest.skip("the worker path is the same on both backends")
+    with _serving(tmp_path, served.store, workers=2) as service:
+        for _ in range(40):  # new connections: spread over both workers
+            assert httpx.get(f"http://127.0.0.1:{service.port}/v1/predictions/u0001",
+                             timeout=20).status_code == 200
+    assert [(r["key"], r["requests"]) for r in _usage(tmp_path)[1]] == [("anonymous", 40)]
+
+
 def test_open_api_is_metered_as_anonymous_unless_metering_is_off(
         served: Served, tmp_path: Path) -> None:
     with _serving(tmp_path, served.store) as service:
