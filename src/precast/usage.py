@@ -2,8 +2,8 @@
 `<space>/serve/usage/<YYYY-MM-DD>.json` now and then (and at shutdown).
 
     meter = Meter(cfg.space / "serve" / "usage")
-    meter.count("alice", "get", hit)     # on the event loop: a dict update, no lock, no I/O
-    meter.flush(meter.take())            # in a thread: merge the counts so far into the files
+    meter.count("alice", "get", "churn", "3", 12)   # on the event loop: a dict update
+    meter.flush(meter.take())            # in a thread: merge the counts into the day files
     read_usage(folder, day)              # the rows of one day, for `precast usage`
 
 The API reads the store as the reader role and never writes to it, so the audit lives in

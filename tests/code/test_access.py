@@ -45,3 +45,12 @@ def test_an_open_api_is_one_anonymous_bucket_and_unlimited_by_default() -> None:
 def test_malformed_environment_keys_are_refused_by_position(text: str) -> None:
     with pytest.raises(ValueError, match=rf"{KEYS_ENV} entry \d is not name=key"):
         _ring({KEYS_ENV: text})
+
+
+def test_revoking_every_key_closes_the_api_rather_than_opening_it() -> None:
+    ring = _ring(api_keys=[{"name": "app", "sha256": key_hash("k"), "revoked": True}])
+    assert (ring.open, ring.active) == (False, 0)
+    for headers, code in [({}, "missing_api_key"), ({"x-api-key": "k"}, "revoked_api_key")]:
+        with pytest.raises(RequestRefused) as refused:
+            ring.admit(headers)
+        assert (refused.value.status, refused.value.code) == (401, code)
