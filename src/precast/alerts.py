@@ -224,11 +224,22 @@ def _email(cfg: Config, alerts: Sequence[Alert]) -> None:
 
 def deliveries(cfg: Config) -> list[dict[str, Any]]:
     """Every delivery record (alert, target, attempts, delivered_at, last_error)."""
+    return _rows(cfg, "alert_deliveries_list")
+
+
+def undelivered(cfg: Config) -> list[dict[str, Any]]:
+    """Per target, the alerts tried but not accepted yet: target, alerts, attempts (the most
+    among them), last_error (sql/alert_deliveries_undelivered.sql)."""
+    return _rows(cfg, "alert_deliveries_undelivered")
+
+
+def _rows(cfg: Config, name: str) -> list[dict[str, Any]]:
+    """The rows of the query `sql/<name>.sql` on the store, as dicts."""
     engine = store.make_engine(cfg.predictions_url)
     try:
         store.ensure_schema(engine, cfg.stores.writer_role)
         with engine.connect() as conn:
-            rows = conn.execute(_statement("alert_deliveries_list")).mappings().all()
+            rows = conn.execute(_statement(name)).mappings().all()
     finally:
         engine.dispose()
     return [dict(r) for r in rows]

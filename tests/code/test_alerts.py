@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, store
+from precast import alerts, console, store
 from precast.alerts import Alert, MetricRow
 from precast.config import Config
 from tests.helpers import Mailbox
@@ -246,8 +246,8 @@ def test_a_mail_server_failing_then_working_gets_the_alerts_in_one_e_mail_once(
 
 
 def test_a_delivery_that_keeps_failing_is_tried_a_bounded_number_of_times_and_leaks_no_token(
-        store_url: str, tmp_path: Path, receiver: Receiver,
-        caplog: pytest.LogCaptureFixture) -> None:
+        store_url: str, tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
     # a space in the query: http.client refuses it with an error that quotes the URL
     cfg = _cfg(tmp_path, store_url, f"{receiver.url}?token=s3cret&x=a b").with_overrides(
         {"monitor.delivery_max_attempts": 2})
@@ -260,6 +260,12 @@ def test_a_delivery_that_keeps_failing_is_tried_a_bounded_number_of_times_and_le
     assert error and error.startswith("InvalidURL") and "token=***" in error
     assert "s3cret" not in repr(alerts.deliveries(cfg)) and "s3cret" not in caplog.text
     assert receiver.sent == []
+    (undelivered,) = alerts.undelivered(cfg)
+    assert (undelivered["target"], undelivered["alerts"], undelivered["attempts"]) == (
+        "webhook", 1, 2)
+    console.print_undelivered(cfg)
+    assert capsys.readouterr().out.startswith(
+        "undelivered alerts (webhook): 1, up to 2 of 2 attempts; last error: InvalidURL")
 
 
 def test_an_undelivered_alert_older_than_the_retry_window_is_given_up(
