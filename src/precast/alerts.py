@@ -227,10 +227,16 @@ def deliveries(cfg: Config) -> list[dict[str, Any]]:
     return _rows(cfg, "alert_deliveries_list")
 
 
+def targets(cfg: Config) -> list[str]:
+    """The configured delivery targets: 'webhook', 'email'."""
+    return [target for target, on in (("webhook", cfg.monitor.webhook_url),
+                                      ("email", cfg.monitor.email_to)) if on]
+
+
 def undelivered(cfg: Config) -> list[dict[str, Any]]:
-    """Per target, the alerts tried but not accepted yet: target, alerts, attempts (the most
-    among them), last_error (sql/alert_deliveries_undelivered.sql)."""
-    return _rows(cfg, "alert_deliveries_undelivered")
+    """Per configured target, the alerts tried but not accepted yet: target, alerts, attempts
+    (the most among them), last_error (sql/alert_deliveries_undelivered.sql)."""
+    return [r for r in _rows(cfg, "alert_deliveries_undelivered") if r["target"] in targets(cfg)]
 
 
 def _rows(cfg: Config, name: str) -> list[dict[str, Any]]:
