@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import os
+import re
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -36,6 +37,7 @@ from precast.resources import statement
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 10
+_URL_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def _deliver(cfg: Config, engine: sa.Engine, now: datetime) -> None:
         for item in _pending(cfg, engine, "webhook", now):
             error = _attempt(_post, cfg.monitor.webhook_url,
                              _payload(cfg, item.alert, item.raised_at))
+            error = error and _scrub(error, cfg.monitor.webhook_url)
             _record(engine, [item.row_id], "webhook", error)
             if error:  # the rest waits for the next run rather than time out one by one
                 log.error("alert webhook %s failed (the alert is recorded in the alerts "
@@ -178,6 +181,15 @@ def _attempt(send: Callable[..., None], *args: Any) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any delivery error; recorded and retried
         return redact_text(f"{type(exc).__name__}: {exc}")[:1000]
     return None
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the values of the environment variables that `url` names (${VAR}):
+    the way to keep a secret, even one in the path, out of config, logs and the store."""
+    for name in _URL_VARIABLE.findall(url):
+        if value := os.environ.get(name):
+            text = text.replace(value, "***")
+    return text
 
 
 def _record(engine: sa.Engine, row_ids: Sequence[int], target: str, error: str | None) -> None:

@@ -312,3 +312,16 @@ def test_a_monitor_retried_after_its_alerts_were_committed_ends_as_one_clean_run
     assert [(p["id"], p["rule"], p["subject"]) for p in receiver.received] == clean_sent
     assert [d[:2] + d[3:] for d in _deliveries(cfg)] == [d[:2] + d[3:]
                                                          for d in _deliveries(clean)]
+
+
+def test_a_failed_delivery_records_no_secret_from_an_environment_variable_in_the_url(
+        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PRECAST_TEST_HOOK_PATH", "T0/B1/pathS3cret")
+    cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'p.db'}",
+               receiver.url + "/${PRECAST_TEST_HOOK_PATH} x")  # the space: refused, quoted
+    with caplog.at_level("ERROR", logger="precast.alerts"):
+        alerts.raise_alerts(cfg, [Alert(DAY, "drift_psi_max", "plan", "plan")])
+    ((*_, error),) = _deliveries(cfg)
+    assert error and error.startswith("InvalidURL") and "/hook/*** x" in error
+    assert "pathS3cret" not in repr(alerts.deliveries(cfg)) and "pathS3cret" not in caplog.text
