@@ -325,3 +325,20 @@ def test_a_failed_delivery_records_no_secret_from_an_environment_variable_in_the
     ((*_, error),) = _deliveries(cfg)
     assert error and error.startswith("InvalidURL") and "/hook/*** x" in error
     assert "pathS3cret" not in repr(alerts.deliveries(cfg)) and "pathS3cret" not in caplog.text
+
+
+def test_a_failed_dag_run_also_delivers_the_alerts_a_target_did_not_accept_before(
+        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from precast import orchestration, runtime
+
+    monkeypatch.setattr(runtime, "prepare_environment", lambda: None)  # no umask, no env
+    config = tmp_path / "precast.yaml"
+    config.write_text(f"name: churn\nhome: {tmp_path / 'home'}\nstores:\n  predictions_url: "
+                      f"sqlite:///{tmp_path / 'p.db'}\nmonitor:\n  webhook_url: {receiver.url}\n")
+    uc = orchestration.UseCase("churn", config, {}, {}, "")
+    receiver.status = 503
+    alerts.raise_alerts(uc.load(), [Alert(DAY, "drift_psi_max", "plan", "plan")])
+    receiver.status = 204
+    orchestration.record_failure(uc, {"reason": "boom", "logical_date": None})
+    assert [(p["rule"], p["subject"]) for p in receiver.received] == [
+        ("drift_psi_max", "plan"), ("dag_run_failed", "unknown DAG")]
