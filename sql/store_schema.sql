@@ -116,3 +116,18 @@ CREATE TABLE IF NOT EXISTS alerts (
     threshold DOUBLE PRECISION,
     UNIQUE (snapshot_date, rule, subject)
 );
+-- alert_deliveries: at-least-once delivery of alerts, one row per (alert, target) where
+-- target is 'webhook' or 'email'. A row is written after each attempt: delivered_at is set
+-- only once the target accepted the alert; a failed attempt adds to attempts and keeps its
+-- redacted error in last_error. Every raise of alerts first retries the alerts that a
+-- configured target has not accepted yet (within monitor.delivery_max_attempts and
+-- monitor.delivery_max_age_days), so a target that was down gets them on the next run.
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    alert_id INTEGER NOT NULL REFERENCES alerts (alert_id),
+    target TEXT NOT NULL CHECK (target IN ('webhook', 'email')),
+    attempts INTEGER NOT NULL,
+    last_attempt_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    delivered_at TIMESTAMP WITH TIME ZONE,
+    last_error TEXT,
+    PRIMARY KEY (alert_id, target)
+);

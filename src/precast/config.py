@@ -517,6 +517,11 @@ class MonitorConfig(_Section):
     # `smtp_conn_id` (apache-airflow-providers-smtp: host, port, login, extra from_email).
     email_to: list[str] = Field(default_factory=list)
     smtp_conn_id: str = "smtp_default"
+    # At-least-once delivery: an alert a target has not accepted is retried whenever alerts
+    # are next raised, until it was tried delivery_max_attempts times or is older than
+    # delivery_max_age_days (table alert_deliveries).
+    delivery_max_attempts: int = Field(10, ge=1)
+    delivery_max_age_days: int = Field(7, ge=1)
 
     @field_validator("webhook_url")
     @classmethod

@@ -115,11 +115,23 @@ def print_status(cfg: Config) -> None:
 
     for bad, why in failed_days(cfg.lake):
         print(f"failed raw day {bad}: {why} (rerun: precast run extract --date {bad})")
+    print_undelivered(cfg)
     for day, records in pipeline.last_records(cfg):
         print(f"last run {day}:")
         for rec in records:
             error = f"  {rec.get('error', '')}" if rec["status"] != "success" else ""
             print(f"  {rec['step']:<22} {rec['status']:<8} {rec.get('seconds', 0):6.1f}s{error}")
+
+
+def print_undelivered(cfg: Config) -> None:
+    """One line per alert target that has alerts it did not accept yet."""
+    from precast import alerts
+
+    for row in alerts.undelivered(cfg):
+        m = cfg.monitor
+        print(f"undelivered alerts ({row['target']}): {row['alerts']}, up to {row['attempts']} "
+              f"of {m.delivery_max_attempts} attempts; last error: {row['last_error']} "
+              f"(retried whenever alerts are raised, for {m.delivery_max_age_days} days)")
 
 
 def print_check(report: Any) -> None:

@@ -307,7 +307,9 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
         promote.run(as_job, "force", by="cy", reason="v2 after all", version="2")
         alerts.write_metrics(as_job, day.date(), "2", "drift",
                              [alerts.MetricRow("score", "psi", 0.3)])
-        alerts.raise_alerts(as_job, [alerts.Alert(day.date(), "psi_max", "score", "drift")])
+        unreachable = as_job.with_overrides({"monitor.webhook_url": "http://127.0.0.1:9/x"})
+        alerts.raise_alerts(unreachable, [alerts.Alert(day.date(), "psi_max", "score", "drift")])
+        assert [d["attempts"] for d in alerts.deliveries(as_job)] == [1]  # recorded, as writer
         assert not monitor.retrain_decision(as_job, day.date()).retrain
         publish("2", 2)  # retention (keep 2) drops the first snapshot's table, as the writer
         assert store.snapshots(as_job.predictions_url)[0].status == "retired"

@@ -36,7 +36,7 @@ DAY = date(2026, 3, 1)
 SCORED_AT = datetime(2026, 3, 1, 6, 30, 15, 123456, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
 CONTROL = {"prediction_snapshots", "prediction_activations", "champion_history",
-           "champion_changes", "model_metrics", "alerts"}
+           "champion_changes", "model_metrics", "alerts", "alert_deliveries"}
 
 
 def _batch(ids: list[str], scores: list[float], **extra: list[object]) -> pa.RecordBatch:
