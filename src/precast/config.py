@@ -171,7 +171,8 @@ class AttributeMap(_Section):
 
     field: OptionalPath = ""
     type: Literal["string", "long", "double", "boolean"] = "string"
-    required: bool = False  # a line without it is quarantined as missing_field:<field>
+    # a line without it is quarantined as missing_field:<field>; a list: lines of these kinds
+    required: bool | tuple[str, ...] = False
     values: tuple[str, ...] = ()  # strings: the allowed values (empty: any)
     min: float | None = None  # numbers: inclusive bounds (default: -/+ DEFAULT_MAGNITUDE)
     max: float | None = None
@@ -196,6 +197,8 @@ class AttributeMap(_Section):
             raise ValueError(f"values apply to string attributes, not to {self.type}")
         if (self.min is not None or self.max is not None) and self.type not in ("long", "double"):
             raise ValueError(f"min/max apply to long and double attributes, not to {self.type}")
+        if self.required in ((), []):
+            raise ValueError("required takes true, false or a non-empty list of kinds")
         if self.finite is not None and self.type != "double":
             raise ValueError("finite applies to double attributes only")
         if any(b is not None and b != b for b in (self.min, self.max)):
@@ -251,7 +254,21 @@ class EventsConfig(_Section):
             if inside:
                 raise ValueError(f"field {path!r} cannot be a value and hold {inside[0]!r}; "
                                  "map the whole object under objects instead")
+        for name, attribute in self.attributes.items():
+            if isinstance(attribute.required, tuple):
+                self._check_kinds(name, attribute.required)
         return self
+
+    def _check_kinds(self, name: str, kinds: tuple[str, ...]) -> None:
+        """An attribute required for some kinds needs a kind, and (when the kind has values)
+        kinds among them."""
+        if self.kind is None:
+            raise ValueError(f"attribute {name!r} is required for kinds {list(kinds)}, "
+                             "but the mapping has no kind")
+        unknown = [k for k in kinds if self.kind.values and k not in self.kind.values]
+        if unknown:
+            raise ValueError(f"attribute {name!r} is required for kinds {unknown} that are "
+                             f"not in kind.values")
 
 
 class ExtractConfig(_Section):

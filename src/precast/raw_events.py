@@ -10,7 +10,8 @@ Spark's VARIANT, for those lines only. Every line gets a reason or none (kept):
 | `malformed_json` | not a JSON object |
 | `wrong_type:<field>` | a value of the wrong JSON type (an object or array for text, text for |
 |  | a number, ...), or a time that is not in the configured format |
-| `missing_field:<field>` | the key, id, time or kind, or a `required` attribute, is null |
+| `missing_field:<field>` | the key, id, time or kind, or a `required` attribute (on every |
+|  | line, or on lines of the kinds it lists), is null |
 | `invalid_utf8:<field>` | the key or id held bytes that are not UTF-8 or an escaped lone |
 |  | surrogate: decoded, they would merge with other keys (U+FFFD itself counts too) |
 | `unknown_event_type` | the kind is not one of `kind.values` |
@@ -221,11 +222,19 @@ def utc_day(ts: Column) -> Column:
     return F.date_from_unix_date(F.floor(F.unix_micros(ts) / F.lit(MICROS_PER_DAY)).cast("int"))
 
 
-def _required(events: EventsConfig) -> list[Leaf]:
-    must = {EVENT_ID, events.key.column, EVENT_TIME, *(
-        [events.kind.column] if events.kind else [])}
-    must |= {name for name, a in events.attributes.items() if a.required}
-    return [leaf for leaf in leaves(events) if leaf.column in must]
+def _required(events: EventsConfig) -> list[tuple[Leaf, Column | None]]:
+    """(leaf, the lines it is required on: None for every line) for each required value."""
+    from pyspark.sql import functions as F
+
+    must: dict[str, Column | None] = dict.fromkeys(
+        [EVENT_ID, events.key.column, EVENT_TIME, *([events.kind.column] if events.kind else [])])
+    for name, a in events.attributes.items():
+        if isinstance(a.required, tuple) and events.kind:
+            kind = _parsed(events.kind.path)
+            must[name] = F.coalesce(kind.isin(list(a.required)), F.lit(False))
+        elif a.required:
+            must[name] = None
+    return [(leaf, must[leaf.column]) for leaf in leaves(events) if leaf.column in must]
 
 
 def _invalid(events: EventsConfig) -> list[tuple[str, Column]]:
@@ -296,8 +305,10 @@ def reason(events: EventsConfig) -> Column:
                                F.lit(f"{WRONG_TYPE}:{leaf.path}"))
     for path in events.objects.values():
         chain = chain.when(_present_not_object(path), F.lit(f"{WRONG_TYPE}:{path}"))
-    for leaf in _required(events):
-        chain = chain.when(_parsed(leaf.path).isNull(), F.lit(f"{MISSING}:{leaf.path}"))
+    for leaf, where in _required(events):
+        missing = _parsed(leaf.path).isNull()
+        chain = chain.when(missing if where is None else where & missing,
+                           F.lit(f"{MISSING}:{leaf.path}"))
     for leaf in _identities(events):
         chain = chain.when(_undecodable(_parsed(leaf.path)), F.lit(f"{INVALID_UTF8}:{leaf.path}"))
     if events.kind and events.kind.values:

@@ -34,6 +34,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "no-properties": (b'{"event_id":"h-no-properties","user_id":"u000001","ts":"'
                       + HOSTILE_DAY.isoformat().encode() + b'T12:00:00Z","event_type":"play"}',
                       "missing_field:properties.plan"),
+    "no-amount": (_hostile("no-amount", amount="null"), "missing_field:properties.amount"),
     "negative": (_hostile("negative", amount="-5.0"), "invalid_value:amount"),
     "1e300": (_hostile("1e300", amount="1e300"), "invalid_value:amount"),
     "nan": (_hostile("nan", amount='"NaN"'), "invalid_value:amount"),

@@ -285,6 +285,10 @@ def test_extract_of_the_shop_log_writes_the_mapped_columns_and_counts(
     ({"attributes": {"n": {"type": "long", "min": 2e15}}},
      "min 2e+15 is above max 1e+15 (the default: give max)"),
     ({"attributes": {"n": {"type": "double", "min": 1, "max": 0}}}, "min 1 is above max 0"),
+    ({"attributes": {"n": {"required": ["order"]}}}, "the mapping has no kind"),
+    ({"kind": {"values": ["order"]}, "attributes": {"n": {"required": ["refund"]}}},
+     "required for kinds ['refund'] that are not in kind.values"),
+    ({"attributes": {"n": {"required": []}}}, "a non-empty list of kinds"),
     ({"time": {"format": "epoch_us"}}, "events.time.format"),
 ])
 def test_a_bad_mapping_fails_at_load_naming_the_field(tmp_path: Path, events: dict[str, Any],
