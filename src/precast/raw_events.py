@@ -7,7 +7,7 @@ Spark's VARIANT, for those lines only. Every line gets a reason or none (kept):
 
 | reason | when |
 | --- | --- |
-| `malformed_json` | not a JSON object |
+| `malformed_json` | not a JSON object (with a derived id: or one without a canonical form) |
 | `wrong_type:<field>` | a value of the wrong JSON type (an object or array for text, text for |
 |  | a number, ...), or a time that is not in the configured format |
 | `missing_field:<field>` | the key, id, time or kind, or a `required` attribute (on every |
@@ -250,7 +250,7 @@ def _invalid(events: EventsConfig) -> list[tuple[str, Column]]:
         value, tests = _parsed(events.attribute_path(name)), []
         if a.values:
             tests.append(~value.isin(list(a.values)))
-        nonfinite = F.isnan(value) | value.isin(float("inf"), float("-inf"))
+        nonfinite = F.isnan(value) | value.isin(float("inf"), float("-inf"))  # doubles only
         if a.finite_only:
             tests.append(nonfinite)
         if a.bounds is not None:
