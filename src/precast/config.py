@@ -156,17 +156,41 @@ class KindMap(_Section):
         return self.field or self.column
 
 
+# Numbers beyond this magnitude are invalid unless `min`/`max` say otherwise: every integer
+# up to it is exact as a double (2**53 is about 9.0e15), and a sum of 9,000 of them still
+# fits a bigint, so feature SQL's sums and casts do not overflow under ANSI mode.
+DEFAULT_MAGNITUDE = 1e15
+
+
 class AttributeMap(_Section):
     """One typed value taken from the raw JSON by dotted path (default: the attribute's name),
-    with optional rules; a line that breaks a rule is quarantined as invalid_value:<name>."""
+    with optional rules; a line that breaks a rule is quarantined as invalid_value:<name>.
+
+    Numbers always have bounds: `min` and `max` when given, else -/+ DEFAULT_MAGNITUDE on
+    that side (`max: .inf` lifts it). Doubles are finite unless `finite: false`.
+    """
 
     field: OptionalPath = ""
     type: Literal["string", "long", "double", "boolean"] = "string"
-    required: bool = False  # a line without it is quarantined as missing_field:<field>
+    # a line without it is quarantined as missing_field:<field>; a list: lines of these kinds
+    required: bool | tuple[str, ...] = False
     values: tuple[str, ...] = ()  # strings: the allowed values (empty: any)
-    min: float | None = None  # numbers: inclusive bounds
+    min: float | None = None  # numbers: inclusive bounds (default: -/+ DEFAULT_MAGNITUDE)
     max: float | None = None
-    finite: bool = False  # doubles: NaN and ±Infinity are invalid
+    finite: bool | None = None  # doubles: NaN and ±Infinity are invalid unless false
+
+    @property
+    def finite_only(self) -> bool:
+        """Whether NaN and ±Infinity are invalid: doubles, unless `finite: false`."""
+        return self.type == "double" and self.finite is not False
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """A number's inclusive (low, high) bounds; None for text and booleans."""
+        if self.type not in ("long", "double"):
+            return None
+        return (-DEFAULT_MAGNITUDE if self.min is None else self.min,
+                DEFAULT_MAGNITUDE if self.max is None else self.max)
 
     @model_validator(mode="after")
     def _rules_fit_the_type(self) -> AttributeMap:
@@ -174,8 +198,15 @@ class AttributeMap(_Section):
             raise ValueError(f"values apply to string attributes, not to {self.type}")
         if (self.min is not None or self.max is not None) and self.type not in ("long", "double"):
             raise ValueError(f"min/max apply to long and double attributes, not to {self.type}")
-        if self.finite and self.type != "double":
+        if self.required in ((), []):
+            raise ValueError("required takes true, false or a non-empty list of kinds")
+        if self.finite is not None and self.type != "double":
             raise ValueError("finite applies to double attributes only")
+        if any(b is not None and b != b for b in (self.min, self.max)):
+            raise ValueError("min/max must be numbers, not NaN")
+        if (bounds := self.bounds) and bounds[0] > bounds[1]:
+            default = " (the default: give max)" if self.max is None else ""
+            raise ValueError(f"min {bounds[0]:g} is above max {bounds[1]:g}{default}")
         return self
 
 
@@ -224,7 +255,21 @@ class EventsConfig(_Section):
             if inside:
                 raise ValueError(f"field {path!r} cannot be a value and hold {inside[0]!r}; "
                                  "map the whole object under objects instead")
+        for name, attribute in self.attributes.items():
+            if isinstance(attribute.required, tuple):
+                self._check_kinds(name, attribute.required)
         return self
+
+    def _check_kinds(self, name: str, kinds: tuple[str, ...]) -> None:
+        """An attribute required for some kinds needs a kind, and (when the kind has values)
+        kinds among them."""
+        if self.kind is None:
+            raise ValueError(f"attribute {name!r} is required for kinds {list(kinds)}, "
+                             "but the mapping has no kind")
+        unknown = [k for k in kinds if self.kind.values and k not in self.kind.values]
+        if unknown:
+            raise ValueError(f"attribute {name!r} is required for kinds {unknown} that are "
+                             f"not in kind.values")
 
 
 class ExtractConfig(_Section):

@@ -7,17 +7,28 @@ Spark's VARIANT, for those lines only. Every line gets a reason or none (kept):
 
 | reason | when |
 | --- | --- |
-| `malformed_json` | not a JSON object |
+| `malformed_json` | not a JSON object (with a derived id: or one without a canonical form) |
 | `wrong_type:<field>` | a value of the wrong JSON type (an object or array for text, text for |
 |  | a number, ...), or a time that is not in the configured format |
-| `missing_field:<field>` | the key, id, time or kind, or a `required` attribute, is null |
+| `missing_field:<field>` | the key, id, time or kind, or a `required` attribute (on every |
+|  | line, or on lines of the kinds it lists), is null |
+| `invalid_utf8:<field>` | the key or id held bytes that are not UTF-8 or an escaped lone |
+|  | surrogate: decoded, they would merge with other keys (U+FFFD itself counts too) |
 | `unknown_event_type` | the kind is not one of `kind.values` |
 | `ts_outside_partition` | the time's UTC day is not the day partition the line came in |
-| `invalid_value:<column>` | an attribute breaks its rule (`values`, `min`, `max`, `finite`) |
+| `invalid_value:<column>` | an attribute breaks its rule (`values`, `min`, `max`, `finite`; |
+|  | numbers are bounded and doubles finite by default), or is a whole number no long holds |
 
 Duplicates (`duplicate_event_id`) are marked by extract after this. Without an id field the
 event id is `sha256` of the line's canonical JSON (keys sorted, no whitespace), so exact
-repeats of a line collapse however their keys are ordered, and reruns give the same ids.
+repeats of a line collapse however their keys are ordered, and reruns give the same ids; a
+line with no canonical form (a repeated key, a bare NaN, a lone surrogate) is then
+`malformed_json`, and one that is not UTF-8 is hashed as its bytes (so different bytes never
+collapse).
+
+Spark's text reader keeps a line's bytes, but parsing decodes every invalid UTF-8 sequence
+as U+FFFD and an escaped lone surrogate (`"\\ud800"`) as `?`: two keys that differ only there
+would become one entity, so such keys are quarantined (`invalid_utf8`), not merged.
 """
 
 from __future__ import annotations
@@ -34,6 +45,13 @@ if TYPE_CHECKING:
 
 MALFORMED, WRONG_TYPE, MISSING = "malformed_json", "wrong_type", "missing_field"
 UNKNOWN_KIND, OUTSIDE, INVALID = "unknown_event_type", "ts_outside_partition", "invalid_value"
+INVALID_UTF8 = "invalid_utf8"
+REPLACEMENT = "\ufffd"  # what decoding writes for bytes that are not UTF-8
+# A JSON escape of a lone UTF-16 surrogate (not after an escaped backslash): decoded as "?".
+_HIGH, _LOW = r"\\u[dD][89abAB][0-9a-fA-F]{2}", r"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+LONE_SURROGATE = rf"(?<!\\)(?:\\\\)*(?:{_HIGH}(?!{_LOW})|(?<!{_HIGH}){_LOW})"
+# schema_of_variant of a whole number outside the long range (19 to 38 digits).
+BEYOND_LONG = r"^DECIMAL\((19|[2-3]\d),0\)$"
 CORRUPT = "_corrupt_record"
 ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
 # Epoch values outside years 0001-9999 are wrong_type (and cannot overflow a timestamp).
@@ -170,6 +188,10 @@ def _first_wrong_type(events: EventsConfig) -> Column:
         reason = _when(reason, _present_not_object(parent), f"{WRONG_TYPE}:{parent}")
     for leaf in leaves(events):
         reason = _when(reason, _wrong_type(leaf.type, leaf.path), f"{WRONG_TYPE}:{leaf.path}")
+    for name, attribute in events.attributes.items():  # a whole number no long can hold
+        if attribute.type == "long":
+            beyond = _variant_type(events.attribute_path(name)).rlike(BEYOND_LONG)
+            reason = _when(reason, beyond, f"{INVALID}:{name}")
     return (reason.otherwise(F.lit(WRONG_TYPE)) if reason is not None else F.lit(WRONG_TYPE))
 
 
@@ -200,15 +222,27 @@ def utc_day(ts: Column) -> Column:
     return F.date_from_unix_date(F.floor(F.unix_micros(ts) / F.lit(MICROS_PER_DAY)).cast("int"))
 
 
-def _required(events: EventsConfig) -> list[Leaf]:
-    must = {EVENT_ID, events.key.column, EVENT_TIME, *(
-        [events.kind.column] if events.kind else [])}
-    must |= {name for name, a in events.attributes.items() if a.required}
-    return [leaf for leaf in leaves(events) if leaf.column in must]
+def _required(events: EventsConfig) -> list[tuple[Leaf, Column | None]]:
+    """(leaf, the lines it is required on: None for every line) for each required value."""
+    from pyspark.sql import functions as F
+
+    must: dict[str, Column | None] = dict.fromkeys(
+        [EVENT_ID, events.key.column, EVENT_TIME, *([events.kind.column] if events.kind else [])])
+    for name, a in events.attributes.items():
+        if isinstance(a.required, tuple) and events.kind:
+            kind = _parsed(events.kind.path)
+            must[name] = F.coalesce(kind.isin(list(a.required)), F.lit(False))
+        elif a.required:
+            must[name] = None
+    return [(leaf, must[leaf.column]) for leaf in leaves(events) if leaf.column in must]
 
 
 def _invalid(events: EventsConfig) -> list[tuple[str, Column]]:
-    """(attribute, test) for every attribute rule; null values pass (see `required`)."""
+    """(attribute, test) for every attribute rule; null values pass (see `required`).
+
+    Numbers are always bounded (`AttributeMap.bounds`); doubles are finite unless
+    `finite: false`, which lets NaN and ±Infinity through every rule.
+    """
     from pyspark.sql import functions as F
 
     out = []
@@ -216,15 +250,40 @@ def _invalid(events: EventsConfig) -> list[tuple[str, Column]]:
         value, tests = _parsed(events.attribute_path(name)), []
         if a.values:
             tests.append(~value.isin(list(a.values)))
-        if a.min is not None:
-            tests.append(value < F.lit(a.min))
-        if a.max is not None:
-            tests.append(value > F.lit(a.max))
-        if a.finite:
-            tests.append(F.isnan(value) | value.isin(float("inf"), float("-inf")))
+        nonfinite = F.isnan(value) | value.isin(float("inf"), float("-inf"))  # doubles only
+        if a.finite_only:
+            tests.append(nonfinite)
+        if a.bounds is not None:
+            low, high = a.bounds
+            outside = (value < F.lit(low)) | (value > F.lit(high))
+            tests.append(~nonfinite & outside if a.type == "double" and not a.finite_only
+                         else outside)
         for test in tests:
             out.append((name, F.coalesce(test, F.lit(False))))
     return out
+
+
+def _undecodable(text: Column) -> Column:
+    """True where decoded text may stand for other bytes: it holds U+FFFD, or a `?` in a
+    line with an escaped lone surrogate (which is decoded as `?`)."""
+    from pyspark.sql import functions as F
+
+    lone = F.col("value").rlike(LONE_SURROGATE)
+    return F.coalesce(text.contains(REPLACEMENT) | (text.contains("?") & lone), F.lit(False))
+
+
+def _identities(events: EventsConfig) -> list[Leaf]:
+    """The leaves that name things (the id when mapped, the key): two that decode alike merge."""
+    names = {EVENT_ID, events.key.column}
+    return [leaf for leaf in leaves(events) if leaf.column in names]
+
+
+def _no_canonical_form(events: EventsConfig) -> Column:
+    """True where the id is derived and the line has no canonical JSON (a repeated key, a bare
+    NaN or Infinity, a lone surrogate): VARIANT cannot read it, so it would have no id."""
+    from pyspark.sql import functions as F
+
+    return F.lit(False) if events.id else F.try_parse_json("value").isNull()
 
 
 def reason(events: EventsConfig) -> Column:
@@ -235,8 +294,9 @@ def reason(events: EventsConfig) -> Column:
     from pyspark.sql import functions as F
 
     corrupt = F.col(f"j.{CORRUPT}").isNotNull()
-    chain = F.when(F.col("j").isNull() | (corrupt & F.json_object_keys("value").isNull()),
-                   F.lit(MALFORMED)).when(corrupt, _first_wrong_type(events))
+    not_object = F.col("j").isNull() | (corrupt & F.json_object_keys("value").isNull())
+    chain = F.when(not_object | _no_canonical_form(events), F.lit(MALFORMED)).when(
+        corrupt, _first_wrong_type(events))
     for leaf in leaves(events):  # text that starts like a container: the raw token decides
         if leaf.type == "string":
             text = _parsed(leaf.path)
@@ -245,8 +305,12 @@ def reason(events: EventsConfig) -> Column:
                                F.lit(f"{WRONG_TYPE}:{leaf.path}"))
     for path in events.objects.values():
         chain = chain.when(_present_not_object(path), F.lit(f"{WRONG_TYPE}:{path}"))
-    for leaf in _required(events):
-        chain = chain.when(_parsed(leaf.path).isNull(), F.lit(f"{MISSING}:{leaf.path}"))
+    for leaf, where in _required(events):
+        missing = _parsed(leaf.path).isNull()
+        chain = chain.when(missing if where is None else where & missing,
+                           F.lit(f"{MISSING}:{leaf.path}"))
+    for leaf in _identities(events):
+        chain = chain.when(_undecodable(_parsed(leaf.path)), F.lit(f"{INVALID_UTF8}:{leaf.path}"))
     if events.kind and events.kind.values:
         kind = _parsed(events.kind.path)
         chain = chain.when(~kind.isin(list(events.kind.values)), F.lit(UNKNOWN_KIND))
@@ -268,9 +332,9 @@ def clean_values(events: EventsConfig) -> list[Column]:
             out.append(event_time(events).alias(EVENT_TIME))
         else:
             out.append(_parsed(leaf.path).alias(leaf.column))
-    if not events.id:
-        canonical = F.to_json(F.try_parse_json("value"))
-        out.insert(0, F.sha2(canonical, 256).alias(EVENT_ID))
+    if not events.id:  # a line that is not UTF-8 is hashed as its own bytes
+        canonical = F.when(F.is_valid_utf8("value"), F.to_json(F.try_parse_json("value")))
+        out.insert(0, F.sha2(F.coalesce(canonical, F.col("value")), 256).alias(EVENT_ID))
     for column, path in events.objects.items():
         value = _variant_at(path)
         out.append(F.when(F.schema_of_variant(value).startswith("OBJECT"),

@@ -53,7 +53,8 @@ def test_a_good_use_case_is_classified_compiled_and_nothing_is_written(
 
 def test_a_wrong_path_and_config_names_the_sql_lacks_are_each_one_line(
         spark, lake_cfg: Config) -> None:
-    cfg = lake_cfg.with_overrides({"events.attributes.plan.field": "props.plan",
+    cfg = lake_cfg.with_overrides({"events.attributes.plan.field": "props.plan",  # optional:
+                                   "events.attributes.plan.required": False,  # kept, absent
                                    "gate.slices": ["country", "region"]})
     report = check.run(cfg, spark, sample=200)
     assert report.problems == [

@@ -4,6 +4,7 @@ nested paths, every time format, derived ids, wrong JSON types and attribute rul
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,12 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"order__total": "NaN"}, "invalid_value:total"),
     ({"order__items": 0}, "invalid_value:items"),
     ({"meta__channel": "phone"}, "invalid_value:channel"),
+    ({"order__total": 1e300}, "invalid_value:total"),  # beyond the default bound
+    ({"order__total": "Infinity"}, "invalid_value:total"),
+    ({"order__items": 2**63 - 1}, "invalid_value:items"),
+    ({"order__items": 2**63}, "invalid_value:items"),  # no long holds it
+    ({"customer__id": "c\ud800"}, "invalid_utf8:customer.id"),  # decoded as "c?"
+    ({"customer__id": "c\ufffd"}, "invalid_utf8:customer.id"),
 ]
 
 
@@ -168,6 +175,79 @@ def test_each_bad_value_is_quarantined_with_its_reason_never_coerced(spark,
                                  for i, (change, _) in enumerate(BAD)})
     assert {f"b{i}": got[f"b{i}"] for i in range(len(BAD))} == {
         f"b{i}": reason for i, (_, reason) in enumerate(BAD)}
+
+
+NUMBERS = {**WITH_ID, "attributes": {"score": {"field": "order.score", "type": "double"},
+                                     "count": {"field": "order.count", "type": "long"}}}
+# (attribute, JSON value) -> the clean value, or the reason; no rules declared
+DEFAULTS: list[tuple[str, Any, Any]] = [
+    ("score", 1e15, 1e15), ("score", -1e15, -1e15), ("score", 1.0000001e15, "invalid_value:score"),
+    ("score", "NaN", "invalid_value:score"), ("score", "-Infinity", "invalid_value:score"),
+    ("score", float("inf"), "invalid_value:score"),  # json.dumps writes a bare Infinity
+    ("count", 10**15, 10**15), ("count", -(10**15) - 1, "invalid_value:count"),
+    ("count", -(2**63), "invalid_value:count"), ("count", 2**64, "invalid_value:count"),
+    ("count", 10**40, "wrong_type:order.count"),  # beyond 38 digits JSON reads a double
+]
+
+
+def test_numbers_no_feature_cast_can_hold_are_invalid_without_any_rule(
+        spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, NUMBERS)
+    lines = {f"n{i}": _line(eid=f"n{i}", order={name: value})
+             for i, (name, value, _) in enumerate(DEFAULTS)}
+    got = _outcomes(spark, cfg, lines)
+    assert {f"n{i}": got[f"n{i}"] if isinstance(got[f"n{i}"], str) else got[f"n{i}"][name]
+            for i, (name, _, _) in enumerate(DEFAULTS)} == {
+        f"n{i}": expected for i, (_, _, expected) in enumerate(DEFAULTS)}
+
+
+def test_declared_bounds_and_finite_false_let_big_and_non_finite_numbers_through(
+        spark, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, {**NUMBERS, "attributes": {
+        "score": {"field": "order.score", "type": "double", "finite": False,
+                  "min": float("-inf"), "max": float("inf")},
+        "count": {"field": "order.count", "type": "long", "max": 2**63}}})
+    got = _outcomes(spark, cfg, {"big": _line(eid="big", order={"score": 1e300,
+                                                                "count": 2**63 - 1}),
+                                 "nan": _line(eid="nan", order={"score": "NaN"}),
+                                 "inf": _line(eid="inf", order={"score": "-Infinity"})})
+    assert (got["big"]["score"], got["big"]["count"]) == (1e300, 2**63 - 1)
+    assert math.isnan(got["nan"]["score"]) and got["inf"]["score"] == float("-inf")
+
+
+def test_ids_that_differ_only_in_bytes_that_are_not_utf8_are_quarantined_not_merged(
+        spark, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    cfg = _cfg(tmp_path, WITH_ID)
+    lines = [_line(eid="e@").encode().replace(b'"e@"', b'"e' + bad + b'"')
+             for bad in (b"\xff", b"\xfe")]
+    lines += [_line(eid="ok", customer__id="c2").encode().replace(b'"c2"', b'"c\xff"'),
+              _line(eid="fine", order__gift=True).encode().replace(b"true", b'true,"x":"\xff"')]
+    df = spark.createDataFrame([(bytearray(b),) for b in lines], "raw binary").select(
+        F.col("raw").cast("string").alias("value"))
+    clean, quarantine, duplicates = extract.parse_events(df, DAY, cfg.events)
+    assert sorted(r["reason"] for r in quarantine.collect()) == [
+        "invalid_utf8:customer.id", "invalid_utf8:eid", "invalid_utf8:eid"]
+    assert duplicates.count() == 0
+    assert [r["event_id"] for r in clean.collect()] == ["fine"]  # bad bytes elsewhere: kept
+
+
+def test_derived_ids_quarantine_lines_without_a_canonical_form_and_hash_bad_bytes_apart(
+        spark, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    cfg = _cfg(tmp_path, SHOP)
+    repeated_key = _line().replace('{"customer"', '{"action":"view","customer"')
+    lone = _line(order__note="\ud800")
+    bad = [_line(order__note="x").encode().replace(b'"x"', b'"\xff"'),
+           _line(order__note="x").encode().replace(b'"x"', b'"\xfe"')]
+    df = spark.createDataFrame(
+        [(bytearray(b),) for b in [repeated_key.encode(), lone.encode(), *bad]], "raw binary"
+    ).select(F.col("raw").cast("string").alias("value"))
+    clean, quarantine, duplicates = extract.parse_events(df, DAY, cfg.events)
+    assert sorted(r["reason"] for r in quarantine.collect()) == ["malformed_json"] * 2
+    assert duplicates.count() == 0 and clean.select("event_id").distinct().count() == 2
 
 
 def test_a_number_for_a_text_field_is_its_text(spark, tmp_path: Path) -> None:
@@ -201,6 +281,14 @@ def test_extract_of_the_shop_log_writes_the_mapped_columns_and_counts(
      "field 'order' cannot be a value and hold 'order.total'"),
     ({"attributes": {"n": {"type": "long", "values": ["1"]}}}, "values apply to string"),
     ({"attributes": {"n": {"type": "string", "min": 0}}}, "min/max apply to long and double"),
+    ({"attributes": {"n": {"finite": True}}}, "finite applies to double attributes only"),
+    ({"attributes": {"n": {"type": "long", "min": 2e15}}},
+     "min 2e+15 is above max 1e+15 (the default: give max)"),
+    ({"attributes": {"n": {"type": "double", "min": 1, "max": 0}}}, "min 1 is above max 0"),
+    ({"attributes": {"n": {"required": ["order"]}}}, "the mapping has no kind"),
+    ({"kind": {"values": ["order"]}, "attributes": {"n": {"required": ["refund"]}}},
+     "required for kinds ['refund'] that are not in kind.values"),
+    ({"attributes": {"n": {"required": []}}}, "a non-empty list of kinds"),
     ({"time": {"format": "epoch_us"}}, "events.time.format"),
 ])
 def test_a_bad_mapping_fails_at_load_naming_the_field(tmp_path: Path, events: dict[str, Any],

@@ -112,7 +112,8 @@ def test_a_use_cases_own_suite_comes_from_its_folder_after_precasts(tmp_path: Pa
 
 
 def test_when_drops_what_the_config_does_not_have(vcfg: Config) -> None:
-    no_kind = vcfg.with_overrides({"events.kind": None})
+    no_kind = vcfg.with_overrides({"events.kind": None,  # and no amount required per kind
+                                   "events.attributes.amount.required": False})
     regression = Config.model_validate({"model": {"task": "regression"}})
 
     def columns(cfg: Config, name: str) -> list[tuple[str, Any]]:
