@@ -1,0 +1,435 @@
+"""PostgreSQL itself restarted under the pipeline, on a private cluster started for this module.
+
+- A crash (`pg_ctl stop -m immediate`) or a fast shutdown in the middle of a publish's load:
+  the publisher fails with a retryable error, the snapshot served before is served whole, no
+  table or control row of the attempt is left behind, and a rerun publishes whole.
+- A crash while a publish's COMMIT is written but not yet acknowledged: the publisher cannot
+  know the outcome; its retry finds the snapshot served and does not publish it twice.
+- Lookup clients under load while the server restarts: they never answer wrong or partly,
+  and answer again by themselves within seconds, with the same client objects.
+- Monitoring while the server restarts: an alert whose write failed is raised by the step's
+  retry and is in the `alerts` table exactly once.
+
+The cluster is made with `initdb` into a temporary folder and listens on a free port of
+127.0.0.1 (trust authentication). PostgreSQL refuses to run as root: under root the cluster
+is run as the `postgres` user (runuser); without one the module skips, unless
+PRECAST_TEST_REQUIRE_POSTGRES=1.
+
+Every snapshot is built so that its rows name it: generation k holds the ids `e<i>`,
+i < n, with score `k + i / 1e7` and fallback score `k + 0.5`.
+
+    .venv/bin/pytest tests/integration/test_pg_restart.py -p no:randomly
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from precast import store
+from precast.lookup import LookupClient
+from precast.pipeline import retryable
+from precast.store import SnapshotMeta
+from tests.helpers import _pg_required
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow(minutes=1), pytest.mark.timeout(180)]
+
+DAY = date(2026, 3, 1)
+SCORED_AT = datetime(2026, 3, 1, 6, 30, tzinfo=UTC)
+PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+# ---------------------------------------------------------------- a private cluster
+
+
+def _pg_tool(name: str) -> str | None:
+    """`initdb` or `pg_ctl`: on PATH, else from the newest /usr/lib/postgresql/<v>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    return next((str(d / name) for d in PG_BIN_DIRS if (d / name).exists()), None)
+
+
+def _unavailable(reason: str) -> None:
+    """Skip with `reason`, or fail when PostgreSQL tests are required (CI)."""
+    if _pg_required():
+        pytest.fail(f"PRECAST_TEST_REQUIRE_POSTGRES is set, but {reason}")
+    pytest.skip(reason)
+
+
+def _as_owner() -> tuple[list[str], int | None]:
+    """The command prefix that runs the server's tools as a non-root user, and its uid."""
+    if os.geteuid() != 0:
+        return [], None
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        _unavailable("running as root, and PostgreSQL refuses root: no 'postgres' user to run "
+                     "a private cluster as")
+        raise
+    runuser = shutil.which("runuser")
+    prefix = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-c"]
+    if not runuser:
+        _unavailable("running as root, and neither runuser nor a usable su was found")
+    return prefix, owner.pw_uid
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    """A private PostgreSQL cluster: its data folder, port and socket folder."""
+
+    root: Path
+    port: int
+    as_owner: list[str]
+    pg_ctl: str
+    restarts: list[float] = field(default_factory=list)  # monotonic time each start ended
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _ctl(self, *args: str) -> None:
+        done = subprocess.run([*self.as_owner, self.pg_ctl, "-D", str(self.data), *args],
+                              capture_output=True, text=True, check=False, timeout=60)
+        assert done.returncode == 0, (f"pg_ctl {' '.join(args)} exited {done.returncode}: "
+                                      f"{done.stdout}{done.stderr}\n{self.log_tail()}")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c max_connections=60")
+        self._ctl("-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "30",
+                  "start")
+        self.restarts.append(time.monotonic())
+
+    def stop(self, mode: str = "fast") -> None:
+        """`immediate`: every server process is killed (a crash; recovery at the next start)."""
+        self._ctl("-m", mode, "-w", "-t", "30", "stop")
+
+    def restart(self, mode: str = "fast", down_s: float = 0.0) -> None:
+        """Stop (`fast` or `immediate`), stay down `down_s` seconds, start again."""
+        assert mode in {"fast", "immediate"}, mode
+        self.stop(mode)
+        time.sleep(down_s)
+        self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.root / "server.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A fresh cluster made with initdb (trust authentication), stopped at the end."""
+    initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        _unavailable("initdb and pg_ctl are not on PATH nor in /usr/lib/postgresql/*/bin")
+    assert initdb is not None and pg_ctl is not None
+    as_owner, uid = _as_owner()
+    # not pytest's tmp_path: its folders are private to the test user (the server may run as
+    # another one), and a socket path must stay short
+    root = Path(tempfile.mkdtemp(prefix="precast-pg-"))
+    if uid is not None:
+        os.chown(root, uid, -1)
+    done = subprocess.run([*as_owner, initdb, "-D", str(root / "data"), "-A", "trust",
+                           "-U", "postgres", "-E", "UTF8", "--no-sync"],
+                          capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        _unavailable(f"initdb failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    running = Cluster(root, _free_port(), as_owner, pg_ctl)
+    try:
+        running.start()
+        yield running
+    finally:
+        try:
+            running.stop("immediate")
+        except AssertionError:
+            pass  # already stopped (a failed restart); the folder goes anyway
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def restart_url(cluster: Cluster) -> Iterator[str]:
+    """A fresh database in the private cluster, for one test."""
+    name = f"precast_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    yield cluster.url(name)
+
+
+def _admin(cluster: Cluster, sql: str) -> list[tuple[Any, ...]]:
+    """Run one statement as the superuser (autocommit); its rows."""
+    engine = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            result = conn.exec_driver_sql(sql)
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- snapshots that name themselves
+
+
+def _entity(i: int) -> str:
+    return f"e{i:07d}"
+
+
+def _batches(k: int, n: int, size: int = 20_000) -> Iterator[pa.RecordBatch]:
+    for start in range(0, n, size):
+        i = np.arange(start, min(start + size, n))
+        yield pa.RecordBatch.from_pydict({
+            "entity_id": pa.array([_entity(int(x)) for x in i], pa.string()),
+            "score": pa.array(k + i / 1e7, pa.float64()),
+            "scored_at": pa.array(np.full(len(i), SCORED_AT), pa.timestamp("us", tz="UTC")),
+        })
+
+
+def _meta(k: int) -> SnapshotMeta:
+    return SnapshotMeta(snapshot_date=DAY, model_name="churn", model_version=str(k),
+                        data_version=f"data-{k}", fallback_score=k + 0.5)
+
+
+def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
+def _assert_serves(url: str, snapshot_id: int, k: int, n: int) -> None:
+    """The view serves generation k, all n rows and nothing else, as `snapshot_id`."""
+    served = store.current(url)
+    assert served is not None
+    assert (served.snapshot_id, served.model_version, served.row_count, served.status) == (
+        snapshot_id, str(k), n, "published")
+    (count, low, high, ids), = _query(
+        url, "SELECT count(*), min(score), max(score), count(DISTINCT snapshot_id) "
+             "FROM predictions_current")
+    assert (count, ids) == (n, 1)
+    assert (low, high) == (k, k + (n - 1) / 1e7)
+    assert _query(url, "SELECT DISTINCT snapshot_id FROM predictions_current") == [
+        (snapshot_id,)]
+    rows = dict(_query(url, "SELECT entity_id, score FROM predictions_current"))
+    assert rows == {_entity(i): k + i / 1e7 for i in range(n)}
+
+
+def _snapshot_tables(url: str) -> set[str]:
+    engine = store.make_engine(url)
+    try:
+        return {t for t in sa.inspect(engine).get_table_names() if t.startswith("predictions_")}
+    finally:
+        engine.dispose()
+
+
+def _wait(what: str, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)
+
+
+def _copied_rows(url: str) -> int:
+    """Rows the server has received from the COPY in progress in this database (0: none)."""
+    rows = _query(url, "SELECT tuples_processed FROM pg_stat_progress_copy "
+                       "WHERE datname = current_database()")
+    return int(rows[0][0]) if rows else 0
+
+
+# ---------------------------------------------------------------- restart during a publish
+
+
+@dataclass
+class Attempt:
+    """A publish running in a thread, held after `hold_after` rows until `go` is set."""
+
+    thread: threading.Thread
+    held: threading.Event
+    go: threading.Event
+    error: list[BaseException]
+    info: list[store.SnapshotInfo]
+
+
+def _publish_in_thread(url: str, k: int, n: int, hold_after: int) -> Attempt:
+    held, go = threading.Event(), threading.Event()
+    error: list[BaseException] = []
+    info: list[store.SnapshotInfo] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        sent = 0
+        for batch in _batches(k, n):
+            yield batch
+            sent += batch.num_rows
+            if sent >= hold_after and not held.is_set():
+                held.set()
+                go.wait(timeout=60)
+
+    def run() -> None:
+        try:
+            info.append(store.publish(url, batches(), _meta(k), keep=3, rows_if_served=n))
+        except BaseException as exc:  # the test judges it
+            error.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return Attempt(thread, held, go, error, info)
+
+
+@pytest.mark.parametrize("mode", ["immediate", "fast"])
+def test_restart_mid_load_fails_the_publish_retryably_and_leaves_the_served_snapshot_whole(
+    cluster: Cluster, restart_url: str, mode: str
+) -> None:
+    n1, n2 = 100_000, 200_000
+    first = store.publish(restart_url, _batches(1, n1), _meta(1), keep=3)
+    attempt = _publish_in_thread(restart_url, 2, n2, hold_after=100_000)
+    try:
+        _wait("the publisher to send half its rows", attempt.held.is_set)
+        _wait("the server to receive them", lambda: _copied_rows(restart_url) >= 60_000)
+        cluster.restart(mode)
+    finally:
+        attempt.go.set()
+        attempt.thread.join(timeout=60)
+    assert not attempt.thread.is_alive(), "the publisher hangs after the restart"
+    assert attempt.info == [], "the publish reported success across a restart"
+    (error,) = attempt.error
+    print(f"publisher failed with {type(error).__module__}.{type(error).__name__}: {error}")
+    assert retryable(error), f"not retryable: {error!r}"
+    assert "connection" in str(error).lower() or "terminat" in str(error).lower(), error
+    _assert_serves(restart_url, first.snapshot_id, 1, n1)
+    assert _snapshot_tables(restart_url) == {first.table_name}
+    statuses = [(s.snapshot_id, s.model_version, s.status) for s in store.snapshots(restart_url)]
+    assert statuses[0] == (first.snapshot_id, "1", "published")
+    assert all(status == "failed" for _, _, status in statuses[1:]), statuses
+    again = store.publish(restart_url, _batches(2, n2), _meta(2), keep=3, rows_if_served=n2)
+    _assert_serves(restart_url, again.snapshot_id, 2, n2)
+    assert _snapshot_tables(restart_url) == {first.table_name, again.table_name}
+
+
+# ---------------------------------------------------------------- restart under lookup load
+
+
+LOOKUP_THREADS = 4
+RECOVERY_S = 5.0  # the server answers again: every thread must, within this
+
+
+@dataclass
+class Outcome:
+    """What one lookup call gave: when it ended, and its error (None: a checked answer)."""
+
+    at: float
+    error: str | None
+
+
+def _check(answers: list[Any], ids: list[str], snapshot_id: int, k: int, n: int) -> None:
+    """Every answer is generation k's, from `snapshot_id`, one per id in order."""
+    assert [a.entity_id for a in answers] == ids, (ids, answers)
+    for a in answers:
+        i = int(a.entity_id[1:]) if a.entity_id.startswith("e") else n
+        assert (a.snapshot_id, a.model_version) == (snapshot_id, str(k)), a
+        if i < n:
+            assert (a.fallback, a.score) == (False, k + i / 1e7), a
+        else:
+            assert (a.fallback, a.score) == (True, k + 0.5), a
+
+
+def _lookup_loop(client: LookupClient, seed: int, snapshot_id: int, n: int,
+                 stop: threading.Event, out: list[Outcome], wrong: list[str]) -> None:
+    """get_one and get (with an absent id) in turn until `stop`; every answer checked."""
+    rng = np.random.default_rng(seed)
+    calls = 0
+    while not stop.is_set():
+        ids = [_entity(int(i)) for i in rng.integers(0, n, 8)] + ["nobody"]
+        calls += 1
+        try:
+            answers = [client.get_one(ids[0])] if calls % 2 else client.get(ids)
+        except Exception as exc:  # counted: the test judges when they stop
+            out.append(Outcome(time.monotonic(), f"{type(exc).__name__}: {exc}"[:200]))
+            time.sleep(0.01)
+            continue
+        try:
+            _check(answers, ids[:1] if calls % 2 else ids, snapshot_id, 1, n)
+        except AssertionError as exc:
+            wrong.append(str(exc)[:500])
+        out.append(Outcome(time.monotonic(), None))
+
+
+@pytest.mark.parametrize("mode", ["immediate", "fast"])
+def test_lookups_never_answer_wrong_and_recover_by_themselves_after_a_restart(
+    cluster: Cluster, restart_url: str, mode: str
+) -> None:
+    n = 50_000
+    first = store.publish(restart_url, _batches(1, n), _meta(1), keep=3)
+    stop = threading.Event()
+    outcomes: list[list[Outcome]] = [[] for _ in range(LOOKUP_THREADS)]
+    wrong: list[str] = []
+    with LookupClient(restart_url, pool_size=LOOKUP_THREADS) as client:
+        threads = [threading.Thread(target=_lookup_loop, daemon=True, args=(
+            client, seed, first.snapshot_id, n, stop, outcomes[seed], wrong))
+            for seed in range(LOOKUP_THREADS)]
+        for thread in threads:
+            thread.start()
+        try:
+            _wait("every thread to answer", lambda: all(
+                sum(o.error is None for o in out) >= 20 for out in outcomes))
+            cluster.restart(mode, down_s=1.0)
+            up = cluster.restarts[-1]
+
+            def answered_since_up() -> bool:
+                return all(any(o.error is None and o.at > up for o in out) for out in outcomes)
+
+            recovered = True
+            try:
+                _wait("every thread to answer again", answered_since_up, timeout=RECOVERY_S)
+            except AssertionError:
+                recovered = False
+            time.sleep(1.0)  # and keep answering
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+    for r, out in enumerate(outcomes):
+        failures = [o.error for o in out if o.error is not None]
+        firsts = [o.at - up for o in out if o.error is None and o.at > up][:1]
+        print(f"thread {r}: {len(out) - len(failures)} answers, {len(failures)} failures, "
+              f"first answer {firsts[0] if firsts else None} s after the server was up; "
+              f"failures: {sorted(set(failures))[:4]}")
+    assert wrong == [], f"{len(wrong)} wrong answers: {wrong[:3]}"
+    assert all(not t.is_alive() for t in threads)
+    assert recovered, (f"lookups did not answer again within {RECOVERY_S} s of the server "
+                       "being up")
+    for r, out in enumerate(outcomes):
+        late = [o for o in out if o.error is not None and o.at > up + RECOVERY_S]
+        assert late == [], f"thread {r} still failed {len(late)} times after recovering"
