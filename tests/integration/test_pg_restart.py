@@ -23,6 +23,7 @@ i < n, with score `k + i / 1e7` and fallback score `k + 0.5`.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -32,9 +33,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,9 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from precast import store
+from precast import alerts, store
+from precast.alerts import Alert, MetricRow
+from precast.config import Config
 from precast.lookup import LookupClient
 from precast.pipeline import retryable
 from precast.store import SnapshotMeta
@@ -121,6 +125,12 @@ class Cluster:
                                       f"{done.stdout}{done.stderr}\n{self.log_tail()}")
 
     def start(self) -> None:
+        """Start; a hold on commits (hold_commits) does not survive a restart."""
+        auto = self.data / "postgresql.auto.conf"
+        if auto.exists():  # rewritten in place: the file keeps its owner
+            kept = [line for line in auto.read_text().splitlines(keepends=True)
+                    if not line.startswith("synchronous_standby_names")]
+            auto.write_text("".join(kept))
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c max_connections=60")
         self._ctl("-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "30",
@@ -137,6 +147,21 @@ class Cluster:
         self.stop(mode)
         time.sleep(down_s)
         self.start()
+
+    def hold_commits(self) -> None:
+        """From now on every COMMIT that wrote is made durable, then waits for a synchronous
+        standby that never comes: the transaction is committed (recovery keeps it), but its
+        client never hears so; other sessions do not see it until the next restart."""
+        _admin(self, "ALTER SYSTEM SET synchronous_standby_names = 'precast_nobody'")
+        _admin(self, "SELECT pg_reload_conf()")
+        _wait("the hold on commits", lambda: _admin(
+            self, "SHOW synchronous_standby_names") == [("precast_nobody",)])
+        time.sleep(0.5)  # the checkpointer publishes the new setting to every backend
+
+    def waiting_commits(self) -> list[str]:
+        """The statements of sessions waiting for the standby (their COMMIT is durable)."""
+        return [q for (q,) in _admin(self, "SELECT query FROM pg_stat_activity "
+                                           "WHERE wait_event = 'SyncRep'")]
 
     def log_tail(self, lines: int = 20) -> str:
         path = self.root / "server.log"
@@ -433,3 +458,172 @@ def test_lookups_never_answer_wrong_and_recover_by_themselves_after_a_restart(
     for r, out in enumerate(outcomes):
         late = [o for o in out if o.error is not None and o.at > up + RECOVERY_S]
         assert late == [], f"thread {r} still failed {len(late)} times after recovering"
+
+
+# ---------------------------------------------------------------- restart during monitoring
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """An alert webhook receiver on a free port: its URL and the JSON bodies it got."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def _monitor_cfg(tmp_path: Path, url: str, hook_url: str) -> Config:
+    return Config(home=tmp_path / "home").with_overrides(
+        {"stores.predictions_url": url, "monitor.webhook_url": hook_url})
+
+
+def _retried(call: Callable[[], Any], errors: list[BaseException], attempts: int = 20,
+             pause_s: float = 0.25) -> Any:
+    """What the orchestrator does with a failing step: retry it while retryable."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            errors.append(exc)
+            if not retryable(exc) or attempt == attempts:
+                raise
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Retrying:
+    """A step retried in a thread (see _retried): its result, and each attempt's error."""
+
+    thread: threading.Thread
+    result: list[Any]
+    errors: list[BaseException]
+
+
+def _retrying(call: Callable[[], Any]) -> Retrying:
+    result: list[Any] = []
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: result.append(_retried(call, errors)), daemon=True)
+    thread.start()
+    return Retrying(thread, result, errors)
+
+
+def _alert(rule: str, subject: str) -> Alert:
+    return Alert(DAY, rule, subject, f"{subject}: {rule} breached", 0.3, 0.2)
+
+
+def _keys(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["rule"], r["subject"]) for r in rows]
+
+
+def _metric_rows(cfg: Config) -> list[tuple[Any, ...]]:
+    return _query(cfg.predictions_url, "SELECT kind, feature, metric, value FROM model_metrics "
+                                       "ORDER BY kind, feature, metric")
+
+
+def _locked_out(url: str, table: str) -> Any:
+    """A session holding `table` EXCLUSIVE in an open transaction (writers wait behind it)."""
+    engine = store.make_engine(url)
+    conn = engine.connect()
+    conn.begin()
+    conn.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    return engine, conn
+
+
+def _waiting_on(url: str, table: str) -> Callable[[], bool]:
+    """True once a session waits for a lock on `table`."""
+    return lambda: bool(_query(url, f"SELECT 1 FROM pg_locks WHERE NOT granted AND "
+                                    f"relation = to_regclass('{table}')"))
+
+
+def test_monitoring_loses_no_alert_nor_metric_when_the_store_restarts(
+    cluster: Cluster, restart_url: str, tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    hook_url, sent = webhook
+    cfg = _monitor_cfg(tmp_path, restart_url, hook_url)
+    drift = [MetricRow("plan", "psi", 0.31), MetricRow("score", "psi", 0.05)]
+    first = _alert("drift_psi_max", "plan")
+    assert alerts.raise_alerts(cfg, [first]) == [first]
+    errors: list[BaseException] = []
+
+    # 1. the store is down when the step runs; it comes back while the step retries
+    cluster.stop("immediate")
+    starter = threading.Timer(1.0, cluster.start)
+    starter.start()
+    try:
+        down = _alert("drift_psi_max", "device")
+        assert _retried(lambda: alerts.raise_alerts(cfg, [first, down]), errors) == [down]
+        assert _retried(lambda: alerts.write_metrics(cfg, DAY, "1", "drift", drift),
+                        errors) == 2
+    finally:
+        starter.join()
+    assert errors and all(retryable(e) for e in errors)
+    print(f"store down: {len(errors)} failed attempts, first {errors[0]!r}"[:300])
+
+    # 2. the store crashes while the step's transaction waits to write
+    for table, step in (
+        ("alerts", lambda: alerts.raise_alerts(cfg, [down, _alert("min_roc_auc", "score")])),
+        ("model_metrics", lambda: alerts.write_metrics(cfg, DAY, "1", "drift", drift)),
+    ):
+        engine, holder = _locked_out(cfg.predictions_url, table)
+        worker = _retrying(step)
+        try:
+            _wait(f"the step to wait for {table}", _waiting_on(cfg.predictions_url, table))
+            cluster.restart("immediate")
+        finally:
+            worker.thread.join(timeout=60)
+            holder.invalidate()
+            engine.dispose()
+        assert worker.errors and all(retryable(e) for e in worker.errors), worker.errors
+        print(f"crash mid-transaction on {table}: {worker.errors[0]!r}"[:300])
+        assert worker.result == ([[_alert("min_roc_auc", "score")]] if table == "alerts" else [2])
+
+    # every alert once in the table, and sent once; the metrics replaced, not doubled
+    expected = [("drift_psi_max", "plan"), ("drift_psi_max", "device"), ("min_roc_auc", "score")]
+    assert _keys(alerts.alerts_of(cfg)) == expected
+    assert _keys(sent) == expected
+    assert _metric_rows(cfg) == [("drift", "plan", "psi", 0.31), ("drift", "score", "psi", 0.05)]
+
+
+class AlertNeverSent(AssertionError):
+    """An alert is recorded, but no webhook, e-mail or log line ever announced it."""
+
+
+@pytest.mark.xfail(strict=True, raises=AlertNeverSent, reason=(
+    "alerts.raise_alerts sends only the alerts its own INSERT added: when the store crashes "
+    "after the COMMIT was made durable but before it was acknowledged, the retry finds the "
+    "alert recorded and sends nothing (precast/alerts.py, being changed on another branch)"))
+def test_an_alert_whose_commit_was_never_acknowledged_is_recorded_once_and_still_sent(
+    cluster: Cluster, restart_url: str, tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    hook_url, sent = webhook
+    cfg = _monitor_cfg(tmp_path, restart_url, hook_url)
+    alerts.write_metrics(cfg, DAY, "1", "drift", [])  # the schema exists before the hold
+    lost = _alert("drift_psi_max", "plan")
+    cluster.hold_commits()
+    worker = _retrying(lambda: alerts.raise_alerts(cfg, [lost]))
+    try:
+        _wait("the alert's COMMIT to wait", lambda: bool(cluster.waiting_commits()))
+        assert cluster.waiting_commits() == ["COMMIT"]
+        cluster.restart("immediate", down_s=0.5)
+    finally:
+        worker.thread.join(timeout=60)
+    assert worker.errors and all(retryable(e) for e in worker.errors), worker.errors
+    assert _keys(alerts.alerts_of(cfg)) == [("drift_psi_max", "plan")]  # durable, once
+    print(f"the retry returned {worker.result}; the webhook got {sent}")
+    if _keys(sent) != [("drift_psi_max", "plan")]:
+        raise AlertNeverSent(f"alert recorded once but sent {len(sent)} times: {sent}")
