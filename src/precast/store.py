@@ -371,6 +371,7 @@ def publish(
         raise ValueError(f"keep must be at least 1, got {keep}")
     with _engine(engine_or_url) as engine:
         ensure_schema(engine)
+        swapped = False  # then only the COMMIT is left, whose answer a crash can lose
         try:
             with engine.connect() as conn, conn.begin():
                 _act_as_writer(conn, policy)
@@ -391,9 +392,13 @@ def publish(
                 _swap(conn, table, policy, by=by, action="publish", published_rows=rows,
                       reason=f"published {rows} rows of {meta.model_name} "
                              f"v{meta.model_version} for {meta.snapshot_date}")
+                swapped = True
         except BaseException as exc:
-            _record_failure(engine, meta, exc, policy)
-            raise
+            committed = swapped and _committed_all_the_same(engine, snapshot_id, meta, exc)
+            if committed is False:
+                _record_failure(engine, meta, exc, policy)
+            if not committed:  # None: unknown, and no "failed" row that could be wrong
+                raise
         log.info("published snapshot %s (%s rows, model %s v%s) as %s", snapshot_id, rows,
                  meta.model_name, meta.model_version, table)
         retire(engine, keep, policy)
@@ -535,6 +540,28 @@ def _add_key(conn: Connection, table: str) -> None:
             f"duplicate entity_id {dup[0]!r} ({dup[1]} rows) in the predictions: "
             "each entity must have exactly one prediction per snapshot"
         ) from None
+
+
+def _committed_all_the_same(
+    engine: Engine, snapshot_id: int, meta: SnapshotMeta, exc: BaseException
+) -> bool | None:
+    """After the connection failed at COMMIT: did the server commit all the same (its answer
+    was lost)? True: published; False: not; None: the store cannot be asked now."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    try:
+        with engine.connect() as conn:
+            info = _info(conn, snapshot_id)
+    except sa.exc.SQLAlchemyError:
+        log.error("publish of %s (model %s v%s): the connection failed at COMMIT and the store "
+                  "cannot be asked whether snapshot %s was published (a retry finds out): %s",
+                  meta.snapshot_date, meta.model_name, meta.model_version, snapshot_id, exc)
+        return None
+    if info is None or info.status != "published":
+        return False
+    log.warning("publish of %s: the answer to its COMMIT was lost (%s), but snapshot %s is "
+                "published", meta.snapshot_date, type(exc).__name__, snapshot_id)
+    return True
 
 
 def _record_failure(

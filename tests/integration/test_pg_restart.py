@@ -363,6 +363,67 @@ def test_restart_mid_load_fails_the_publish_retryably_and_leaves_the_served_snap
     assert _snapshot_tables(restart_url) == {first.table_name, again.table_name}
 
 
+def _statuses(url: str) -> list[tuple[int, str, str]]:
+    return [(s.snapshot_id, s.model_version, s.status) for s in store.snapshots(url)]
+
+
+def _commit_held(cluster: Cluster, url: str, n1: int, n2: int) -> tuple[store.SnapshotInfo,
+                                                                        Attempt]:
+    """Snapshot 1 served, then a publish of generation 2 whose COMMIT is durable and waits
+    unacknowledged (see Cluster.hold_commits)."""
+    first = store.publish(url, _batches(1, n1), _meta(1), keep=3)
+    attempt = _publish_in_thread(url, 2, n2, hold_after=n2)  # held after its last batch
+    _wait("the publisher to send every row", attempt.held.is_set)
+    cluster.hold_commits()
+    attempt.go.set()
+    _wait("the publish's COMMIT to wait", lambda: bool(cluster.waiting_commits()))
+    assert cluster.waiting_commits() == ["COMMIT"]
+    return first, attempt
+
+
+def test_a_crash_before_the_publish_commit_is_acknowledged_is_not_published_twice(
+    cluster: Cluster, restart_url: str
+) -> None:
+    n1, n2 = 20_000, 50_000
+    first, attempt = _commit_held(cluster, restart_url, n1, n2)
+    try:
+        cluster.restart("immediate", down_s=0.5)
+    finally:
+        attempt.thread.join(timeout=60)
+    (error,) = attempt.error  # the publisher cannot know: the store was down when it looked
+    assert retryable(error), f"not retryable: {error!r}"
+    served = store.current(restart_url)  # but the commit was durable: recovery kept it
+    assert served is not None and served.snapshot_id != first.snapshot_id
+    _assert_serves(restart_url, served.snapshot_id, 2, n2)
+    again = store.publish(restart_url, _batches(2, n2), _meta(2), keep=3, rows_if_served=n2)
+    assert again == served  # the retry of the step finds it served: no second copy
+    assert _snapshot_tables(restart_url) == {first.table_name, served.table_name}
+    assert _statuses(restart_url) == [(first.snapshot_id, "1", "published"),
+                                      (served.snapshot_id, "2", "published")]
+
+
+def test_a_publish_whose_commit_answer_is_lost_reports_the_snapshot_it_published(
+    cluster: Cluster, restart_url: str
+) -> None:
+    n1, n2 = 20_000, 50_000
+    first, attempt = _commit_held(cluster, restart_url, n1, n2)
+    try:  # the publisher's session dies after its COMMIT was made durable, the server lives
+        _admin(cluster, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE wait_event = 'SyncRep'")
+        attempt.thread.join(timeout=10)  # the publisher's next writes would wait too
+    finally:
+        cluster.restart("fast")  # lifts the hold
+        attempt.thread.join(timeout=60)
+    print(f"publisher: {attempt.error or attempt.info}")
+    served = store.current(restart_url)
+    assert served is not None and served.snapshot_id != first.snapshot_id
+    _assert_serves(restart_url, served.snapshot_id, 2, n2)
+    assert attempt.error == []  # not a failure, and no "failed" row claiming nothing changed
+    assert attempt.info == [served]
+    assert _statuses(restart_url) == [(first.snapshot_id, "1", "published"),
+                                      (served.snapshot_id, "2", "published")]
+
+
 # ---------------------------------------------------------------- restart under lookup load
 
 
