@@ -23,6 +23,7 @@ i < n, with score `k + i / 1e7` and fallback score `k + 0.5`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -33,12 +34,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +50,7 @@ import sqlalchemy as sa
 from precast import alerts, store
 from precast.alerts import Alert, MetricRow
 from precast.config import Config
-from precast.lookup import LookupClient
+from precast.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.pipeline import retryable
 from precast.store import SnapshotMeta
 from tests.helpers import _pg_required
@@ -350,7 +352,11 @@ def test_restart_mid_load_fails_the_publish_retryably_and_leaves_the_served_snap
     assert not attempt.thread.is_alive(), "the publisher hangs after the restart"
     assert attempt.info == [], "the publish reported success across a restart"
     (error,) = attempt.error
-    print(f"publisher failed with {type(error).__module__}.{type(error).__name__}: {error}")
+    chain, cause = [], error
+    while cause is not None:
+        chain.append(f"{type(cause).__module__}.{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    print("publisher failed with", "\n  from ".join(chain), _statuses(restart_url))
     assert retryable(error), f"not retryable: {error!r}"
     assert "connection" in str(error).lower() or "terminat" in str(error).lower(), error
     _assert_serves(restart_url, first.snapshot_id, 1, n1)
@@ -451,7 +457,53 @@ def _check(answers: list[Any], ids: list[str], snapshot_id: int, k: int, n: int)
             assert (a.fallback, a.score) == (True, k + 0.5), a
 
 
-def _lookup_loop(client: LookupClient, seed: int, snapshot_id: int, n: int,
+class Lookups(Protocol):
+    """What the lookup threads call: LookupClient, or the API's client through ApiClient."""
+
+    def get_one(self, entity_id: str) -> Lookup: ...
+
+    def get(self, ids: Sequence[str]) -> list[Lookup]: ...
+
+
+class ApiClient:
+    """The HTTP API's AsyncLookupClient (coalesced get_one) on an event loop of its own,
+    called from threads."""
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = AsyncLookupClient(url, pool_size=pool_size, concurrency=2)
+        self._run(self.client.open())
+
+    def _run(self, call: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(call, self.loop).result(timeout=60)
+
+    def get_one(self, entity_id: str) -> Lookup:
+        return cast(Lookup, self._run(self.client.get_one(entity_id)))
+
+    def get(self, ids: Sequence[str]) -> list[Lookup]:
+        return cast(list[Lookup], self._run(self.client.get(ids)))
+
+    def close(self) -> None:
+        self._run(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@contextmanager
+def _client(kind: str, url: str) -> Iterator[Lookups]:
+    client: LookupClient | ApiClient = (
+        LookupClient(url, pool_size=LOOKUP_THREADS) if kind == "client"
+        else ApiClient(url, pool_size=LOOKUP_THREADS))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _lookup_loop(client: Lookups, seed: int, snapshot_id: int, n: int,
                  stop: threading.Event, out: list[Outcome], wrong: list[str]) -> None:
     """get_one and get (with an absent id) in turn until `stop`; every answer checked."""
     rng = np.random.default_rng(seed)
@@ -472,16 +524,22 @@ def _lookup_loop(client: LookupClient, seed: int, snapshot_id: int, n: int,
         out.append(Outcome(time.monotonic(), None))
 
 
+def _answered_since(up: float, outcomes: list[list[Outcome]]) -> Callable[[], bool]:
+    return lambda: all(any(o.error is None and o.at > up for o in out) for out in outcomes)
+
+
+@pytest.mark.parametrize("kind", ["client", "api"])
 @pytest.mark.parametrize("mode", ["immediate", "fast"])
 def test_lookups_never_answer_wrong_and_recover_by_themselves_after_a_restart(
-    cluster: Cluster, restart_url: str, mode: str
+    cluster: Cluster, restart_url: str, mode: str, kind: str
 ) -> None:
     n = 50_000
     first = store.publish(restart_url, _batches(1, n), _meta(1), keep=3)
     stop = threading.Event()
     outcomes: list[list[Outcome]] = [[] for _ in range(LOOKUP_THREADS)]
     wrong: list[str] = []
-    with LookupClient(restart_url, pool_size=LOOKUP_THREADS) as client:
+    up, recovered = time.monotonic(), False
+    with _client(kind, restart_url) as client:  # one client for every thread, never remade
         threads = [threading.Thread(target=_lookup_loop, daemon=True, args=(
             client, seed, first.snapshot_id, n, stop, outcomes[seed], wrong))
             for seed in range(LOOKUP_THREADS)]
@@ -492,15 +550,12 @@ def test_lookups_never_answer_wrong_and_recover_by_themselves_after_a_restart(
                 sum(o.error is None for o in out) >= 20 for out in outcomes))
             cluster.restart(mode, down_s=1.0)
             up = cluster.restarts[-1]
-
-            def answered_since_up() -> bool:
-                return all(any(o.error is None and o.at > up for o in out) for out in outcomes)
-
-            recovered = True
             try:
-                _wait("every thread to answer again", answered_since_up, timeout=RECOVERY_S)
+                _wait("every thread to answer again", _answered_since(up, outcomes),
+                      timeout=RECOVERY_S)
+                recovered = True
             except AssertionError:
-                recovered = False
+                pass
             time.sleep(1.0)  # and keep answering
         finally:
             stop.set()
@@ -508,14 +563,13 @@ def test_lookups_never_answer_wrong_and_recover_by_themselves_after_a_restart(
                 thread.join(timeout=60)
     for r, out in enumerate(outcomes):
         failures = [o.error for o in out if o.error is not None]
-        firsts = [o.at - up for o in out if o.error is None and o.at > up][:1]
-        print(f"thread {r}: {len(out) - len(failures)} answers, {len(failures)} failures, "
-              f"first answer {firsts[0] if firsts else None} s after the server was up; "
+        firsts = [round(o.at - up, 2) for o in out if o.error is None and o.at > up][:1]
+        print(f"{kind} thread {r}: {len(out) - len(failures)} answers, {len(failures)} "
+              f"failures, first answer {firsts} s after the server was up; "
               f"failures: {sorted(set(failures))[:4]}")
     assert wrong == [], f"{len(wrong)} wrong answers: {wrong[:3]}"
     assert all(not t.is_alive() for t in threads)
-    assert recovered, (f"lookups did not answer again within {RECOVERY_S} s of the server "
-                       "being up")
+    assert recovered, f"lookups did not answer again within {RECOVERY_S} s of the server's start"
     for r, out in enumerate(outcomes):
         late = [o for o in out if o.error is not None and o.at > up + RECOVERY_S]
         assert late == [], f"thread {r} still failed {len(late)} times after recovering"
