@@ -564,11 +564,24 @@ def _committed_all_the_same(
     return True
 
 
+def _why(exc: BaseException) -> str:
+    """`Type: message` of an error, and of the first error behind it when that one was
+    replaced (a rollback on a lost connection fails too, and says less)."""
+    first: BaseException = exc
+    while (behind := first.__cause__ or (
+            None if first.__suppress_context__ else first.__context__)) is not None:
+        first = behind
+    text = f"{type(exc).__name__}: {exc}"
+    if str(first) not in text:
+        text += f" (after {type(first).__name__}: {first})"
+    return text
+
+
 def _record_failure(
     engine: Engine, meta: SnapshotMeta, exc: BaseException, policy: WritePolicy
 ) -> None:
     """After a rolled-back publish: a `failed` control row saying why (best effort, logged)."""
-    note = f"{type(exc).__name__}: {exc}"[:1000]
+    note = _why(exc)[:1000]
     log.error("publish of %s (model %s v%s) failed, nothing changed: %s", meta.snapshot_date,
               meta.model_name, meta.model_version, note)
     try:
