@@ -5,7 +5,10 @@ load it (PostgreSQL: binary COPY streamed from Arrow batches, see :mod:`precast.
 SQLite: executemany), add the primary key, ANALYZE, then repoint `predictions_current` and mark
 the snapshot published. Nothing is visible to other sessions before the commit, so readers see
 the old snapshot or the new one, never a mix, and a publisher killed at any point (even SIGKILL
-mid-COPY) leaves nothing behind: the database rolls the transaction back. The swap itself waits
+mid-COPY), or a server that crashes or restarts under it, leaves nothing behind: the database
+rolls the transaction back. Only the answer to the COMMIT can be lost after the server made it
+durable: the publisher then asks the store whether its snapshot is published (and returns it
+if so) before it records a failure. The swap itself waits
 for readers' locks at most `WritePolicy.lock_timeout_ms` per attempt and is retried from a
 savepoint, so a long reader can neither stall lookups behind the swap nor make the load redo.
 :func:`activate` (rollback / roll forward) repoints the view at a retained snapshot the same way,
