@@ -6,6 +6,8 @@
 - A crash, or the loss of the publisher's session, after the server made a publish's COMMIT
   durable but before it answered: the publish is not reported failed when the store says it
   is published, and a retry of the step finds it served (it is not published twice).
+- A crash while a rollback's swap waits behind a reader: nothing changes; its retry serves
+  the target whole, with one rollback in the serving history.
 - Lookup clients (LookupClient, and the HTTP API's AsyncLookupClient) under load while the
   server crashes or shuts down: they never answer wrong or partly, and answer again by
   themselves within seconds, with the same client objects.
@@ -304,6 +306,56 @@ def _copied_rows(url: str) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+# ---------------------------------------------------------------- retried steps, blocked sessions
+
+
+def _retried(call: Callable[[], Any], errors: list[BaseException], attempts: int = 20,
+             pause_s: float = 0.25) -> Any:
+    """What the orchestrator does with a failing step: retry it while retryable."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            errors.append(exc)
+            if not retryable(exc) or attempt == attempts:
+                raise
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Retrying:
+    """A step retried in a thread (see _retried): its result, and each attempt's error."""
+
+    thread: threading.Thread
+    result: list[Any]
+    errors: list[BaseException]
+
+
+def _retrying(call: Callable[[], Any]) -> Retrying:
+    result: list[Any] = []
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: result.append(_retried(call, errors)), daemon=True)
+    thread.start()
+    return Retrying(thread, result, errors)
+
+
+def _locked_out(url: str, table: str, mode: str = "EXCLUSIVE") -> tuple[sa.Engine, Any]:
+    """A session holding `table` in `mode` in an open transaction (EXCLUSIVE: writers wait
+    behind it; ACCESS SHARE: a swap of the view waits)."""
+    engine = store.make_engine(url)
+    conn = engine.connect()
+    conn.begin()
+    conn.exec_driver_sql(f"LOCK TABLE {table} IN {mode} MODE")
+    return engine, conn
+
+
+def _waiting_on(url: str, table: str) -> Callable[[], bool]:
+    """True once a session waits for a lock on `table`."""
+    return lambda: bool(_query(url, f"SELECT 1 FROM pg_locks WHERE NOT granted AND "
+                                    f"relation = to_regclass('{table}')"))
+
+
 # ---------------------------------------------------------------- restart during a publish
 
 
@@ -436,6 +488,32 @@ def test_a_publish_whose_commit_answer_is_lost_reports_the_snapshot_it_published
     assert attempt.info == [served]
     assert _statuses(restart_url) == [(first.snapshot_id, "1", "published"),
                                       (served.snapshot_id, "2", "published")]
+
+
+def test_a_rollback_interrupted_by_a_crash_changes_nothing_and_its_retry_serves(
+    cluster: Cluster, restart_url: str
+) -> None:
+    n = 20_000
+    first = store.publish(restart_url, _batches(1, n), _meta(1), keep=3)
+    second = store.publish(restart_url, _batches(2, n), _meta(2), keep=3)
+    engine, reader = _locked_out(restart_url, "predictions_current", "ACCESS SHARE")
+    rollback = _retrying(lambda: store.activate(
+        restart_url, first.snapshot_id, by="test", reason="crash proof",
+        policy=store.WritePolicy(lock_timeout_ms=200, attempts=100)))
+    try:  # its swap waits behind the reader when the server crashes
+        _wait("the rollback's swap to wait", _waiting_on(restart_url, "predictions_current"))
+        cluster.restart("immediate")
+    finally:
+        rollback.thread.join(timeout=60)
+        reader.invalidate()
+        engine.dispose()
+    assert rollback.errors and all(retryable(e) for e in rollback.errors), rollback.errors
+    assert [info.snapshot_id for info in rollback.result] == [first.snapshot_id]  # retried
+    _assert_serves(restart_url, first.snapshot_id, 1, n)
+    assert _query(restart_url, "SELECT snapshot_id, previous_snapshot_id, action "
+                               "FROM prediction_activations ORDER BY activation_id") == [
+        (first.snapshot_id, None, "publish"), (second.snapshot_id, first.snapshot_id, "publish"),
+        (first.snapshot_id, second.snapshot_id, "rollback")]
 
 
 # ---------------------------------------------------------------- restart under lookup load
@@ -612,37 +690,6 @@ def _monitor_cfg(tmp_path: Path, url: str, hook_url: str) -> Config:
         {"stores.predictions_url": url, "monitor.webhook_url": hook_url})
 
 
-def _retried(call: Callable[[], Any], errors: list[BaseException], attempts: int = 20,
-             pause_s: float = 0.25) -> Any:
-    """What the orchestrator does with a failing step: retry it while retryable."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as exc:
-            errors.append(exc)
-            if not retryable(exc) or attempt == attempts:
-                raise
-            time.sleep(pause_s)
-    raise AssertionError("unreachable")
-
-
-@dataclass
-class Retrying:
-    """A step retried in a thread (see _retried): its result, and each attempt's error."""
-
-    thread: threading.Thread
-    result: list[Any]
-    errors: list[BaseException]
-
-
-def _retrying(call: Callable[[], Any]) -> Retrying:
-    result: list[Any] = []
-    errors: list[BaseException] = []
-    thread = threading.Thread(target=lambda: result.append(_retried(call, errors)), daemon=True)
-    thread.start()
-    return Retrying(thread, result, errors)
-
-
 def _alert(rule: str, subject: str) -> Alert:
     return Alert(DAY, rule, subject, f"{subject}: {rule} breached", 0.3, 0.2)
 
@@ -654,21 +701,6 @@ def _keys(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 def _metric_rows(cfg: Config) -> list[tuple[Any, ...]]:
     return _query(cfg.predictions_url, "SELECT kind, feature, metric, value FROM model_metrics "
                                        "ORDER BY kind, feature, metric")
-
-
-def _locked_out(url: str, table: str) -> Any:
-    """A session holding `table` EXCLUSIVE in an open transaction (writers wait behind it)."""
-    engine = store.make_engine(url)
-    conn = engine.connect()
-    conn.begin()
-    conn.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
-    return engine, conn
-
-
-def _waiting_on(url: str, table: str) -> Callable[[], bool]:
-    """True once a session waits for a lock on `table`."""
-    return lambda: bool(_query(url, f"SELECT 1 FROM pg_locks WHERE NOT granted AND "
-                                    f"relation = to_regclass('{table}')"))
 
 
 def test_monitoring_loses_no_alert_nor_metric_when_the_store_restarts(
