@@ -11,6 +11,8 @@
 - Lookup clients (LookupClient, and the HTTP API's AsyncLookupClient) under load while the
   server crashes or shuts down: they never answer wrong or partly, and answer again by
   themselves within seconds, with the same client objects.
+- `precast serve` (HTTP) under load through a crash: 503 database_unavailable (never a 500
+  nor a wrong answer) while the server is down, 200 again by itself within seconds.
 - Monitoring while the store is down or crashes mid-transaction: the step's retry records
   every alert exactly once and sends it once; metrics are replaced, not doubled. An alert
   whose COMMIT was durable but unanswered is recorded once but never sent (xfail, strict).
@@ -33,8 +35,10 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,8 +49,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NoReturn, Protocol, cast
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -64,6 +70,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow(minutes=1), pytest.mark.tim
 
 DAY = date(2026, 3, 1)
 SCORED_AT = datetime(2026, 3, 1, 6, 30, tzinfo=UTC)
+PRECAST = Path(sys.executable).parent / "precast"
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
 
@@ -659,6 +666,113 @@ def test_lookups_never_answer_wrong_and_recover_by_themselves_after_a_restart(
     for r, out in enumerate(outcomes):
         late = [o for o in out if o.error is not None and o.at > up + RECOVERY_S]
         assert late == [], f"thread {r} still failed {len(late)} times after recovering"
+
+
+@contextmanager
+def _precast_serve(root: Path, url: str) -> Iterator[httpx.Client]:
+    """`precast serve` on a free port reading `url` (public schema); an HTTP client for it.
+    Stopped with SIGTERM at the end; its log must hold no traceback."""
+    port = _free_port()
+    config = root / "precast.yaml"
+    config.write_text("serve:\n  host: 127.0.0.1\nstores:\n  schema: public\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PRECAST_") or k.startswith("PRECAST_TEST_")}
+    env.update(PRECAST_CONFIG=str(config), PRECAST_HOME=str(root / "home"),
+               PRECAST_STORES__PREDICTIONS_URL=url)
+    log_path = root / "serve.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen([str(PRECAST), "serve", "--port", str(port)], cwd=root,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
+    try:
+        _wait("precast serve to answer", lambda: _answers(http, proc))
+        yield http
+    finally:
+        http.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        log = log_path.read_text(errors="replace")
+        assert "Traceback" not in log, log
+
+
+def _answers(http: httpx.Client, proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, f"precast serve exited with {proc.returncode}"
+    try:
+        http.get("/ready")  # a 404 that needs no database
+        return True
+    except httpx.TransportError:
+        return False
+
+
+def _http_loop(http: httpx.Client, seed: int, snapshot_id: int, n: int,
+               stop: threading.Event, out: list[Outcome], wrong: list[str]) -> None:
+    """GET one and POST batchGet in turn until `stop`; a 200 is checked, a 503 that says the
+    database is unavailable is an outage, anything else is wrong."""
+    rng = np.random.default_rng(seed)
+    calls = 0
+    while not stop.is_set():
+        ids = [_entity(int(i)) for i in rng.integers(0, n, 8)] + ["nobody"]
+        calls += 1
+        response = (http.get(f"/v1/predictions/{ids[0]}") if calls % 2 else
+                    http.post("/v1/predictions:batchGet", json={"ids": ids}))
+        if response.status_code == 503 and response.json()["error"]["code"] == (
+                "database_unavailable"):
+            out.append(Outcome(time.monotonic(), "503 database_unavailable"))
+            time.sleep(0.01)
+            continue
+        try:
+            assert response.status_code == 200, (response.status_code, response.text)
+            body = response.json()
+            answers = [body] if calls % 2 else body["predictions"]
+            _check([SimpleNamespace(**a) for a in answers], ids[:1] if calls % 2 else ids,
+                   snapshot_id, 1, n)
+        except AssertionError as exc:
+            wrong.append(str(exc)[:500])
+        out.append(Outcome(time.monotonic(), None))
+
+
+def test_the_http_api_answers_503_during_a_crash_and_200_again_by_itself(
+    cluster: Cluster, restart_url: str, tmp_path: Path
+) -> None:
+    n = 20_000
+    first = store.publish(restart_url, _batches(1, n), _meta(1), keep=3)
+    stop = threading.Event()
+    outcomes: list[list[Outcome]] = [[] for _ in range(LOOKUP_THREADS)]
+    wrong: list[str] = []
+    up = time.monotonic()
+    with _precast_serve(tmp_path, restart_url) as http:
+        threads = [threading.Thread(target=_http_loop, daemon=True, args=(
+            http, seed, first.snapshot_id, n, stop, outcomes[seed], wrong))
+            for seed in range(LOOKUP_THREADS)]
+        for thread in threads:
+            thread.start()
+        try:
+            _wait("every thread to answer", lambda: all(
+                sum(o.error is None for o in out) >= 10 for out in outcomes))
+            cluster.stop("immediate")
+            _wait("the API to say the database is unavailable",
+                  lambda: http.get("/healthz").status_code == 503, timeout=10)
+            time.sleep(1.0)
+            cluster.start()
+            up = cluster.restarts[-1]
+            _wait("every thread to answer again", _answered_since(up, outcomes),
+                  timeout=RECOVERY_S)
+            time.sleep(1.0)  # and keep answering
+            health = http.get("/healthz")
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+    for r, out in enumerate(outcomes):
+        outages = [o for o in out if o.error is not None]
+        firsts = [round(o.at - up, 2) for o in out if o.error is None and o.at > up][:1]
+        print(f"http thread {r}: {len(out) - len(outages)} answers, {len(outages)} 503s, "
+              f"first answer {firsts} s after the server was up")
+    assert wrong == [], f"{len(wrong)} wrong answers: {wrong[:3]}"
+    assert (health.status_code, health.json()["snapshot_id"]) == (200, first.snapshot_id)
+    for r, out in enumerate(outcomes):
+        late = [o for o in out if o.error is not None and o.at > up + RECOVERY_S]
+        assert late == [], f"thread {r} still got 503 {len(late)} times after recovering"
 
 
 # ---------------------------------------------------------------- restart during monitoring
