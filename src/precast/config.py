@@ -63,6 +63,40 @@ def redact_text(text: str) -> str:
     return _SECRET_PAIR.sub(r"\1=***", _URL.sub(lambda m: redact_url(m.group(0)), text))
 
 
+# Spark (and Hadoop) conf keys whose values are secrets: fs.s3a.secret.key, ssl passwords...
+_SECRET_CONF_KEY = re.compile(r"(?i)(password|passwd|secret|token|credential|"
+                              r"(^|[._-])(access[._-]?)?key($|[._-])|apikey)")
+
+
+def redact_conf(key: str, value: str) -> str:
+    """A conf value fit for a log: `***` when its key names a secret, else redact_text."""
+    return "***" if _SECRET_CONF_KEY.search(key) else redact_text(value)
+
+
+def redact_command(command: list[str]) -> str:
+    """A command line fit for a log or an error: every `--conf key=value` through
+    redact_conf, every other argument through redact_text."""
+    shown = []
+    for before, arg in zip(["", *command], command, strict=False):
+        if before == "--conf" and "=" in arg:
+            key, value = arg.split("=", 1)
+            arg = f"{key}={redact_conf(key, value)}"
+        shown.append(redact_text(arg))
+    return " ".join(shown)
+
+
+def redact(value: Any) -> Any:
+    """`value` with redact_text applied to every string in it (dicts, lists, tuples): for
+    params, tags and JSON that leave the process (MLflow, run records)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(item) for item in value)
+    return value
+
+
 def with_search_path(url: str, schema: str) -> str:
     """A PostgreSQL URL whose sessions use `schema` (libpq `options=-c search_path=...`);
     other URLs unchanged. An explicit search_path in the URL wins."""

@@ -306,17 +306,18 @@ def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
     """Run `step` via spark-submit, streaming its output to the log; its run record's result."""
     from precast import pipeline
     from precast.cli import EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE
+    from precast.config import redact_command, redact_text
 
     command = submit_command(cfg, step, day, jobs)
-    log.info("spark-submit %s for %s on %s: %s", step, day, cfg.engines.spark.master,
-             " ".join(command))
+    log.info("spark-submit %s for %s on %s: %s", step, day,
+             redact_text(cfg.engines.spark.master), redact_command(command))
     tail: deque[str] = deque(maxlen=40)
     reason = ""
     with subprocess.Popen(command, env=submit_env(cfg, step, overrides, config),
                           stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout or ():
-            line = line.rstrip()
+            line = redact_text(line.rstrip())  # the job's output: a URL it printed too
             log.info("%s| %s", step, line)
             tail.append(line)
             if line.startswith("precast: "):  # the CLI's one-line reason

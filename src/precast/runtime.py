@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import precast
 
@@ -28,6 +29,7 @@ def prepare_environment() -> None:
     and make what this process writes private to its user (umask 077: folders 0700, files
     0600): PRECAST_HOME holds the SQLite store, MLflow's database and Airflow's secrets."""
     os.umask(0o077)
+    install_redaction()
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -37,8 +39,53 @@ def prepare_environment() -> None:
     warnings.filterwarnings("ignore", message=".*noload.*")
 
 
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message and traceback (config.redact_text), so a library that
+    logs a URL with its password (SQLAlchemy, MLflow, py4j) leaks nothing. Cheap: a
+    message with neither `://` nor `=` is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from precast.config import redact_text
+
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format: logging reports it when it emits
+            return True
+        if "://" in message or "=" in message:
+            record.msg, record.args = redact_text(message), None
+        if record.exc_info:  # a traceback that names a secret travels redacted, as text:
+            trace = logging.Formatter().formatException(record.exc_info)
+            if redact_text(trace) != trace:  # no formatter (Airflow's structlog) sees exc_info
+                record.msg = f"{redact_text(message)}\n{redact_text(trace)}"
+                record.args = None
+                record.exc_info, record.exc_text = None, None
+        return True
+
+
+_REDACTING = RedactingFilter()
+
+
+def _redacting_factory(factory: Any) -> Any:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        _REDACTING.filter(record)
+        return record
+    make.redacts = True  # type: ignore[attr-defined]
+    return make
+
+
+def install_redaction() -> None:
+    """Redact every log record as it is made (once per process; idempotent): whichever
+    handler then writes it (the console, Airflow's task log, pytest's caplog) gets no
+    secret. Called by prepare_environment, so by every entry point."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "redacts", False):
+        logging.setLogRecordFactory(_redacting_factory(factory))
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """Configure logging once, in an entry point; quiet the chatty libraries."""
+    """Configure logging once, in an entry point; quiet the chatty libraries; redact."""
+    install_redaction()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("py4j", "pyspark", "great_expectations", "mlflow", "alembic", "urllib3",
                   "apache_beam", "airflow", "matplotlib"):

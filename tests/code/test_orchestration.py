@@ -108,6 +108,37 @@ def test_one_redaction_hides_passwords_and_tokens_in_any_text() -> None:
         "nothing secret: sqlite:////tmp/p.db")
 
 
+def test_a_library_that_logs_a_url_with_its_password_leaks_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The entry points' logging redacts every record as it is made, traceback included,
+    whichever logger made it and whichever handler writes it."""
+    import io
+
+    from precast.runtime import install_redaction
+
+    install_redaction()
+    install_redaction()  # idempotent: one redaction, however many entry points call it
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            logging.getLogger("urllib3.connectionpool").warning(
+                "connecting to %s", "postgresql://app:Lib-s3cret@db/x")
+            try:
+                raise ConnectionError("http://ml:Lib-s3cret@mlflow:5000/?token=Lib-s3cret")
+            except ConnectionError:
+                logging.getLogger("mlflow.utils.rest_utils").exception("request %d failed", 7)
+            logging.getLogger("py4j").info("100 rows done; a=%d", 1)  # untouched, cheaply
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "Lib-s3cret" not in caplog.text and "Lib-s3cret" not in stream.getvalue()
+    assert "connecting to postgresql://app:***@db/x" in stream.getvalue()
+    assert "ConnectionError: http://ml:***@mlflow:5000/?token=***" in caplog.text
+    assert "request 7 failed" in caplog.text
+    assert caplog.records[-1].getMessage() == "100 rows done; a=1"
+
+
 def test_redact_hides_only_the_password() -> None:
     url = orch.postgres_url(_conn(conn_type="postgres", host="h", login="u", password=PASSWORD))
     assert redact_url(url) == "postgresql+psycopg://u:***@h"
@@ -225,6 +256,36 @@ def test_submit_command_names_the_app_and_carries_the_conf(cfg: Config) -> None:
     confs = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--conf"}
     assert f"spark.pyspark.python={sys.executable}" in confs
     assert "spark.sql.session.timeZone=UTC" in confs
+
+
+def test_a_spark_submit_line_never_logs_or_raises_a_secret(
+        cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Secret confs (by key) and URL passwords are `***` in the logged command, the job's
+    echoed lines and the error; the job itself still gets them."""
+    secret = "Sp4rk-s3cret-91"
+    fake = tmp_path / "spark-submit"  # stands in for the JVM: says why it failed, exits 1
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\n"
+                    f"echo 'precast: run failed: no route to http://u:{secret}@nn:9870'\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(orch, "spark_submit_path", lambda: str(fake))
+    cluster = cfg.with_overrides({"engines.spark.master": f"spark://u:{secret}@h:7077",
+                                  "engines.spark.conf": {
+                                      "spark.hadoop.fs.s3a.secret.key": secret,
+                                      "spark.ssl.keyStorePassword": secret,
+                                      "spark.eventLog.dir": f"s3a://k:{secret}@logs/x",
+                                      "spark.sql.shuffle.partitions": "2"}})
+    with caplog.at_level(logging.DEBUG), pytest.raises(RuntimeError) as failed:
+        orch.run_submitted(cluster, "features", DAY, {}, JOBS, CHURN)
+    assert secret in (tmp_path / "argv").read_text()  # the job got the real values
+    assert secret not in caplog.text and secret not in str(failed.value)
+    (line,) = [r.getMessage() for r in caplog.records if "on spark://" in r.getMessage()]
+    assert "--conf spark.hadoop.fs.s3a.secret.key=*** --conf spark.ssl.keyStorePassword=***" \
+           " --conf spark.eventLog.dir=s3a://k:***@logs/x --conf spark.sql.shuffle.partitions=2" \
+           in line
+    assert "--master spark://u:***@h:7077" in line
+    assert str(failed.value) == "features failed for 2026-02-05: no route to http://u:***@nn:9870"
 
 
 def test_submitted_job_loads_the_same_config(cfg: Config) -> None:
