@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -325,3 +330,54 @@ def unpause(*dag_ids: str) -> None:
     with create_session() as session:
         session.execute(sa.update(DagModel).where(DagModel.dag_id.in_(dag_ids))
                         .values(is_paused=False))
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A real `mlflow server` subprocess on 127.0.0.1 (its own process group)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """Stop it (and its workers) and wait until nothing answers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def mlflow_server(backend: Path, artifacts: Path, output: Path) -> Iterator[MlflowServer]:
+    """`mlflow server` (one worker) with its SQLite backend at `backend` and its artifacts
+    under `artifacts`, output to `output`; ready (/health answers) when it is yielded."""
+    port = free_port()
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+             f"sqlite:///{backend}", "--artifacts-destination", str(artifacts),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = MlflowServer(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, output.read_text()
+            try:
+                with urllib.request.urlopen(f"{server.url}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.5)
+        yield server
+    finally:
+        server.stop()

@@ -18,6 +18,8 @@ one transaction (:func:`record`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,7 +27,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from precast import registry, store
-from precast.config import Config
+from precast.config import Config, redact_text
 from precast.resources import statement
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,19 @@ def _period(row: Any) -> ChampionPeriod:
                           store.as_utc(valid_to), by, decision, reason, evidence)
 
 
+@contextmanager
+def _answering(url: str, what: str) -> Iterator[None]:
+    """Turn a store that cannot answer (locked, unreachable) into StoreUnavailableError,
+    which is retryable and never reads as "no champion" or "not pinned"."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        reason = redact_text((str(exc.orig or exc).splitlines() or ["?"])[0])
+        raise store.StoreUnavailableError(
+            f"prediction store at {redact_text(url)} could not answer while {what}: "
+            f"{reason} (retry when it is free)") from exc
+
+
 def _engine(url: str, writer_role: str = "") -> sa.Engine:
     engine = store.make_engine(url)
     store.ensure_schema(engine, writer_role)
@@ -119,7 +134,8 @@ def history(url: str, model_name: str) -> list[ChampionPeriod]:
     reader role, and on a store that has none yet)."""
     engine = store.make_engine(url)
     try:
-        with engine.connect() as conn:
+        with _answering(url, f"reading the champion history of {model_name}"), \
+                engine.connect() as conn:
             if not sa.inspect(conn).has_table("champion_history"):
                 return []
             rows = conn.execute(_statement("champion_history_list"), {"model_name": model_name})
@@ -193,9 +209,12 @@ def settle(cfg: Config) -> list[ChampionPeriod]:
     """Roll forward every change of champion that a crash interrupted (oldest first): the
     alias moves to its version, a rollback's snapshot is served, its history row is written
     with the time it was requested. Returns the periods so recorded."""
-    engine = _engine(cfg.predictions_url, cfg.stores.writer_role)
+    with _answering(cfg.predictions_url, f"reading the champion changes of {cfg.model.name}"):
+        engine = _engine(cfg.predictions_url, cfg.stores.writer_role)
     try:
-        with engine.connect() as conn:
+        with _answering(cfg.predictions_url,
+                        f"reading the champion changes of {cfg.model.name}"), \
+                engine.connect() as conn:
             interrupted = _open(conn, cfg.model.name)
         done = []
         for intent in interrupted:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from precast import metrics as mx
-from precast.config import Config
+from precast.config import Config, redact_text
 from precast.html_report import esc as _e
 from precast.html_report import figure as _figure
 from precast.html_report import num as _num
@@ -48,7 +48,7 @@ def write(cfg: Config, run_date: date, ev: Evaluation, decision: Decision,
     path = report_path(cfg, run_date, ev.challenger.version,
                        ev.champion.version if ev.champion else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(cfg, ev, decision, record), encoding="utf-8")
+    path.write_text(redact_text(render(cfg, ev, decision, record)), encoding="utf-8")
     return path
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from precast import alerts as store_alerts
-from precast.config import Config
+from precast.config import Config, redact_text
 from precast.html_report import esc, figure, num, page, svg
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def write(cfg: Config, run_date: date, model_version: str, reference_scores: np.
               for caption, chart in figures if chart),
             "</div>", "<h2>Alerts</h2>", _alerts_table(alerts),
             "<h2>Drift</h2>", _drift_table(report)]
-    path.write_text(page(title, body), encoding="utf-8")
+    path.write_text(redact_text(page(title, body)), encoding="utf-8")
     return path
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from precast import model_artifact
-from precast.config import Config, redact_text
+from precast.config import Config, redact, redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -74,11 +74,10 @@ def by_alias(cfg: Config, alias: str) -> ModelRef | None:
     when the registry cannot say)."""
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(cfg)
     try:
-        mv = mlflow_client.get_model_version_by_alias(cfg.model.name, alias)
-    except MlflowException as exc:
-        if _absent(exc):
+        mv = client(cfg).get_model_version_by_alias(cfg.model.name, alias)
+    except Exception as exc:  # fail closed: only a definite "does not exist" is None
+        if isinstance(exc, MlflowException) and _absent(exc):
             return None
         raise _unavailable(cfg, f"@{alias}", exc) from exc
     return _ref(mv)
@@ -91,8 +90,8 @@ def version(cfg: Config, number: str) -> ModelRef | None:
 
     try:
         mv = client(cfg).get_model_version(cfg.model.name, str(number))
-    except MlflowException as exc:
-        if _absent(exc):
+    except Exception as exc:  # fail closed: only a definite "does not exist" is None
+        if isinstance(exc, MlflowException) and _absent(exc):
             return None
         raise _unavailable(cfg, f"v{number}", exc) from exc
     return _ref(mv)
@@ -119,21 +118,22 @@ def set_alias(cfg: Config, alias: str, version: str) -> None:
 
 
 def tag_version(cfg: Config, version: str, tags: dict[str, str]) -> None:
+    """Tag a version (values redacted: a tag never carries a password)."""
     mlflow_client = client(cfg)
     for key, value in tags.items():
-        mlflow_client.set_model_version_tag(cfg.model.name, version, key, value)
+        mlflow_client.set_model_version_tag(cfg.model.name, version, key, redact(value))
 
 
 def log_artifacts(cfg: Config, run_id: str, folder: str, texts: dict[str, str],
                   files: list[Path]) -> str:
-    """Texts (name -> content) and files into run `run_id`'s artifacts under `folder`; the
-    folder's artifact URI."""
+    """Texts (name -> content, redacted) and files (written redacted by their makers) into
+    run `run_id`'s artifacts under `folder`; the folder's artifact URI."""
     mlflow_client = client(cfg)
     for name, text in texts.items():
-        mlflow_client.log_text(run_id, text, f"{folder}/{name}")
+        mlflow_client.log_text(run_id, redact(text), f"{folder}/{name}")
     for path in files:
         mlflow_client.log_artifact(run_id, str(path), folder)
-    return f"{mlflow_client.get_run(run_id).info.artifact_uri}/{folder}"
+    return redact_text(f"{mlflow_client.get_run(run_id).info.artifact_uri}/{folder}")
 
 
 def local_model(cfg: Config, ref: ModelRef) -> Path:

@@ -22,6 +22,16 @@ QUIET_ENV = {
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
 }
+# MLflow's HTTP client retries a tracking server that is down for about 4 minutes by default
+# (7 retries, backoff factor 2): a step then hangs before it fails. Here it fails within
+# seconds (RegistryUnavailableError, retryable) and the task's own retries wait for the
+# server; a deployment that wants longer sets these itself.
+MLFLOW_CLIENT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 
 
 def prepare_environment() -> None:
@@ -30,7 +40,7 @@ def prepare_environment() -> None:
     0600): PRECAST_HOME holds the SQLite store, MLflow's database and Airflow's secrets."""
     os.umask(0o077)
     install_redaction()
-    for key, value in QUIET_ENV.items():
+    for key, value in {**QUIET_ENV, **MLFLOW_CLIENT_ENV}.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Seen on this stack: PySpark warns about pandas 3 on every conversion, and MLflow

@@ -84,6 +84,12 @@ class SnapshotNotFoundError(StoreError, LookupError):
     """The requested snapshot does not exist or is not retained (cannot be served)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store could not answer (locked, unreachable): never read as "nothing recorded",
+    since that would let a gate judge without the champion's history or past a pin.
+    Retryable."""
+
+
 class SwapBlockedError(StoreError):
     """Readers held predictions_current for longer than every swap attempt was allowed to wait."""
 
@@ -148,15 +154,19 @@ class SnapshotInfo:
 # ---------------------------------------------------------------- engines and SQL text
 
 
-def make_engine(url: str | sa.URL, busy_timeout_s: float = 30) -> Engine:
+SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite statement waits for another's lock
+
+
+def make_engine(url: str | sa.URL, busy_timeout_s: float | None = None) -> Engine:
     """An engine for the store: SQLite (WAL, foreign keys, real transactions; a statement
-    waits `busy_timeout_s` for a lock) or PostgreSQL."""
+    waits `busy_timeout_s`, default SQLITE_BUSY_TIMEOUT_S, for a lock) or PostgreSQL."""
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout_s})
+        busy = SQLITE_BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        engine = sa.create_engine(parsed, connect_args={"timeout": busy})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine

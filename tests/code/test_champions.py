@@ -18,7 +18,7 @@ from precast.cli import main
 from precast.config import Config
 from precast.steps import gate, promote
 from precast.steps.promote import PromoteError
-from tests.helpers import copy_home, mlflow_runs_resolved_afresh, store_roles
+from tests.helpers import copy_home, mlflow_runs_resolved_afresh, mlflow_server, store_roles
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 
@@ -186,6 +186,106 @@ def test_a_registry_that_cannot_answer_is_never_read_as_no_champion(tmp_path: Pa
     from precast.pipeline import retryable
 
     assert retryable(registry.RegistryUnavailableError("x"))  # the task tries again
+
+
+def _register_two(cfg: Config) -> None:
+    """Versions 1 (champion) and 2 (challenger) of tiny models in cfg's registry."""
+    import mlflow
+    import mlflow.xgboost
+    import xgboost as xgb
+
+    registry.client(cfg)
+    rng = np.random.default_rng(0)
+    matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
+    for _ in range(2):
+        with mlflow.start_run():
+            mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
+                                     registered_model_name=cfg.model.name)
+    registry.set_alias(cfg, registry.CHAMPION, "1")
+    registry.set_alias(cfg, registry.CHALLENGER, "2")
+
+
+def test_a_tracking_server_stopped_mid_run_is_never_read_as_no_champion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A real `mlflow server` answers, then stops: every lookup the gate and pins make fails
+    as RegistryUnavailableError (retryable, CLI exit 1) within seconds, never "no champion"
+    (MLflow's own retries would wait about 4 minutes; precast's environment bounds them)."""
+    import time
+
+    from precast.pipeline import retryable
+    from precast.runtime import MLFLOW_CLIENT_ENV
+
+    for key, value in MLFLOW_CLIENT_ENV.items():  # what prepare_environment sets
+        monkeypatch.setenv(key, value)
+    home = tmp_path / "home"
+    with mlflow_server(tmp_path / "server.db", tmp_path / "server-artifacts",
+                       tmp_path / "server.log") as server:
+        cfg = Config(home=home).with_overrides({"stores.mlflow_tracking_uri": server.url})
+        _register_two(cfg)
+        assert _champion(cfg) == "1"
+        promote.run(cfg, "pin", by="bo", reason="holiday freeze")
+        server.stop()
+        started = time.monotonic()
+        lookups = [lambda: registry.by_alias(cfg, registry.CHAMPION),
+                   lambda: registry.by_alias(cfg, registry.CHALLENGER),
+                   lambda: registry.version(cfg, "1"),
+                   lambda: champions.agreed_champion(cfg),  # the gate's, pins' champion
+                   lambda: gate.run(cfg, T0.date()),
+                   lambda: promote.run(cfg, "unpin", by="bo", reason="over")]
+        for lookup in lookups:
+            with pytest.raises(registry.RegistryUnavailableError,
+                               match=rf"model registry at {server.url} could not answer for "
+                                     rf"{cfg.model.name} (@|v)"):
+                lookup()
+        assert time.monotonic() - started < 60  # not MLflow's default 4 minutes a lookup
+        assert retryable(registry.RegistryUnavailableError("x"))
+        now = champions.current(cfg.predictions_url, cfg.model.name)
+        assert now is not None and now.pinned  # the pin stands: nothing skipped it
+        monkeypatch.setenv("PRECAST_HOME", str(home))
+        monkeypatch.setenv("PRECAST_STORES__MLFLOW_TRACKING_URI", server.url)
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        assert main(["run", "gate", "--date", "2026-03-01"]) == 1  # retryable, not exit 3
+        assert "RegistryUnavailableError: model registry at" in capsys.readouterr().err
+
+
+def test_a_locked_store_fails_the_champion_reads_as_retryable_never_as_no_pin(
+        cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection holds the SQLite store exclusively while the gate and promote read
+    the champion history: StoreUnavailableError (retryable) naming the lock, never "no
+    champion recorded" or "not pinned"."""
+    import sqlite3
+
+    from precast import store
+    from precast.pipeline import retryable
+
+    promote.run(cfg, "pin", by="bo", reason="holiday freeze")
+    champion, challenger = (registry.by_alias(cfg, a)
+                            for a in (registry.CHAMPION, registry.CHALLENGER))
+    assert challenger is not None and gate._pin(cfg, champion, challenger) is not None
+    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)  # the lock outlasts the wait
+    holder = sqlite3.connect(cfg.space / "predictions.db", isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # WAL readers wait too
+        holder.execute("BEGIN EXCLUSIVE")
+        reads = [lambda: gate._pin(cfg, champion, challenger),
+                 lambda: champions.current(cfg.predictions_url, cfg.model.name),
+                 lambda: champions.agreed_champion(cfg),
+                 lambda: gate.run(cfg, T0.date()),
+                 lambda: promote.run(cfg, "unpin", by="bo", reason="freeze over")]
+        for read in reads:
+            with pytest.raises(store.StoreUnavailableError,
+                               match=r"prediction store at sqlite:///.*predictions\.db could "
+                                     r"not answer while reading the champion (history|changes) "
+                                     r"of .*: database is locked \(retry when it is free\)"
+                               ) as failed:
+                read()
+            assert retryable(failed.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert gate._pin(cfg, champion, challenger) is not None  # free again: still pinned
 
 
 # ---------------------------------------------------------------- one truth for the champion

@@ -32,7 +32,7 @@ from precast import lake as lk
 from precast import metrics as mx
 from precast import model_artifact as ma
 from precast import model_card, registry
-from precast.config import Config, ConfigError, TrainConfig, xgboost_params
+from precast.config import Config, ConfigError, TrainConfig, redact, xgboost_params
 from precast.runtime import code_version
 from precast.steps.features import LABEL, key_columns
 
@@ -215,11 +215,11 @@ def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dic
 
     registry.client(cfg)
     with mlflow.start_run(run_name=f"train-{facts['run_date']}") as run:
-        mlflow.log_params(logged_params(cfg, booster))
+        mlflow.log_params(redact(logged_params(cfg, booster)))  # never a password in MLflow
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
-        mlflow.set_tags({k: str(v) for k, v in facts.items()})
-        mlflow.log_dict(spec.to_dict(), "features.json")
-        mlflow.log_dict(training_inputs(cfg), TRAINING_CONFIG)
+        mlflow.set_tags(redact({k: str(v) for k, v in facts.items()}))
+        mlflow.log_dict(redact(spec.to_dict()), "features.json")
+        mlflow.log_dict(redact(training_inputs(cfg)), TRAINING_CONFIG)
         info = mlflow.xgboost.log_model(booster, name="model",
                                         registered_model_name=cfg.model.name,
                                         metadata={registry.SPEC_KEY: spec.to_dict()})
