@@ -16,6 +16,8 @@ QUIET_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # no progress bars on the console
+    # MLflow prints "View run ... at: <tracking URI>" on stdout, a password in it included
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "GX_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "SPARK_LOCAL_IP": "127.0.0.1",
