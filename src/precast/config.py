@@ -36,8 +36,10 @@ NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_", "PRECAST_A
 DEFAULT_CONFIG = "precast.yaml"
 
 
-# Query parameters and key=value pairs whose values are secrets.
-_SECRET_KEYS = r"(?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey|key|sig)"
+# Query parameters and key=value pairs whose values are secrets: a key that ends in a secret
+# word (sslpassword, client_secret, access_token, X-Amz-Signature) or is a short one.
+_SECRET_KEYS = (r"(?:[\w.-]*(?:password|passwd|secret|token|api_key|apikey|credential|"
+                r"signature)|pwd|pass|key|sig)")
 _SECRET_PAIR = re.compile(rf"(?i)\b({_SECRET_KEYS})=([^&\s'\"]+)")
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 

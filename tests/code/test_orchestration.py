@@ -106,6 +106,8 @@ def test_one_redaction_hides_passwords_and_tokens_in_any_text() -> None:
                                  "host=db password=*** user=app; see https://x/?api_key=***")
     assert redact_text("nothing secret: sqlite:////tmp/p.db") == (
         "nothing secret: sqlite:////tmp/p.db")
+    assert redact_text("sslpassword=a client_secret=b X-Amz-Signature=c max_tokens=4") == (
+        "sslpassword=*** client_secret=*** X-Amz-Signature=*** max_tokens=4")
 
 
 def test_a_library_that_logs_a_url_with_its_password_leaks_nothing(

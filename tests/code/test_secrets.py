@@ -168,3 +168,26 @@ def make_url_json(url: str) -> str:
     return json.dumps({"conn_type": "postgres", "host": parsed.host, "port": parsed.port,
                        "login": parsed.username, "password": parsed.password,
                        "schema": parsed.database})
+
+
+def test_mlflow_tags_texts_and_artifact_uris_never_carry_a_password(tmp_path: Path) -> None:
+    """What precast writes to MLflow (version tags, logged texts such as the gate's decision
+    and the model card, the artifact URI it hands on) is redacted on the way in."""
+    cfg = Config(home=tmp_path / "home")
+    mlflow_client = registry.client(cfg)
+    run = mlflow_client.create_run(mlflow_client.get_experiment_by_name(
+        cfg.model.experiment).experiment_id)
+    mlflow_client.create_registered_model(cfg.model.name)
+    version = mlflow_client.create_model_version(cfg.model.name, "file:///nowhere",
+                                                 run.info.run_id).version
+    url = f"postgresql+psycopg://app:{PLANTED}@db/x?sslpassword={PLANTED}"
+    registry.tag_version(cfg, str(version), {"gate.rules_failed": f"store {url} refused"})
+    folder = registry.log_artifacts(cfg, run.info.run_id, "gate",
+                                    {"decision.json": json.dumps({"store": url})}, [])
+    ref = registry.version(cfg, str(version))
+    assert ref is not None
+    assert ref.tags["gate.rules_failed"] == (
+        "store postgresql+psycopg://app:***@db/x?sslpassword=*** refused")
+    assert PLANTED not in folder
+    assert [str(p) for p in cfg.home.rglob("*")
+            if p.is_file() and PLANTED.encode() in p.read_bytes()] == []
