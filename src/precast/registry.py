@@ -79,7 +79,7 @@ def by_alias(cfg: Config, alias: str) -> ModelRef | None:
     except Exception as exc:  # fail closed: only a definite "does not exist" is None
         if isinstance(exc, MlflowException) and _absent(exc):
             return None
-        raise _unavailable(cfg, f"@{alias}", exc) from exc
+        raise _unavailable(cfg, f"@{alias}", exc) from None  # MLflow's words may hold the URI
     return _ref(mv)
 
 
@@ -93,7 +93,7 @@ def version(cfg: Config, number: str) -> ModelRef | None:
     except Exception as exc:  # fail closed: only a definite "does not exist" is None
         if isinstance(exc, MlflowException) and _absent(exc):
             return None
-        raise _unavailable(cfg, f"v{number}", exc) from exc
+        raise _unavailable(cfg, f"v{number}", exc) from None
     return _ref(mv)
 
 

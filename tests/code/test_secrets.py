@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from precast import alerts, orchestration, registry
 from precast.cli import main
 from precast.config import Config
-from tests.helpers import mlflow_server, pg_database
+from tests.helpers import Mailbox, mlflow_server, pg_database
 
 PLANTED = f"Pl4nted-s3cret-{uuid.uuid4().hex[:10]}"
 DAY = date(2026, 3, 1)
@@ -107,11 +107,12 @@ def _store_text(url: str) -> str:
 def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capfd: pytest.CaptureFixture[str], planted_store: str,
-        webhook: tuple[str, list[bytes]]) -> None:
+        webhook: tuple[str, list[bytes]], mailbox: Mailbox) -> None:
     hook_url, bodies = webhook
     home = tmp_path / "home"
     config = tmp_path / "precast.yaml"
-    config.write_text("name: churn\n")
+    config.write_text("name: churn\nmonitor: {email_to: [ops@example.com], smtp_conn_id: "
+                      f"{mailbox.conn_id}}}\n")
     caplog.set_level(logging.DEBUG)
     with mlflow_server(home / "server-mlflow.db", home / "server-artifacts",
                        tmp_path / "mlflow-server.log") as server:
@@ -149,7 +150,7 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
 
     out, err = capfd.readouterr()
     assert "RegistryUnavailableError" in err and alerts.alerts_of(cfg)  # it did fail, alert
-    assert bodies and all(b"dag_run_failed" in body for body in bodies)
+    assert bodies and all(b"dag_run_failed" in body for body in bodies) and mailbox.messages
     leaks = [str(path) for path in home.rglob("*")
              if path.is_file() and PLANTED.encode() in path.read_bytes()]
     assert leaks == [], f"the planted password is in {leaks}"
@@ -157,7 +158,10 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
             "the mlflow server's log": (tmp_path / "mlflow-server.log").read_text(),
             "the store": _store_text(planted_store.replace(f":{PLANTED}@", "@", 1)),
             "alerts": json.dumps(alerts.alerts_of(cfg), default=str),
-            "webhook bodies": repr(bodies)}
+            "webhook bodies": repr(bodies),
+            "e-mails": "\n".join(str(part.get_payload(decode=True) or "") + str(part.items())
+                                  for mail in mailbox.messages for part in mail.walk())}
+    assert "could not answer" in seen["e-mails"] and "could not answer" in seen["webhook bodies"]
     assert [name for name, text in seen.items() if PLANTED in text] == [], [
         line for text in seen.values() for line in text.splitlines() if PLANTED in line]
 
