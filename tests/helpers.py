@@ -381,3 +381,22 @@ def mlflow_server(backend: Path, artifacts: Path, output: Path) -> Iterator[Mlfl
         yield server
     finally:
         server.stop()
+
+
+def register_two(cfg: Config) -> None:
+    """Versions 1 (champion) and 2 (challenger) of two tiny models in cfg's registry."""
+    import mlflow
+    import mlflow.xgboost
+    import numpy as np
+
+    from precast import registry
+
+    registry.client(cfg)
+    rng = np.random.default_rng(0)
+    matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
+    for _ in range(2):
+        with mlflow.start_run():
+            mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
+                                     registered_model_name=cfg.model.name)
+    registry.set_alias(cfg, registry.CHAMPION, "1")
+    registry.set_alias(cfg, registry.CHALLENGER, "2")

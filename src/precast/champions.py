@@ -209,12 +209,11 @@ def settle(cfg: Config) -> list[ChampionPeriod]:
     """Roll forward every change of champion that a crash interrupted (oldest first): the
     alias moves to its version, a rollback's snapshot is served, its history row is written
     with the time it was requested. Returns the periods so recorded."""
-    with _answering(cfg.predictions_url, f"reading the champion changes of {cfg.model.name}"):
+    reading = f"reading the champion changes of {cfg.model.name}"
+    with _answering(cfg.predictions_url, reading):
         engine = _engine(cfg.predictions_url, cfg.stores.writer_role)
     try:
-        with _answering(cfg.predictions_url,
-                        f"reading the champion changes of {cfg.model.name}"), \
-                engine.connect() as conn:
+        with _answering(cfg.predictions_url, reading), engine.connect() as conn:
             interrupted = _open(conn, cfg.model.name)
         done = []
         for intent in interrupted:

@@ -67,8 +67,9 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = redact_text(message), None
         if record.exc_info:  # a traceback that names a secret travels redacted, as text:
             trace = logging.Formatter().formatException(record.exc_info)
-            if redact_text(trace) != trace:  # no formatter (Airflow's structlog) sees exc_info
-                record.msg = f"{redact_text(message)}\n{redact_text(trace)}"
+            shown = redact_text(trace)
+            if shown != trace:  # and no formatter (Airflow's structlog) sees exc_info
+                record.msg = f"{redact_text(message)}\n{shown}"
                 record.args = None
                 record.exc_info, record.exc_text = None, None
         return True

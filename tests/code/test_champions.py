@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from precast import champions, registry
@@ -18,7 +17,13 @@ from precast.cli import main
 from precast.config import Config
 from precast.steps import gate, promote
 from precast.steps.promote import PromoteError
-from tests.helpers import copy_home, mlflow_runs_resolved_afresh, mlflow_server, store_roles
+from tests.helpers import (
+    copy_home,
+    mlflow_runs_resolved_afresh,
+    mlflow_server,
+    register_two,
+    store_roles,
+)
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 
@@ -67,21 +72,8 @@ def test_a_change_without_a_reason_is_refused_and_not_recorded(store_url: str) -
 def registered_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with model versions 1 (champion) and 2 (challenger) registered in MLflow, built
     once for the module (MLflow's store and two logged models take seconds)."""
-    import mlflow
-    import mlflow.xgboost
-    import xgboost as xgb
-
     home = tmp_path_factory.mktemp("registry") / "home"
-    cfg = Config(home=home)
-    registry.client(cfg)
-    rng = np.random.default_rng(0)
-    matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
-    for _ in range(2):
-        with mlflow.start_run():
-            mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
-                                     registered_model_name=cfg.model.name)
-    registry.set_alias(cfg, registry.CHAMPION, "1")
-    registry.set_alias(cfg, registry.CHALLENGER, "2")
+    register_two(Config(home=home))
     return home
 
 
@@ -188,23 +180,6 @@ def test_a_registry_that_cannot_answer_is_never_read_as_no_champion(tmp_path: Pa
     assert retryable(registry.RegistryUnavailableError("x"))  # the task tries again
 
 
-def _register_two(cfg: Config) -> None:
-    """Versions 1 (champion) and 2 (challenger) of tiny models in cfg's registry."""
-    import mlflow
-    import mlflow.xgboost
-    import xgboost as xgb
-
-    registry.client(cfg)
-    rng = np.random.default_rng(0)
-    matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
-    for _ in range(2):
-        with mlflow.start_run():
-            mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
-                                     registered_model_name=cfg.model.name)
-    registry.set_alias(cfg, registry.CHAMPION, "1")
-    registry.set_alias(cfg, registry.CHALLENGER, "2")
-
-
 def test_a_tracking_server_stopped_mid_run_is_never_read_as_no_champion(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,7 +197,7 @@ def test_a_tracking_server_stopped_mid_run_is_never_read_as_no_champion(
     with mlflow_server(tmp_path / "server.db", tmp_path / "server-artifacts",
                        tmp_path / "server.log") as server:
         cfg = Config(home=home).with_overrides({"stores.mlflow_tracking_uri": server.url})
-        _register_two(cfg)
+        register_two(cfg)
         assert _champion(cfg) == "1"
         promote.run(cfg, "pin", by="bo", reason="holiday freeze")
         server.stop()

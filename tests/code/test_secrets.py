@@ -20,14 +20,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from precast import alerts, orchestration, registry
 from precast.cli import main
 from precast.config import Config
-from tests.helpers import Mailbox, mlflow_server, pg_database
+from tests.helpers import Mailbox, mlflow_server, pg_database, register_two
 
 PLANTED = f"Pl4nted-s3cret-{uuid.uuid4().hex[:10]}"
 DAY = date(2026, 3, 1)
@@ -74,22 +73,6 @@ def planted_store() -> Iterator[str]:
             admin.dispose()
 
 
-def _register_two(cfg: Config) -> None:
-    import mlflow
-    import mlflow.xgboost
-    import xgboost as xgb
-
-    registry.client(cfg)
-    rng = np.random.default_rng(0)
-    matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
-    for _ in range(2):
-        with mlflow.start_run():
-            mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
-                                     registered_model_name=cfg.model.name)
-    registry.set_alias(cfg, registry.CHAMPION, "1")
-    registry.set_alias(cfg, registry.CHALLENGER, "2")
-
-
 def _store_text(url: str) -> str:
     """Every row of every table of the store, as text."""
     engine = sa.create_engine(url)
@@ -133,7 +116,7 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
         monkeypatch.setenv("PRECAST_STORES__PREDICTIONS_URL", cfg.predictions_url)
         monkeypatch.setenv("PRECAST_STORES__MLFLOW_TRACKING_URI", tracking)
 
-        _register_two(cfg)  # the chain: the CLI's champion changes, status, a failure
+        register_two(cfg)  # the chain: the CLI's champion changes, status, a failure
         assert main(["promote", "--force", "--reason", "reviewed", "--by", "ana"]) == 0
         assert main(["promote", "--pin", "--reason", "freeze", "--by", "ana"]) == 0
         assert main(["promote", "--force", "--version", "404", "--reason", "x"]) == 3
