@@ -278,7 +278,8 @@ def test_a_spark_submit_line_never_logs_or_raises_a_secret(
                                       "spark.ssl.keyStorePassword": secret,
                                       "spark.eventLog.dir": f"s3a://k:{secret}@logs/x",
                                       "spark.sql.shuffle.partitions": "2"}})
-    with caplog.at_level(logging.DEBUG), pytest.raises(RuntimeError) as failed:
+    with caplog.at_level(logging.DEBUG, logger="precast.orchestration"), \
+            pytest.raises(RuntimeError) as failed:
         orch.run_submitted(cluster, "features", DAY, {}, JOBS, CHURN)
     assert secret in (tmp_path / "argv").read_text()  # the job got the real values
     assert secret not in caplog.text and secret not in str(failed.value)
