@@ -142,6 +142,12 @@ def test_churn_and_shop_side_by_side_in_one_postgres_and_one_airflow(
     assert "no-such-user: no prediction in snapshot 1 (fallback score=" in capsys.readouterr().out
     (first_shop,) = store.snapshots(shop.predictions_url)
 
+    # A second shop model through the DAGs (another seed, let through by the gate): the same
+    # inputs would give the demo's model and snapshot back (a retried training registers
+    # nothing new).
+    for key, value in (("TRAIN__SEED", "7"), ("GATE__TOLERANCE", "1e9"),
+                       ("GATE__SLICE_TOLERANCE", "1e9")):
+        monkeypatch.setenv(f"PRECAST_{key}", value)
     dags = dags_of(churn.folder / "precast.yaml", shop.folder / "precast.yaml")
     predicts = ("churn__predict", "shop__predict")
     unpause(*predicts)
