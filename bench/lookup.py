@@ -343,13 +343,16 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 # ---------------------------------------------------------------- the family
 
 
-def publish_snapshot(url: str, rows: int) -> None:
-    """Publish `rows` generated predictions to `url` with precast's publish step."""
+def publish_snapshot(url: str, rows: int) -> str:
+    """Publish `rows` generated predictions to `url` with precast's publish step; the URL of
+    the use case's schema there, where they are served (what apps and the API read)."""
     from bench.common import SNAPSHOT_DATE
     from precast.steps import publish as publish_step
 
     cfg, _ = predictions_lake(rows)
-    publish_step.run(cfg.with_overrides({"stores.predictions_url": url}), SNAPSHOT_DATE)
+    cfg = cfg.with_overrides({"stores.predictions_url": url})
+    publish_step.run(cfg, SNAPSHOT_DATE)
+    return cfg.predictions_url
 
 
 @dataclass
@@ -494,7 +497,7 @@ def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
     rows = sizes.rows
     have_pgbench = shutil.which("pgbench") is not None
     with database("lookup") as url, database("pgbench") as bench_url:
-        publish_snapshot(url, rows)
+        url = publish_snapshot(url, rows)
         pgbench_db = str(sa.make_url(bench_url).database) if have_pgbench else None
         if pgbench_db:
             pgbench_init(pgbench_db)
@@ -537,7 +540,7 @@ def run_keys(sizes: Sizes) -> tuple[list[Row], list[str]]:
     out: list[Row] = []
     notes: list[str] = []
     with database("lookup") as url:
-        publish_snapshot(url, sizes.rows)
+        url = publish_snapshot(url, sizes.rows)
         servers = []
         try:
             servers.append(start_server(url, OPEN_ENV, "serve-open"))

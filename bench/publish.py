@@ -353,7 +353,7 @@ def measure_size(rows: int, sizes: Sizes, memory_goal: bool) -> tuple[list[Row],
     """All contenders on `rows` predictions; the summary rows and notes for this size."""
     cfg, path = predictions_lake(rows)
     want = expected_state(path)
-    payload = {"lake": cfg.lake_root, "path": path, "partition_bytes": _partition_bytes(path)}
+    payload = {"lake": cfg.stores.lake, "path": path, "partition_bytes": _partition_bytes(path)}
     outcomes: dict[str, Outcome | str] = {}
     plan = [("precast", sizes.repeats), ("floor", sizes.repeats), ("to_sql", 1), ("spark", 1)]
     for contender, repeats in plan:
