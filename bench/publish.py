@@ -147,8 +147,8 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
     """precast's production publish step over the lake's predictions."""
     from precast.steps import publish as publish_step
 
-    cfg = bench_config(**{"stores.lake": payload["lake"],
-                          "stores.predictions_url": payload["url"]})
+    cfg = bench_config(**{"stores.lake": payload["lake"], "stores.schema": "public",
+                          "stores.predictions_url": payload["url"]})  # beside the baselines
     started = time.perf_counter()
     result = publish_step.run(cfg, SNAPSHOT_DATE)
     return {"final_s": time.perf_counter() - started, "rows": result.rows,
