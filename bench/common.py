@@ -183,6 +183,8 @@ def libpq_dsn(url: str) -> str:
              "user": parsed.username or "postgres", "dbname": parsed.database}
     if parsed.password:
         parts["password"] = parsed.password
+    if parsed.query.get("options"):  # e.g. the use case's search_path
+        parts["options"] = "'" + str(parsed.query["options"]).replace("'", "\\'") + "'"
     return " ".join(f"{k}={v}" for k, v in parts.items())
 
 
