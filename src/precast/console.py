@@ -101,11 +101,12 @@ def print_status(cfg: Config) -> None:
     champion = registry.by_alias(cfg, registry.CHAMPION)
     print(f"champion: {cfg.model.name} v{champion.version} (run {champion.run_id})"
           if champion else "champion: none yet")
-    for change in champions.pending(cfg):
+    interrupted = champions.pending(cfg)
+    for change in interrupted:
         print(f"interrupted champion change: v{change.model_version} ({change.decision} by "
               f"{change.decided_by}, {change.requested_at:%Y-%m-%d %H:%M} UTC); the next "
               "gate, promote or rollback completes it")
-    problem = None if champions.pending(cfg) else champions.disagreement(cfg, champion)
+    problem = None if interrupted else champions.disagreement(cfg, champion)
     if problem:
         print(f"champion disagreement: {problem}")
     current = store.current(cfg.predictions_url)

@@ -259,11 +259,15 @@ def on_cluster(cfg: Config, step: str) -> bool:
 
 
 def spark_submit_path() -> str:
-    """spark-submit beside this Python (PySpark's wheel ships it), else from PATH."""
-    beside = Path(sys.executable).parent / "spark-submit"
-    found = str(beside) if beside.exists() else shutil.which("spark-submit")
+    """`$SPARK_HOME/bin/spark-submit` when SPARK_HOME names a Spark installation, else the
+    one beside this Python (PySpark's wheel ships it), else from PATH."""
+    home = os.environ.get("SPARK_HOME")
+    candidates = [Path(home) / "bin" / "spark-submit"] if home else []
+    candidates.append(Path(sys.executable).parent / "spark-submit")
+    found = next((str(c) for c in candidates if c.exists()), shutil.which("spark-submit"))
     if found is None:
-        raise AirflowFailException(f"spark-submit is neither beside {sys.executable} nor on PATH")
+        raise AirflowFailException(f"spark-submit is neither in SPARK_HOME, beside "
+                                   f"{sys.executable} nor on PATH")
     return found
 
 

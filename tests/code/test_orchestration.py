@@ -266,12 +266,13 @@ def test_a_spark_submit_line_never_logs_or_raises_a_secret(
     """Secret confs (by key) and URL passwords are `***` in the logged command, the job's
     echoed lines and the error; the job itself still gets them."""
     secret = "Sp4rk-s3cret-91"
-    fake = tmp_path / "spark-submit"  # stands in for the JVM: says why it failed, exits 1
+    fake = tmp_path / "bin" / "spark-submit"  # a Spark installation whose job says why it
+    fake.parent.mkdir()  # failed and exits 1: what reaches the log is what this test judges
     fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\n"
                     f"echo 'precast: run failed: no route to http://u:{secret}@nn:9870'\n"
                     "exit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(orch, "spark_submit_path", lambda: str(fake))
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path))  # how a user names their Spark
     cluster = cfg.with_overrides({"engines.spark.master": f"spark://u:{secret}@h:7077",
                                   "engines.spark.conf": {
                                       "spark.hadoop.fs.s3a.secret.key": secret,

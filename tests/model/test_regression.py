@@ -149,10 +149,10 @@ def test_spark_engine_trains_a_regressor_with_the_tasks_objective() -> None:
 
 GATE_DIES_AFTER_THE_ALIAS = """
 import os, signal, sys
-from pathlib import Path
+from datetime import date
 from precast import registry
+from precast.config import Config
 from precast.steps import gate
-from tests.model.test_regression import RUN_DATE, _use_case
 
 move = registry.set_alias
 
@@ -162,7 +162,7 @@ def move_and_die(cfg, alias, version):
         os.kill(os.getpid(), signal.SIGKILL)
 
 registry.set_alias = move_and_die
-gate.run(_use_case(Path(sys.argv[1])), RUN_DATE)
+gate.run(Config.model_validate_json(sys.argv[1]), date.fromisoformat(sys.argv[2]))
 """
 
 
@@ -175,15 +175,15 @@ def test_a_gate_killed_between_the_alias_and_the_history_is_completed_by_its_ret
     import sys
 
     from precast import champions
-    from tests.helpers import REPO
 
     weak = _use_case(spend_home, **UNDERFIT)
     first = train.run(weak, RUN_DATE)
     gate.run(weak, RUN_DATE)
     cfg = _use_case(spend_home)
     better = train.run(cfg, RUN_DATE)
-    died = subprocess.run([sys.executable, "-c", GATE_DIES_AFTER_THE_ALIAS, str(spend_home)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    died = subprocess.run([sys.executable, "-c", GATE_DIES_AFTER_THE_ALIAS,
+                           cfg.model_dump_json(by_alias=True), RUN_DATE.isoformat()],
+                          capture_output=True, text=True, timeout=300, check=False)
     assert died.returncode == -signal.SIGKILL, died.stderr
     champion = registry.by_alias(cfg, registry.CHAMPION)
     assert champion is not None and champion.version == better.model_version
