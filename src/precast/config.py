@@ -471,6 +471,10 @@ class SparkConfig(_Section):
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.memory": "2g",
+            # HotSpot never JIT-compiles a method over 8000 bytes of bytecode: a stage whose
+            # generated code is larger (extract's line rules) runs interpreted unless Spark
+            # falls back to smaller generated methods (Spark's docs suggest this value)
+            "spark.sql.codegen.hugeMethodLimit": "8000",
         }
     )
 

@@ -110,6 +110,20 @@ def list_partitions(path: str, key: str) -> list[str]:
     )
 
 
+def size(paths: list[str]) -> int:
+    """Bytes in the files under `paths` (folders recursively; a missing path counts 0)."""
+    total = 0
+    for path in paths:
+        filesystem, local = _fs(path)
+        info = filesystem.get_file_info(local)
+        if info.type == pafs.FileType.File:
+            total += info.size or 0
+        elif info.type == pafs.FileType.Directory:
+            infos = filesystem.get_file_info(pafs.FileSelector(local, recursive=True))
+            total += sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+    return total
+
+
 def delete_dir(path: str) -> None:
     filesystem, local = _fs(path)
     if filesystem.get_file_info(local).type != pafs.FileType.NotFound:

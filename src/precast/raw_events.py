@@ -201,6 +201,18 @@ def _when(chain: Column | None, test: Column, reason: str) -> Column:
     return F.when(test, F.lit(reason)) if chain is None else chain.when(test, F.lit(reason))
 
 
+def _only_where(guard: Column, test: Column) -> Column:
+    """`guard AND test`, with `test` evaluated only where `guard` holds.
+
+    Spark's common-subexpression elimination hoists an expression that a row's conditions
+    repeat (the line's VARIANT parse, a regular expression over the whole line) and then
+    evaluates it on every row, `AND` notwithstanding; inside a CASE branch it stays lazy.
+    """
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.when(guard, test), F.lit(False))
+
+
 def event_time(events: EventsConfig) -> Column:
     """The event time as a UTC timestamp, null when the value is not in the format."""
     from pyspark.sql import functions as F
@@ -269,7 +281,8 @@ def _undecodable(text: Column) -> Column:
     from pyspark.sql import functions as F
 
     lone = F.col("value").rlike(LONE_SURROGATE)
-    return F.coalesce(text.contains(REPLACEMENT) | (text.contains("?") & lone), F.lit(False))
+    return F.coalesce(text.contains(REPLACEMENT), F.lit(False)) | _only_where(
+        text.contains("?"), lone)
 
 
 def _identities(events: EventsConfig) -> list[Leaf]:
@@ -301,7 +314,7 @@ def reason(events: EventsConfig) -> Column:
         if leaf.type == "string":
             text = _parsed(leaf.path)
             looks = text.startswith("{") | text.startswith("[")
-            chain = chain.when(looks & _is_container(leaf.path),
+            chain = chain.when(_only_where(looks, _is_container(leaf.path)),
                                F.lit(f"{WRONG_TYPE}:{leaf.path}"))
     for path in events.objects.values():
         chain = chain.when(_present_not_object(path), F.lit(f"{WRONG_TYPE}:{path}"))

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from precast import raw_events
 from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig
-from precast.lake import Lake, content_hash, delete_dir, exists, list_partitions, manifest_path
+from precast.lake import (
+    Lake,
+    content_hash,
+    delete_dir,
+    exists,
+    list_partitions,
+    manifest_path,
+    size,
+)
 from precast.lake import read_json as read_lake_json
 from precast.lake import write_json as write_lake_json
 
@@ -361,7 +369,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     lake = cfg.lake
     days = days_to_extract(lake, run_date, cfg.extract.lookback_days,
                            raw_events.mapping_version(cfg.events))
-    spark = spark or spark_session(cfg)
+    spark = spark or spark_session(cfg, input_bytes=size([lake.raw_events(d) for d in days]))
     parsed = parse_lines(read_lines(spark, lake, days), cfg.events)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK_DESER)  # one scan and parse for all
     classified = mark_duplicates(parsed)
