@@ -113,24 +113,38 @@ def parse_lines(lines: DataFrame, events: EventsConfig, day: date | None = None)
                          *raw_events.clean_values(events))
 
 
-def mark_duplicates(parsed: DataFrame) -> DataFrame:
-    """Give good lines that repeat an earlier line's event_id (same day) the duplicate reason.
-
-    The first line by `line_number` is kept (input order when there are no line numbers).
-    Only (dt, event_id, order) is aggregated and the repeated ids broadcast back, so the
-    lines themselves are never shuffled.
-    """
+def _with_order(parsed: DataFrame) -> DataFrame:
+    """`parsed` plus `_order`: the line number (input order when there are no line numbers)."""
     from pyspark.sql import functions as F
 
     if "line_number" not in parsed.columns:
         parsed = parsed.withColumn("line_number", F.lit(None).cast("long"))
-    order = F.coalesce("line_number", F.monotonically_increasing_id())
-    parsed = parsed.withColumn("_order", order)
-    repeated = (
-        parsed.where(F.col("reason").isNull()).groupBy("dt", "event_id")
+    return parsed.withColumn("_order", F.coalesce("line_number", F.monotonically_increasing_id()))
+
+
+def repeated_ids(parsed: DataFrame) -> DataFrame:
+    """(dt, event_id, _first) for every event id on more than one good line of a day, with
+    the order of its first line: all `mark_duplicates` needs, small enough to keep."""
+    from pyspark.sql import functions as F
+
+    return (
+        _with_order(parsed).where(F.col("reason").isNull()).groupBy("dt", "event_id")
         .agg(F.min("_order").alias("_first"), F.count("*").alias("_n")).where("_n > 1")
+        .drop("_n")
     )
-    marked = parsed.join(F.broadcast(repeated.drop("_n")), ["dt", "event_id"], "left")
+
+
+def mark_duplicates(parsed: DataFrame, repeated: DataFrame | None = None) -> DataFrame:
+    """Give good lines that repeat an earlier line's event_id (same day) the duplicate reason.
+
+    The first line by `line_number` is kept (input order when there are no line numbers).
+    Only (dt, event_id, order) is aggregated (`repeated_ids`, unless given) and the repeated
+    ids broadcast back, so the lines themselves are never shuffled.
+    """
+    from pyspark.sql import functions as F
+
+    repeated = repeated_ids(parsed) if repeated is None else repeated
+    marked = _with_order(parsed).join(F.broadcast(repeated), ["dt", "event_id"], "left")
     duplicate = F.col("reason").isNull() & (F.col("_order") != F.col("_first"))
     return marked.withColumn(
         "reason", F.when(duplicate, F.lit(DUPLICATE)).otherwise(F.col("reason"))
@@ -372,7 +386,8 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     spark = spark or spark_session(cfg, input_bytes=size([lake.raw_events(d) for d in days]))
     parsed = parse_lines(read_lines(spark, lake, days), cfg.events)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK_DESER)  # one scan and parse for all
-    classified = mark_duplicates(parsed)
+    repeated = repeated_ids(parsed).persist()  # counted, then written twice
+    classified = mark_duplicates(parsed, repeated)
     try:
         found = day_counts(classified, cfg.events.columns)
         counts = [found.get(d) or _day_counts(d, {}) for d in days]
@@ -381,6 +396,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
         _publish(classified, lake, cfg.events, counts,
                  [c.day for c in counts if c not in failing], limit)
     finally:
+        repeated.unpersist()
         parsed.unpersist()
     result = ExtractResult(run_date=run_date, days=tuple(counts))
     _log_counts(result)
