@@ -100,17 +100,16 @@ def json_path(path: str) -> str:
     return "$." + ".".join('"' + part.replace('"', '\\"') + '"' for part in path.split("."))
 
 
-def _spots(events: EventsConfig) -> tuple[list[str], list[raw_events.Leaf]]:
-    """(parent paths, leaves): the JSON types read per line are parents then leaves."""
-    return raw_events.parents(events), raw_events.leaves(events)
+def _typed_paths(events: EventsConfig) -> list[str]:
+    """The paths whose JSON types are read per line: every parent, then every leaf."""
+    return [*raw_events.parents(events), *(leaf.path for leaf in raw_events.leaves(events))]
 
 
 def typed_sql(events: EventsConfig) -> str:
     """Per line: the JSON value (null when not JSON), its top type, the types of every
     parent and leaf, and every leaf as text (Spark reads any token into a text field)."""
-    parents, leaves = _spots(events)
-    types = ", ".join(quote(json_path(p)) for p in [*parents, *(leaf.path for leaf in leaves)])
-    texts = ", ".join(quote(json_path(leaf.path)) for leaf in leaves)
+    types = ", ".join(quote(json_path(path)) for path in _typed_paths(events))
+    texts = ", ".join(quote(json_path(leaf.path)) for leaf in raw_events.leaves(events))
     return (f"SELECT dt, line_number, value, json_type(j) AS top, json_type(j, [{types}]) "
             f"AS types, json_extract_string(j, [{texts}]) AS texts "
             "FROM (SELECT *, TRY_CAST(value AS JSON) AS j FROM lines)")
@@ -118,8 +117,7 @@ def typed_sql(events: EventsConfig) -> str:
 
 def _type_of(events: EventsConfig, path: str) -> str:
     """The SQL for the JSON type of the line's value at `path` (null when absent)."""
-    parents, leaves = _spots(events)
-    return f"types[{[*parents, *(leaf.path for leaf in leaves)].index(path) + 1}]"
+    return f"types[{_typed_paths(events).index(path) + 1}]"
 
 
 def _text_of(events: EventsConfig, leaf: raw_events.Leaf) -> str:
@@ -171,7 +169,7 @@ def _wrong_json_type(events: EventsConfig, leaf: raw_events.Leaf) -> str:
 
 def _first_wrong_type(events: EventsConfig) -> str:
     """For a line Spark's reader could not read: `wrong_type:<the first field at fault>`."""
-    parents, leaves = _spots(events)
+    parents, leaves = raw_events.parents(events), raw_events.leaves(events)
     whens = [f"WHEN {_present(_type_of(events, p))} AND {_type_of(events, p)} <> 'OBJECT' "
              f"THEN {quote(f'{raw_events.WRONG_TYPE}:{p}')}" for p in parents]
     whens += [f"WHEN {_wrong_json_type(events, leaf)} "
@@ -182,7 +180,7 @@ def _first_wrong_type(events: EventsConfig) -> str:
 def _corrupt(events: EventsConfig) -> str:
     """True where Spark's reader fails on the line: a parent that is not an object, or a
     value its declared type cannot be read from."""
-    parents, leaves = _spots(events)
+    parents, leaves = raw_events.parents(events), raw_events.leaves(events)
     tests = [f"({_present(_type_of(events, p))} AND {_type_of(events, p)} <> 'OBJECT')"
              for p in parents]
     tests += [f"({_present(_type_of(events, leaf.path))} AND {leaf.column} IS NULL)"
