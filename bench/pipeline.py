@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -56,6 +57,7 @@ from precast.config import Config, load_config
 log = logging.getLogger(__name__)
 
 FAMILY = "pipeline"
+DUPLICATE = twin.DUPLICATE
 PRECAST = str(Path(sys.executable).with_name("precast"))  # the venv's console script
 TINY_LINES = 12
 EXTRACT_AT_MOST = {10.0: 4.0}  # precast / twin wall time, by scale (others: reported)
@@ -187,12 +189,30 @@ def measure_features(where: World) -> Step:
 
 @dataclass(frozen=True)
 class Scale:
-    """Both steps measured on the world of one scale."""
+    """Both steps measured on the world of one scale, and how precast's quarantine compares
+    with the bad lines the generator planted."""
 
     scale: float
     world: World
     extract: Step
     features: Step
+    planted: tuple[str, ...]
+
+
+def planted_misses(where: World) -> list[str]:
+    """Days whose quarantine in precast's manifests differs, by kind, from the bad lines
+    the generator planted (raw/events/_planted.json)."""
+    planted = lk.read_json(f"{where.cfg.lake.raw_events()}/_planted.json") or {}
+    days = {d: kinds for d, kinds in planted.get("days", {}).items() if d in raw_days(where)}
+    found = twin.precast_day_counts(where.cfg.lake, sorted(days))
+    misses = []
+    for day, kinds in days.items():
+        got = Counter({DUPLICATE: found[day]["duplicates"] or 0})
+        for reason, lines in found[day]["by_reason"].items():
+            got[reason.split(":")[0]] += lines  # wrong_type:<field> is a wrong_type
+        if +got != +Counter(kinds):
+            misses.append(f"{day}: planted {dict(+Counter(kinds))}, quarantined {dict(+got)}")
+    return misses
 
 
 def measure_scale(scale: float) -> Scale:
@@ -202,7 +222,7 @@ def measure_scale(scale: float) -> Scale:
     log.info("pipeline %gx (%s): extract", scale, where.size)
     extract = measure_extract(where)
     log.info("pipeline %gx (%s): features", scale, where.size)
-    return Scale(scale, where, extract, measure_features(where))
+    return Scale(scale, where, extract, measure_features(where), tuple(planted_misses(where)))
 
 
 def tiny_world(source: World) -> World:
@@ -377,7 +397,10 @@ def notes(results: Sequence[Scale]) -> list[str]:
     """What the numbers mean, and the parity of each scale."""
     out = [f"pipeline {r.scale:g}x = {r.world.size}: extract "
            f"read {r.extract.rows:,} lines, features {r.features.rows:,} clean events; outputs "
-           f"{'identical' if not (r.extract.problems or r.features.problems) else 'DIFFER'}"
+           f"{'identical' if not (r.extract.problems or r.features.problems) else 'DIFFER'}; "
+           "precast's quarantine " + ("holds exactly the bad lines the generator planted"
+                                      if not r.planted else "DIFFERS from the planted bad lines: "
+                                      + "; ".join(r.planted[:3]))
            for r in results]
     return out + [
         "pipeline: precast = the `precast` CLI in a child process (wall time from start to "
