@@ -405,8 +405,9 @@ def notes(results: Sequence[Scale]) -> list[str]:
     return out + [
         "pipeline: precast = the `precast` CLI in a child process (wall time from start to "
         "exit: Python, Spark's JVM and the step); twin = bench/twin.py, DuckDB with as many "
-        f"threads as cores ({os.cpu_count()}), in a child process too; ratio = precast time / "
-        "twin time; rows/s = raw lines (extract), clean events read (features)",
+        f"threads as cores ({os.cpu_count()}) and the memory of Spark's driver, in a child "
+        "process too; ratio = precast time / twin time; rows/s = raw lines (extract), clean "
+        "events read (features)",
         "pipeline: peak RSS = the largest single process (Spark's driver JVM), and in "
         "brackets the sum over the process tree, sampled every 0.2 s (the sum counts twice "
         "the pages a child forked by the JVM shares with it); fixed cost = the median wall "

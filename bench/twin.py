@@ -1,7 +1,8 @@
 """The DuckDB twin of precast's extract and features steps: a yardstick, not product code.
 
 The pipeline benchmark (bench/pipeline.py) runs it beside precast's Spark steps on the same
-world and checks that both give the same answer:
+world, with as many threads as Spark's local[*] and the memory of Spark's driver (DuckDB
+spills beyond it, as Spark does), and checks that both give the same answer:
 
 - extract: the raw day files are read as text (a line is what Spark's text reader calls a
   line: split at LF, CRLF or CR, numbered from 1 in its file), parsed with DuckDB's JSON
@@ -54,6 +55,8 @@ NUMBERS = {"double": ("UBIGINT", "BIGINT", "DOUBLE"), "long": ("UBIGINT", "BIGIN
 # Text Spark's JSON reader accepts for a double (allowNonNumericNumbers, its default).
 SPARK_DOUBLE_WORDS = {"NaN": "nan", "Infinity": "inf", "+Infinity": "inf", "+INF": "inf",
                       "-Infinity": "-inf", "-INF": "-inf"}
+DRIVER_MEMORY = "2g"  # precast's default spark.driver.memory; the twin gets the same
+
 DUCK_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "long": "BIGINT", "boolean": "BOOLEAN"}
 # Spark functions whose DuckDB namesakes differ, and the macros that stand in for them.
 SPARK_MACROS = {  # name: (arguments, body)
@@ -68,16 +71,31 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect() -> Any:
-    """A DuckDB connection with as many threads as Spark's local[*] has cores, in UTC,
-    spilling under .precast/bench (not the working directory)."""
+def connect(memory: str = DRIVER_MEMORY) -> Any:
+    """A DuckDB connection with as many threads as Spark's local[*] has cores, in UTC, the
+    memory of Spark's driver (`spark.driver.memory`, e.g. `2g`), spilling under
+    .precast/bench (not the working directory)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads = {os.cpu_count() or 1}")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET memory_limit = $limit", {"limit": duckdb_memory(memory)})
     con.execute("SET temp_directory = $path", {"path": str(bench_home() / "duckdb-tmp")})
     return con
+
+
+def duckdb_memory(spark_memory: str) -> str:
+    """Spark's memory notation (`2g`, `512m`) in DuckDB's (`2GiB`, `512MiB`)."""
+    found = re.fullmatch(r"\s*(\d+)\s*([kmgt])b?\s*", spark_memory.lower())
+    if not found:
+        raise ValueError(f"not a Spark memory size: {spark_memory!r}")
+    return f"{found[1]}{found[2].upper()}iB"
+
+
+def driver_memory(cfg: Config) -> str:
+    """The memory precast gives Spark's driver under this config."""
+    return cfg.engines.spark.conf.get("spark.driver.memory", DRIVER_MEMORY)
 
 
 def use_case(config: str, home: str) -> Config:
@@ -334,10 +352,11 @@ def day_counts(rows: Sequence[tuple[str, str | None, int]]) -> dict[str, dict[st
 
 def child_extract(payload: dict[str, Any]) -> dict[str, Any]:
     """The extract twin over the raw days of a world: seconds and per-day counts."""
-    events = use_case(payload["config"], payload["home"]).events
+    cfg = use_case(payload["config"], payload["home"])
     started = time.perf_counter()
-    con = connect()
-    counts = extract(con, events, raw_files(payload["raw"], payload["days"]), payload["out"])
+    con = connect(driver_memory(cfg))
+    counts = extract(con, cfg.events, raw_files(payload["raw"], payload["days"]),
+                     payload["out"])
     return {"seconds": time.perf_counter() - started, "days": counts}
 
 
@@ -405,7 +424,7 @@ def child_features(payload: dict[str, Any]) -> dict[str, Any]:
     cfg = use_case(payload["config"], payload["home"])
     run_date = date.fromisoformat(payload["run_date"])
     started = time.perf_counter()
-    con = connect()
+    con = connect(driver_memory(cfg))
     con.execute(f"CREATE TEMP TABLE clean AS SELECT * FROM read_parquet("
                 f"{quote(cfg.lake.events() + '/*/*.parquet')}, hive_partitioning = true, "
                 "hive_types = {'dt': DATE}) WHERE dt <= $end", {"end": run_date})
