@@ -14,7 +14,8 @@ help:
 	@echo "make lint   - ruff + mypy only"
 	@echo "make airflow - start Airflow's components on this machine (precast airflow up)"
 	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
-	@echo "make bench  - benchmarks vs baselines, same run (BENCH_ROWS=100000 or BENCH_ARGS=--quick)"
+	@echo "make bench  - benchmarks vs baselines, same run: publish, score, lookup, pipeline"
+	@echo "              (BENCH_ROWS=100000, BENCH_SCALES=1 or BENCH_ARGS=--quick)"
 	@echo "make bench-train - training time by rows (100k, 1M, 5M) on this machine's devices"
 	@echo "make bench-keys - the HTTP API with an API key, a rate limit and metering vs open"
 	@echo "make clean  - remove .venv and .precast"
@@ -78,7 +79,8 @@ bench-prereqs:
 	else $(call apt_install,libpostgresql-jdbc-java,make bench-prereqs); fi
 	@command -v pgbench >/dev/null 2>&1 || echo "note: pgbench is not on PATH; the lookup family reports it as missing"
 
-# Sizes: BENCH_ROWS (default 1000000; 10x for the large publish), BENCH_ARGS (e.g. --quick, lookup).
+# Sizes: BENCH_ROWS (default 1000000; 10x for the large publish), BENCH_SCALES (pipeline worlds,
+# default 1,10), BENCH_ARGS (e.g. --quick, lookup).
 # Without the JDBC driver the Spark rows say so and the other measurements still run.
 bench: venv
 	@$(MAKE) --no-print-directory bench-prereqs || echo "continuing without the Spark JDBC baseline"

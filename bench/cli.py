@@ -5,6 +5,7 @@
     python -m bench publish --rows 200000
     python -m bench train                # training time by rows and device (make bench-train)
     python -m bench lookup-keys --quick  # the HTTP API with a key, limit and metering vs open
+    python -m bench pipeline --scales 1  # Spark extract/features vs a DuckDB twin, 1x world
     BENCH_ROWS=100000 make bench         # sizes from the environment (BENCH_BIG_ROWS too)
 
 Results: printed, and written to .precast/bench/results.{json,txt}.
@@ -25,17 +26,17 @@ from bench.common import Row, Sizes, machine, prepare, table_text, write_results
 
 log = logging.getLogger("bench")
 
-FAMILIES = ("publish", "score", "lookup")  # `all`; `train` runs only when named
+FAMILIES = ("publish", "score", "lookup", "pipeline")  # `all`; `train` only when named
 OPTIONAL = ("train", "lookup-keys")
 QUICK = Sizes(rows=100_000, big_rows=1_000_000, repeats=1, lookup_seconds=3.0,
-              pgbench_seconds=3)
+              pgbench_seconds=3, scales=(0.1,))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("families", nargs="*",
-                        metavar="{publish,score,lookup,train,lookup-keys,all}",
-                        help="which benchmarks (default all: publish, score, lookup)")
+                        metavar="{publish,score,lookup,pipeline,train,lookup-keys,all}",
+                        help="which benchmarks (default all: publish, score, lookup, pipeline)")
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
     parser.add_argument("--rows", type=int,
                         help="rows for publish/score/lookup/train (BENCH_ROWS; train "
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="rows of the large publish (BENCH_BIG_ROWS; default 10x rows)")
     parser.add_argument("--repeats", type=int, help="repeats of the fast publish contenders")
     parser.add_argument("--seconds", type=float, help="seconds per lookup level")
+    parser.add_argument("--scales", help="pipeline worlds as multiples of the churn demo "
+                                         "(20,000 users x 60 days), e.g. 1,10 (BENCH_SCALES; "
+                                         "quick: 0.1)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -63,9 +67,23 @@ def sizes_from(args: argparse.Namespace, environ: dict[str, str]) -> Sizes:
     if args.seconds:
         sizes = replace(sizes, lookup_seconds=args.seconds,
                         pgbench_seconds=max(1, round(args.seconds)))
+    scales = args.scales or environ.get("BENCH_SCALES")
+    if scales:
+        sizes = replace(sizes, scales=_scales(scales))
     if min(sizes.rows, sizes.big_rows) < 1000 or max(sizes.rows, sizes.big_rows) > 99_999_999:
         raise SystemExit("rows must be between 1000 and 99,999,999")
     return sizes
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """`1,10` → (1.0, 10.0): positive multiples of the churn demo's world."""
+    try:
+        scales = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise SystemExit(f"--scales takes numbers such as 1,10, not {text!r}") from None
+    if not scales or min(scales) <= 0:
+        raise SystemExit(f"--scales takes positive numbers such as 1,10, not {text!r}")
+    return scales
 
 
 def _family(name: str) -> Callable[[Sizes], tuple[list[Row], list[str]]]:
@@ -82,6 +100,10 @@ def _family(name: str) -> Callable[[Sizes], tuple[list[Row], list[str]]]:
         from bench import train
 
         return train.run
+    if name == "pipeline":
+        from bench import pipeline
+
+        return pipeline.run
     if name == "lookup-keys":
         from bench import lookup as keyed
 

@@ -55,6 +55,9 @@ class Sizes:
     repeats: int = 3  # fast measurements (precast, floor) are repeated; the median counts
     lookup_seconds: float = 10.0  # per concurrency level (latencies come from the same runs)
     pgbench_seconds: int = 10
+    # pipeline: worlds as multiples of the churn demo (20,000 users x 60 days); the predict
+    # chain runs on the largest
+    scales: tuple[float, ...] = (1.0, 10.0)
 
 
 @dataclass
@@ -90,6 +93,8 @@ def goal_row(family: str, measurement: str, value: str, baseline: str, ratio: fl
 
 
 def _goal_text(at_least: float | None, at_most: float | None) -> str:
+    if at_least is not None and at_most is not None:
+        return f"{at_least:g}x..{at_most:g}x"
     if at_least is not None:
         return f">= {at_least:g}x"
     return "-" if at_most is None else f"<= {at_most:g}x"
@@ -279,6 +284,19 @@ class ChildResult:
     wall_s: float
 
 
+@dataclass(frozen=True)
+class ProcessResult:
+    """A measured command: its output, wall time and sampled memory peaks."""
+
+    stdout: str
+    stderr: str
+    wall_s: float  # from start to exit: process start, imports and everything after
+    own_peak_bytes: int  # the process's own ru_maxrss (Linux: may carry its parent's; see
+    #                      peak_rss)
+    tree_peak_bytes: int  # sum of RSS over the process and all its descendants, sampled
+    largest_peak_bytes: int  # the largest single process of the tree (e.g. a JVM), sampled
+
+
 class Watchdog(threading.Thread):
     """Samples a process tree's RSS; kills the tree past a memory limit or a deadline.
 
@@ -289,7 +307,7 @@ class Watchdog(threading.Thread):
     def __init__(self, pid: int, limit_bytes: int, timeout_s: float) -> None:
         super().__init__(daemon=True)
         self.pid, self.limit, self.deadline = pid, limit_bytes, time.monotonic() + timeout_s
-        self.peak, self.killed = 0, ""
+        self.peak, self.largest, self.killed = 0, 0, ""
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -303,10 +321,11 @@ class Watchdog(threading.Thread):
         while not self._done.wait(0.2):
             try:
                 tree = [root, *root.children(recursive=True)]
-                total = sum(_rss(p) for p in tree)
+                sizes = [_rss(p) for p in tree]
             except psutil.NoSuchProcess:
                 return
-            self.peak = max(self.peak, total)
+            total = sum(sizes)
+            self.peak, self.largest = max(self.peak, total), max(self.largest, *sizes)
             if total > self.limit or time.monotonic() > self.deadline:
                 self.killed = (f"process tree at {total / 2**20:,.0f} MiB, limit "
                                f"{self.limit / 2**20:,.0f} MiB" if total > self.limit
@@ -340,10 +359,11 @@ def memory_limit() -> int:
     return max(2 << 30, psutil.virtual_memory().available - (3 << 29))
 
 
-def run_child(module: str, args: Sequence[str], timeout_s: float = 3600) -> ChildResult:
-    """Run `python -m <module> <args>` under a watchdog; its last stdout line is JSON."""
+def run_process(argv: Sequence[str], timeout_s: float = 3600,
+                env: Mapping[str, str] | None = None) -> ProcessResult:
+    """Run a command under a watchdog (memory and time limits); raise unless it exits 0."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO,
+    proc = subprocess.Popen(list(argv), cwd=REPO, env=None if env is None else dict(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = Watchdog(proc.pid, memory_limit(), timeout_s)
     watchdog.start()
@@ -355,12 +375,20 @@ def run_child(module: str, args: Sequence[str], timeout_s: float = 3600) -> Chil
     if watchdog.killed:
         raise RuntimeError(f"killed by the benchmark's watchdog: {watchdog.killed}")
     if proc.returncode != 0:
-        raise RuntimeError(f"{module} {' '.join(args)} exited {proc.returncode}:\n"
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n"
                            f"{stderr.strip()[-3000:]}")
-    lines = [line for line in stdout.splitlines() if line.strip()]
+    own = usage.ru_maxrss * 1024
+    return ProcessResult(stdout, stderr, wall, own, max(watchdog.peak, own),
+                         max(watchdog.largest, own))
+
+
+def run_child(module: str, args: Sequence[str], timeout_s: float = 3600) -> ChildResult:
+    """Run `python -m <module> <args>` under a watchdog; its last stdout line is JSON."""
+    done = run_process([sys.executable, "-m", module, *args], timeout_s)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
     data = json.loads(lines[-1])
-    own = int(data.pop("peak_rss_bytes", 0) or usage.ru_maxrss * 1024)
-    return ChildResult(data, own, max(watchdog.peak, own), wall)
+    own = int(data.pop("peak_rss_bytes", 0) or done.own_peak_bytes)
+    return ChildResult(data, own, max(done.tree_peak_bytes, own), done.wall_s)
 
 
 def _communicate(proc: subprocess.Popen[str]) -> tuple[str, str]:
