@@ -24,8 +24,11 @@ TRAINING = ("extract", "validate_events", "features", "validate_features", "trai
 PREDICT = ("inference_features", "validate_inference", "score", "validate_predictions",
            "publish")
 MONITOR = ("monitor",)
+# A day that brings new logs but no training: its events, then predict (one process, one
+# Spark session, where Airflow runs the two DAGs).
+DAILY = ("extract", "validate_events", *PREDICT)
 STEPS = tuple(dict.fromkeys(TRAINING + PREDICT + MONITOR))
-CHAINS = {"training": TRAINING, "predict": PREDICT, "monitor": MONITOR}
+CHAINS = {"training": TRAINING, "predict": PREDICT, "monitor": MONITOR, "daily": DAILY}
 # Failures that retrying cannot fix, by class name (the CLI exits 3 on them, Airflow fails
 # the task at once); names, so that checking one never imports the steps.
 NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",

@@ -65,6 +65,18 @@ def test_chain_start_must_belong_to_the_chain(home: Path,
     assert "not in the predict chain" in capsys.readouterr().err
 
 
+def test_the_daily_chain_starts_with_extract_and_ends_with_publish(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pipeline.CHAINS["daily"] == ("extract", "validate_events", *pipeline.PREDICT)
+    assert main(["run", "daily", "--date", "2026-03-01", "--from", "train"]) == 1
+    assert "not in the daily chain" in capsys.readouterr().err
+    assert main(["run", "daily", "--date", "2026-03-01"]) == 1  # no logs: extract fails first
+    assert "no raw events for 2026-03-01" in capsys.readouterr().err
+    cfg = load_config(CHURN, environ={"PRECAST_HOME": str(home)})
+    runs = pipeline.record_path(cfg, date(2026, 3, 1), "extract").parent
+    assert [p.name for p in runs.iterdir()] == ["extract.json"]
+
+
 @pytest.mark.postgres
 def test_a_password_in_the_store_url_never_reaches_the_console_or_a_run_record(
         home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
