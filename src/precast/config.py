@@ -457,26 +457,33 @@ class GateConfig(_Section):
         return v
 
 
+DEFAULT_SPARK_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "2g",
+    # HotSpot never JIT-compiles a method over 8000 bytes of bytecode: a stage whose generated
+    # code is larger (extract's line rules) runs interpreted unless Spark falls back to smaller
+    # generated methods (Spark's docs suggest this value)
+    "spark.sql.codegen.hugeMethodLimit": "8000",
+}
+
+
 class SparkConfig(_Section):
-    """Spark master and conf; `local[*]` runs in-process."""
+    """Spark master and conf; `local[*]` runs in-process. A config's `conf` is laid over
+    DEFAULT_SPARK_CONF key by key (setting one key keeps the others)."""
 
     master: str = "local[*]"
     app_name: str = "precast"
-    conf: dict[str, str] = Field(
-        default_factory=lambda: {
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.shuffle.partitions": "8",
-            "spark.sql.sources.partitionOverwriteMode": "dynamic",
-            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.driver.memory": "2g",
-            # HotSpot never JIT-compiles a method over 8000 bytes of bytecode: a stage whose
-            # generated code is larger (extract's line rules) runs interpreted unless Spark
-            # falls back to smaller generated methods (Spark's docs suggest this value)
-            "spark.sql.codegen.hugeMethodLimit": "8000",
-        }
-    )
+    conf: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SPARK_CONF))
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _over_defaults(cls, v: Any) -> Any:
+        return {**DEFAULT_SPARK_CONF, **v} if isinstance(v, dict) else v
 
 
 class BeamConfig(_Section):

@@ -153,3 +153,23 @@ def test_api_keys_hold_hashes_with_unique_names(
 def test_raw_api_keys_in_the_environment_are_no_config_field(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "precast.yaml", environ={"PRECAST_API_KEYS": "app=pk_1"})
     assert cfg.serve.api_keys == []
+
+
+def test_a_small_local_input_starts_the_jvm_for_start_up_and_nothing_else_does(
+        tmp_path: Path) -> None:
+    from precast.spark import JVM_OPTIONS, QUICK_START_BYTES, QUICK_START_JVM, session_conf
+
+    local = load_config(tmp_path / "precast.yaml", environ={})
+    assert session_conf(local, 12_000)[JVM_OPTIONS] == QUICK_START_JVM
+    assert session_conf(local, 12_000)["spark.sql.codegen.hugeMethodLimit"] == "8000"
+    for big_or_unknown in (QUICK_START_BYTES, None):
+        assert JVM_OPTIONS not in session_conf(local, big_or_unknown)
+    cluster = load_config(tmp_path / "precast.yaml",
+                          environ={"PRECAST_ENGINES__SPARK__MASTER": "spark://127.0.0.1:7077"})
+    assert JVM_OPTIONS not in session_conf(cluster, 12_000)
+    (tmp_path / "own.yaml").write_text(
+        "engines:\n  spark:\n    conf: {spark.driver.extraJavaOptions: -Xss4m}\n")
+    own = load_config(tmp_path / "own.yaml", environ={})
+    assert session_conf(own, 12_000)[JVM_OPTIONS] == "-Xss4m"
+    # one key of a config's own conf keeps every other default (the session time zone...)
+    assert own.engines.spark.conf["spark.sql.session.timeZone"] == "UTC"

@@ -285,9 +285,9 @@ def test_a_spark_submit_line_never_logs_or_raises_a_secret(
     assert secret in (tmp_path / "argv").read_text()  # the job got the real values
     assert secret not in caplog.text and secret not in str(failed.value)
     (line,) = [r.getMessage() for r in caplog.records if "on spark://" in r.getMessage()]
-    assert "--conf spark.hadoop.fs.s3a.secret.key=*** --conf spark.ssl.keyStorePassword=***" \
-           " --conf spark.eventLog.dir=s3a://k:***@logs/x --conf spark.sql.shuffle.partitions=2" \
-           in line
+    for conf in ("spark.hadoop.fs.s3a.secret.key=***", "spark.ssl.keyStorePassword=***",
+                 "spark.eventLog.dir=s3a://k:***@logs/x", "spark.sql.shuffle.partitions=2"):
+        assert f"--conf {conf} " in line
     assert "--master spark://u:***@h:7077" in line
     assert str(failed.value) == "features failed for 2026-02-05: no route to http://u:***@nn:9870"
 
