@@ -394,9 +394,10 @@ def register_two(cfg: Config) -> None:
     registry.client(cfg)
     rng = np.random.default_rng(0)
     matrix = xgb.DMatrix(rng.normal(size=(40, 2)), label=rng.integers(0, 2, 40))
-    for _ in range(2):
+    for _ in range(2):  # requirements given: MLflow infers them in a subprocess (seconds)
         with mlflow.start_run():
             mlflow.xgboost.log_model(xgb.train({"max_depth": 2}, matrix, 2), name="model",
-                                     registered_model_name=cfg.model.name)
+                                     registered_model_name=cfg.model.name,
+                                     pip_requirements=[f"xgboost=={xgb.__version__}"])
     registry.set_alias(cfg, registry.CHAMPION, "1")
     registry.set_alias(cfg, registry.CHALLENGER, "2")
