@@ -365,9 +365,15 @@ def test_a_retrain_request_starts_training_for_its_date(deployment) -> None:
     day = world.run_date.isoformat()
     (asset,) = [a for a in rest.call("GET", "/assets?name_pattern=churn__retrain")["assets"]
                 if a["name"] == "churn__retrain"]
-    event = rest.call("POST", "/assets/events", {
-        "asset_id": asset["id"], "extra": {"snapshot_date": day, "reason": "retrain: e2e"}})
-    run = rest.wait("churn__training", lambda r: r["run_type"] == "asset_triggered")
+    # churn__predict paused meanwhile: a champion this training promotes would start a predict
+    # run, and a monitor run after it, that no test waits for (still running under the next).
+    rest.call("PATCH", "/dags/churn__predict", {"is_paused": True})
+    try:
+        event = rest.call("POST", "/assets/events", {
+            "asset_id": asset["id"], "extra": {"snapshot_date": day, "reason": "retrain: e2e"}})
+        run = rest.wait("churn__training", lambda r: r["run_type"] == "asset_triggered")
+    finally:
+        rest.call("PATCH", "/dags/churn__predict", {"is_paused": False})
     states = rest.task_states("churn__training", run["dag_run_id"])
     assert run["state"] == "success", states
     assert {t: s for t, (s, _) in states.items()} == dict.fromkeys(
