@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 ENV_PREFIX = "PRECAST_"
 # The config file itself, the deployment's list of use cases, the test suite's flags.
 # PRECAST_API_KEYS holds raw API keys (`name=key,...`), hashed when `precast serve` starts.
-NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_", "PRECAST_API_KEYS")
+NOT_FIELDS = ("PRECAST_CONFIG", "PRECAST_USE_CASES", "PRECAST_TEST_", "PRECAST_API_KEYS",
+              "PRECAST_JVM_CACHE")
 DEFAULT_CONFIG = "precast.yaml"
 
 

@@ -6,12 +6,17 @@ collector, a 12-line day's extract took 11.9 s of JVM CPU instead of 23.8 s, and
 demo's features (22 MB of clean events) 59 s instead of 88 s; extracting the demo's 250 MB of
 raw logs took the same either way, so larger inputs keep the JIT's full tiers. A conf that sets
 `spark.driver.extraJavaOptions` itself is left as it is.
+
+A local session's driver JVM also maps the class-data archive of precast.jvm_archive (through
+`spark.driver.defaultJavaOptions`, which Spark puts before any extraJavaOptions), unless the
+conf sets that key itself.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from precast import jvm_archive
 from precast.config import Config
 
 if TYPE_CHECKING:
@@ -41,7 +46,13 @@ def spark_session(cfg: Config, input_bytes: int | None = None) -> SparkSession:
     builder = SparkSession.builder.master(cfg.engines.spark.master).appName(
         cfg.engines.spark.app_name
     )
-    for key, value in session_conf(cfg, input_bytes).items():
+    conf = session_conf(cfg, input_bytes)
+    if (SparkSession.getActiveSession() is None and cfg.engines.spark.master.startswith("local")
+            and jvm_archive.OPTIONS_KEY not in conf):
+        options = jvm_archive.driver_options()
+        if options:
+            conf[jvm_archive.OPTIONS_KEY] = options
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
