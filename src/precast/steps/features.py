@@ -137,13 +137,31 @@ def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig,
 
 def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: FeaturesConfig,
                 keys: tuple[str, str], queries: Queries) -> DataFrame:
-    """Join the label SQL (the target within the horizon) onto one snapshot's features."""
+    """Join the label SQL (the target within the horizon) onto one snapshot's features.
+
+    `feats` is read twice (as the label SQL's `entities` and by the join), so it is computed
+    once first (`computed_once`)."""
+    feats = computed_once(feats)
     feats.createOrReplaceTempView("entities")
     labels = spark.sql(queries.labels, args=label_args(snapshot, fc))
     problems = unlabelled(fc, keys, labels.columns)
     if problems:
         raise SqlColumnsError("; ".join(problems))
     return feats.join(labels, list(keys), "inner")
+
+
+def computed_once(df: DataFrame) -> DataFrame:
+    """`df` computed now and kept for the rest of the run: a checkpoint in the session's
+    checkpoint directory when it has one (`spark.checkpoint.dir`: survives a lost executor),
+    else a local checkpoint in the executors' block stores.
+
+    Not `persist`: the next snapshot replaces the `events` view its SQL reads, and replacing a
+    view uncaches every cached plan that reads it. Measured on the 1x world: a labelled
+    snapshot 7.5 s -> 5 s (its feature SQL otherwise runs twice, for the label SQL's
+    `entities` and for the join)."""
+    if df.sparkSession.sparkContext.getCheckpointDir():
+        return df.checkpoint(eager=True)
+    return df.localCheckpoint(eager=True)
 
 
 def snapshot_end(kind: str, snapshot: date, fc: FeaturesConfig) -> date:
