@@ -390,8 +390,11 @@ class AsyncLookupClient:
 
     Faults cost at most one failed call: a statement that fails because its connection died
     (a restarted server, a terminated backend) has the pool check its idle connections and
-    runs once more on a live one; each coalesced statement is given up after
-    `limits.batch_timeout_s`, so a drainer never stays stuck on a lock or a silent peer.
+    runs again on another, until one that was not dead answers or fails (at most `pool_size`
+    more tries: a connection handed back just before its backend was killed escapes the
+    check, and each dead connection is dropped once found); each coalesced statement is given
+    up after `limits.batch_timeout_s`, so a drainer never stays stuck on a lock or a silent
+    peer.
     """
 
     def __init__(self, url: str | sa.URL, *, fallback_score: float | None = None,
@@ -448,15 +451,18 @@ class AsyncLookupClient:
             raise
 
     async def _pooled(self, name: str, params: dict[str, Any], many: bool) -> Any:
-        """One statement on a pooled connection; once more on another if that one was dead."""
-        for attempt in (1, 2):
+        """One statement on a pooled connection; again on another while the one it ran on was
+        dead (the pool drops a dead connection, so `pool_size` + 1 tries reach a live or a new
+        one)."""
+        tries = self._pool_size + 1
+        for attempt in range(1, tries + 1):
             async with self._pool.connection() as conn:
                 try:
                     return await self._rows(conn.cursor(), name, params, many)
                 except Exception:
-                    if attempt == 2 or not conn.broken:
+                    if attempt == tries or not conn.broken:
                         raise
-            log.warning("a pooled connection died; checking the pool and retrying once")
+            log.warning("a pooled connection died; checking the pool and retrying")
             await self._pool.check()
         raise AssertionError("unreachable")
 
