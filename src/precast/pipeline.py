@@ -28,6 +28,7 @@ MONITOR = ("monitor",)
 # Spark session, where Airflow runs the two DAGs).
 DAILY = ("extract", "validate_events", *PREDICT)
 STEPS = tuple(dict.fromkeys(TRAINING + PREDICT + MONITOR))
+READS_EVENTS = {"features", "inference_features"}  # Spark steps over many days of events
 CHAINS = {"training": TRAINING, "predict": PREDICT, "monitor": MONITOR, "daily": DAILY}
 # Failures that retrying cannot fix, by class name (the CLI exits 3 on them, Airflow fails
 # the task at once); names, so that checking one never imports the steps.
@@ -169,13 +170,29 @@ def run_chain(cfg: Config, chain: str, day: date, on_step: Callable[[str, Any, f
     steps = CHAINS[chain]
     if start is not None and start not in steps:
         raise ValueError(f"step {start!r} is not in the {chain} chain: {', '.join(steps)}")
+    steps = steps[steps.index(start) if start else 0:]
+    _start_spark_for(cfg, steps)
     results: dict[str, Any] = {}
-    for step in steps[steps.index(start) if start else 0:]:
+    for step in steps:
         started = time.perf_counter()
         results[step] = run_step(cfg, step, day, **options)
         if on_step:
             on_step(step, results[step], time.perf_counter() - started)
     return results
+
+
+def _start_spark_for(cfg: Config, steps: tuple[str, ...]) -> None:
+    """Start the one local Spark session of a chain whose feature steps read the clean events,
+    sized by them (precast.spark: the JVM's tiers follow the input; the chain's first step,
+    e.g. one raw day's extract, would size it small). An empty lake leaves it to that step."""
+    if READS_EVENTS.isdisjoint(steps) or not cfg.engines.spark.master.startswith("local"):
+        return
+    from precast import lake as lk
+    from precast.spark import spark_session
+
+    events = lk.size([cfg.lake.events()])
+    if events:
+        spark_session(cfg, input_bytes=events)
 
 
 def last_records(cfg: Config, limit: int = 1) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -157,13 +157,19 @@ def test_raw_api_keys_in_the_environment_are_no_config_field(tmp_path: Path) -> 
 
 def test_a_small_local_input_starts_the_jvm_for_start_up_and_nothing_else_does(
         tmp_path: Path) -> None:
-    from precast.spark import JVM_OPTIONS, QUICK_START_BYTES, QUICK_START_JVM, session_conf
+    from precast.spark import (
+        JVM_OPTIONS,
+        QUICK_START_BYTES,
+        QUICK_START_JVM,
+        THROUGHPUT_JVM,
+        session_conf,
+    )
 
     local = load_config(tmp_path / "precast.yaml", environ={})
     assert session_conf(local, 12_000)[JVM_OPTIONS] == QUICK_START_JVM
     assert session_conf(local, 12_000)["spark.sql.codegen.hugeMethodLimit"] == "8000"
-    for big_or_unknown in (QUICK_START_BYTES, None):
-        assert JVM_OPTIONS not in session_conf(local, big_or_unknown)
+    assert session_conf(local, QUICK_START_BYTES)[JVM_OPTIONS] == THROUGHPUT_JVM
+    assert JVM_OPTIONS not in session_conf(local, None)  # unknown: Spark's own defaults
     cluster = load_config(tmp_path / "precast.yaml",
                           environ={"PRECAST_ENGINES__SPARK__MASTER": "spark://127.0.0.1:7077"})
     assert JVM_OPTIONS not in session_conf(cluster, 12_000)
@@ -173,3 +179,49 @@ def test_a_small_local_input_starts_the_jvm_for_start_up_and_nothing_else_does(
     assert session_conf(own, 12_000)[JVM_OPTIONS] == "-Xss4m"
     # one key of a config's own conf keeps every other default (the session time zone...)
     assert own.engines.spark.conf["spark.sql.session.timeZone"] == "UTC"
+
+
+CHAIN_SESSION = """
+import json, sys
+from datetime import date
+from pathlib import Path
+from pyspark.sql import SparkSession
+from precast import pipeline, spark
+from precast.config import load_config
+spark.QUICK_START_BYTES = int(sys.argv[2])  # below it: the quick-start JVM
+cfg = load_config(Path(sys.argv[1]), environ={})
+pipeline._start_spark_for(cfg, pipeline.DAILY)
+session = SparkSession.getActiveSession()
+print(json.dumps(None if session is None else
+                 session.sparkContext.getConf().get(spark.JVM_OPTIONS)))
+"""
+
+
+def test_a_chain_sizes_its_one_session_by_the_events_its_feature_steps_read(
+        tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from precast.spark import QUICK_START_JVM, THROUGHPUT_JVM
+
+    config = tmp_path / "precast.yaml"
+    config.write_text(f"home: {tmp_path / 'home'}\n")
+
+    def chain_session(threshold: int) -> object:
+        done = subprocess.run([sys.executable, "-c", CHAIN_SESSION, str(config), str(threshold)],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert chain_session(1) is None  # an empty lake: the first step sizes the session
+    events = Path(load_config(config, environ={}).lake.events()) / "dt=2026-01-01"
+    events.mkdir(parents=True)
+    pq.write_table(pa.table({"user_id": ["u1"] * 1000}), events / "part-0.parquet")
+    size = (events / "part-0.parquet").stat().st_size
+    full, quick = chain_session(size), chain_session(size + 1)
+    assert isinstance(full, str) and THROUGHPUT_JVM in full and QUICK_START_JVM not in full
+    assert isinstance(quick, str) and QUICK_START_JVM in quick
