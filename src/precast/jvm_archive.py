@@ -117,6 +117,7 @@ def _start_builder(archive: Path) -> None:
 def build(archive: Path) -> bool:
     """Run the warm-up in a JVM that writes its loaded classes to a part file at exit, then
     move the file into place (True when it did)."""
+    drop_stale_parts(archive)
     part = archive.with_name(f"{archive.stem}.{os.getpid()}.part")
     env = {**os.environ, CACHE_ENV: "off"}  # the warm-up's own session maps no archive
     options = f"-XX:ArchiveClassesAtExit={part} {QUIET}"
@@ -133,6 +134,14 @@ def build(archive: Path) -> bool:
         return False
     finally:
         part.unlink(missing_ok=True)
+
+
+def drop_stale_parts(archive: Path) -> None:
+    """Delete the part files of builders that died (older than STALE_LOCK_S): each is the size
+    of an archive."""
+    for part in archive.parent.glob(f"{archive.stem}.*.part"):
+        if time.time() - part.stat().st_mtime > STALE_LOCK_S:
+            part.unlink(missing_ok=True)
 
 
 def warm_up(options: str) -> None:

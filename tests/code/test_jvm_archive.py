@@ -54,6 +54,12 @@ def test_one_process_builds_a_missing_archive_and_a_dead_builders_lock_is_taken_
     os.utime(lock, (stale, stale))  # its builder died long ago
     assert jvm_archive._claim(archive)
     assert lock.stat().st_mtime > stale
+    dead, live = (archive.with_name(f"{archive.stem}.{pid}.part") for pid in (11, 12))
+    dead.write_bytes(b"half an archive")
+    live.write_bytes(b"being written")
+    os.utime(dead, (stale, stale))
+    jvm_archive.drop_stale_parts(archive)  # what a builder does first
+    assert not dead.exists() and live.exists()
 
 
 def test_a_driver_given_a_damaged_archive_still_runs_spark(cache: Path) -> None:
