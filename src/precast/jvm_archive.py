@@ -111,7 +111,7 @@ def _start_builder(archive: Path) -> None:
     subprocess.Popen(  # noqa: S603 - our own module, no shell
         [sys.executable, "-m", "precast.jvm_archive", "--locked"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, env={**os.environ, CACHE_ENV: str(archive.parent)})
+        start_new_session=True)
 
 
 def build(archive: Path) -> bool:
@@ -119,13 +119,12 @@ def build(archive: Path) -> bool:
     move the file into place (True when it did)."""
     drop_stale_parts(archive)
     part = archive.with_name(f"{archive.stem}.{os.getpid()}.part")
-    env = {**os.environ, CACHE_ENV: "off"}  # the warm-up's own session maps no archive
     options = f"-XX:ArchiveClassesAtExit={part} {QUIET}"
     try:
         done = subprocess.run(  # noqa: S603 - our own module, no shell
             [sys.executable, "-c",
              f"from precast.jvm_archive import warm_up; warm_up({options!r})"],
-            env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False)
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False)
         if done.returncode == 0 and part.is_file() and part.stat().st_size > 0:
             os.replace(part, archive)
             return True

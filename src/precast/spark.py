@@ -36,10 +36,9 @@ def session_conf(cfg: Config, input_bytes: int | None = None) -> dict[str, str]:
     """The conf a new session starts with: the config's, plus, for a local master and a known
     input, the quick-start JVM options (under QUICK_START_BYTES) or the throughput ones."""
     conf = dict(cfg.engines.spark.conf)
-    known = input_bytes is not None
-    if known and cfg.engines.spark.master.startswith("local") and JVM_OPTIONS not in conf:
-        small = input_bytes is not None and input_bytes < QUICK_START_BYTES
-        conf[JVM_OPTIONS] = QUICK_START_JVM if small else THROUGHPUT_JVM
+    if (input_bytes is not None and cfg.engines.spark.master.startswith("local")
+            and JVM_OPTIONS not in conf):
+        conf[JVM_OPTIONS] = QUICK_START_JVM if input_bytes < QUICK_START_BYTES else THROUGHPUT_JVM
     return conf
 
 
