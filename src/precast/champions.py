@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from precast import registry, store
 from precast.config import Config, redact_text
+from precast.errors import NotRetryable
 from precast.resources import statement
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ Decision = Literal["gate", "override", "rollback", "pin", "unpin"]
 AliasDecision = Literal["gate", "override", "rollback"]
 
 
-class ChampionConflictError(RuntimeError):
+class ChampionConflictError(NotRetryable, RuntimeError):
     """The registry's champion alias and champion_history disagree with no change in flight
     (the alias was moved outside precast): a person decides which is right. Not retryable."""
 

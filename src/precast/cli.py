@@ -22,7 +22,7 @@
 Every command takes `--use-case DIR` (the use case's folder, holding precast.yaml) or
 `--config PATH` (its config file; default ./precast.yaml) and honours PRECAST_HOME.
 Exit status: 0 success, 1 a step or lookup failed, 2 bad usage or configuration,
-3 a step failed in a way that retrying cannot fix (pipeline.NOT_RETRYABLE).
+3 a step failed in a way that retrying cannot fix (precast.errors.NotRetryable).
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from precast.config import Config, ConfigError, config_path, load_config, redact_text
+from precast.errors import EXIT_BAD_CONFIG, EXIT_INTERRUPTED, exit_code
 from precast.runtime import configure_logging, prepare_environment
 
 log = logging.getLogger(__name__)
 
-EXIT_BAD_CONFIG = 2
-EXIT_NOT_RETRYABLE = 3  # Airflow fails the task at once on it (precast.orchestration)
 VALIDATE_DATASETS = {"events": "validate_events", "features": "validate_features",
                      "inference": "validate_inference", "predictions": "validate_predictions"}
 
@@ -392,12 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_CONFIG
     except KeyboardInterrupt:
         print("precast: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line
         log.debug("failure", exc_info=True)
         reason = redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         print(f"precast: {args.command} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
-        from precast.pipeline import retryable
-
-        return 1 if retryable(exc) else EXIT_NOT_RETRYABLE
+        return exit_code(exc)
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from precast.errors import NotRetryable
 from precast.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def with_search_path(url: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-class ConfigError(ValueError):
+class ConfigError(NotRetryable, ValueError):
     """A configuration value is missing or invalid; the message names the field path."""
 
 

@@ -18,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from precast.errors import NotRetryable
+
 if TYPE_CHECKING:
     import xgboost as xgb
 
@@ -25,7 +27,7 @@ BOOSTER_FILE = "model.ubj"
 SPEC_FILE = "features.json"
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(NotRetryable, ValueError):
     """The frame to score does not carry the features the model was trained on."""
 
 

@@ -37,6 +37,8 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from precast.errors import EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE, retryable
+
 if TYPE_CHECKING:
     from precast.config import Config
 
@@ -309,7 +311,6 @@ def run_submitted(cfg: Config, step: str, day: date, overrides: dict[str, str],
                   jobs: Path, config: Path) -> dict[str, Any]:
     """Run `step` via spark-submit, streaming its output to the log; its run record's result."""
     from precast import pipeline
-    from precast.cli import EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE
     from precast.config import redact_command, redact_text
 
     command = submit_command(cfg, step, day, jobs)
@@ -384,7 +385,7 @@ def _execute(step: str, uc: UseCase, context: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         reason = one_line_reason(step, day, exc)
         log.error("%s", reason)  # the reason, in one line of the task log
-        if not pipeline.retryable(exc):
+        if not retryable(exc):
             raise AirflowFailException(reason) from exc
         raise
     for asset in context["task"].outlets or []:

@@ -30,15 +30,6 @@ DAILY = ("extract", "validate_events", *PREDICT)
 STEPS = tuple(dict.fromkeys(TRAINING + PREDICT + MONITOR))
 READS_EVENTS = {"features", "inference_features"}  # Spark steps over many days of events
 CHAINS = {"training": TRAINING, "predict": PREDICT, "monitor": MONITOR, "daily": DAILY}
-# Failures that retrying cannot fix, by class name (the CLI exits 3 on them, Airflow fails
-# the task at once); names, so that checking one never imports the steps.
-NOT_RETRYABLE = ("ValidationFailed", "ChallengerRejectedError", "QuarantineRateExceeded",
-                 "FeatureMismatchError", "ConfigError", "NotEnoughHistoryError",
-                 "PredictionsInputError", "EmptyPredictionsError", "DuplicateEntityError",
-                 "RollbackTargetError", "PromoteError", "RetrainInputsError",
-                 "UseCaseFileError", "OlderSnapshotError", "ChampionConflictError")
-
-
 def _extract(cfg: Config, day: date, **_: Any) -> Any:
     from precast.steps import extract
     return extract.run(cfg, day)
@@ -124,11 +115,6 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def retryable(exc: BaseException) -> bool:
-    """False for the failures listed in NOT_RETRYABLE."""
-    return type(exc).__name__ not in NOT_RETRYABLE
 
 
 def record_path(cfg: Config, day: date, step: str) -> Path:

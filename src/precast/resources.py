@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from precast.errors import NotRetryable
+
 if TYPE_CHECKING:
     from precast.config import Config
 
@@ -44,7 +46,7 @@ def suite(name: str) -> dict[str, Any]:
     return data
 
 
-class UseCaseFileError(FileNotFoundError):
+class UseCaseFileError(NotRetryable, FileNotFoundError):
     """A file the use case's config names is missing or unreadable; the message names the
     config field and the path."""
 

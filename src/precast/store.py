@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from precast import pgcopy
+from precast.errors import NotRetryable
 from precast.resources import statements
 
 if TYPE_CHECKING:
@@ -60,11 +61,11 @@ class StoreError(Exception):
     """The prediction store refused or failed an operation; the message says why."""
 
 
-class OlderSnapshotError(StoreError, ValueError):
+class OlderSnapshotError(NotRetryable, StoreError, ValueError):
     """A publish would serve predictions older than the ones served (rollback goes back)."""
 
 
-class PredictionsInputError(StoreError, ValueError):
+class PredictionsInputError(NotRetryable, StoreError, ValueError):
     """The predictions handed to publish break the contract (columns, nulls, metadata)."""
 
 

@@ -175,7 +175,7 @@ def test_a_registry_that_cannot_answer_is_never_read_as_no_champion(tmp_path: Pa
                        match=rf"model registry at sqlite:///.*could not answer for "
                              rf"{cfg.model.name} @champion: .*no such table"):
         registry.by_alias(cfg, registry.CHAMPION)
-    from precast.pipeline import retryable
+    from precast.errors import retryable
 
     assert retryable(registry.RegistryUnavailableError("x"))  # the task tries again
 
@@ -188,7 +188,7 @@ def test_a_tracking_server_stopped_mid_run_is_never_read_as_no_champion(
     (MLflow's own retries would wait about 4 minutes; precast's environment bounds them)."""
     import time
 
-    from precast.pipeline import retryable
+    from precast.errors import retryable
     from precast.runtime import MLFLOW_CLIENT_ENV
 
     for key, value in MLFLOW_CLIENT_ENV.items():  # what prepare_environment sets
@@ -233,7 +233,7 @@ def test_a_locked_store_fails_the_champion_reads_as_retryable_never_as_no_pin(
     import sqlite3
 
     from precast import store
-    from precast.pipeline import retryable
+    from precast.errors import retryable
 
     promote.run(cfg, "pin", by="bo", reason="holiday freeze")
     champion, challenger = (registry.by_alias(cfg, a)
@@ -282,7 +282,7 @@ def test_an_alias_moved_outside_precast_stops_the_gate_and_pins_until_settled(
         champions.agreed_champion(cfg)
     with pytest.raises(champions.ChampionConflictError):
         promote.run(cfg, "pin", by="bo", reason="freeze")
-    from precast.pipeline import retryable
+    from precast.errors import retryable
 
     assert not retryable(champions.ChampionConflictError("x"))  # a person decides
     promote.run(cfg, "force", by="bo", reason="v1 is what the MLflow UI says", version="1")

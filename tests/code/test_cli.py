@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from precast import pipeline
-from precast.cli import EXIT_BAD_CONFIG, main
+from precast.cli import main
 from precast.config import load_config
+from precast.errors import EXIT_BAD_CONFIG
 from tests.helpers import CHURN
 
 

@@ -14,8 +14,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 from sqlalchemy.engine import make_url
 
 from precast import orchestration as orch
-from precast.cli import EXIT_NOT_RETRYABLE, main
+from precast.cli import main
 from precast.config import Config, load_config, redact_url
+from precast.errors import EXIT_NOT_RETRYABLE
 from precast.use_case import USE_CASES_ENV
 from tests.helpers import CHURN
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from precast import raw_events
 from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig
+from precast.errors import NotRetryable
 from precast.lake import (
     Lake,
     content_hash,
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 DUPLICATE = "duplicate_event_id"  # the other reasons: precast.raw_events
 
 
-class QuarantineRateExceeded(ValueError):
+class QuarantineRateExceeded(NotRetryable, ValueError):
     """A day's quarantine rate is above `extract.max_quarantine_rate`."""
 
     def __init__(self, message: str, days: Sequence[date]) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from precast import lake as lk
 from precast import raw_events, resources
 from precast.config import Config, EventsConfig, FeaturesConfig
+from precast.errors import NotRetryable
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,15 +40,15 @@ def key_columns(events: EventsConfig) -> tuple[str, str]:
     return (events.entity_key, SNAPSHOT)
 
 
-class SqlColumnsError(ValueError):
+class SqlColumnsError(NotRetryable, ValueError):
     """Feature or label SQL does not return a column the pipeline needs."""
 
 
-class NotEnoughHistoryError(ValueError):
+class NotEnoughHistoryError(NotRetryable, ValueError):
     """The lake lacks the clean events a snapshot needs."""
 
 
-class MappingChangedError(ValueError):
+class MappingChangedError(NotRetryable, ValueError):
     """Clean events a run reads were extracted under another events mapping."""
 
 

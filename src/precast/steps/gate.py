@@ -32,6 +32,7 @@ from precast import metrics as mx
 from precast import model_artifact as ma
 from precast.alerts import Alert, raise_alerts
 from precast.config import Config, GateConfig
+from precast.errors import NotRetryable
 from precast.gate_evidence import OVERALL, Decision, Evaluation, Rule, Scored, SliceResult
 from precast.steps.features import LABEL
 from precast.steps.train import load_dataset
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 DECISION_FILE = "gate_decision.json"
 
 
-class ChallengerRejectedError(RuntimeError):
+class ChallengerRejectedError(NotRetryable, RuntimeError):
     """The gate kept the champion; the message lists the rules that failed."""
 
 

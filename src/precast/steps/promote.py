@@ -19,6 +19,7 @@ from typing import Literal
 
 from precast import champions, registry
 from precast.config import Config
+from precast.errors import NotRetryable
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ Action = Literal["force", "pin", "unpin"]
 ACTIONS: tuple[Action, ...] = ("force", "pin", "unpin")
 
 
-class PromoteError(ValueError):
+class PromoteError(NotRetryable, ValueError):
     """The override is refused: no reason, an unknown version, nothing to pin or unpin."""
 
 

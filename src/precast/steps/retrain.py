@@ -26,6 +26,7 @@ from precast import metrics as mx
 from precast import model_artifact as ma
 from precast import registry
 from precast.config import Config
+from precast.errors import NotRetryable
 from precast.runtime import code_version
 from precast.steps import train
 from precast.steps.features import LABEL
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 GPU_AUC_TOLERANCE = 1e-3
 
 
-class RetrainInputsError(LookupError):
+class RetrainInputsError(NotRetryable, LookupError):
     """The version does not record what retraining needs, or the lake no longer has it."""
 
 

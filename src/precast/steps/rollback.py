@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 from precast import champions, registry, store
 from precast.config import Config
+from precast.errors import NotRetryable
 
 log = logging.getLogger(__name__)
 
 _TARGET = re.compile(r"^(snapshot|model):\s*(\S+)$")
 
 
-class RollbackTargetError(ValueError):
+class RollbackTargetError(NotRetryable, ValueError):
     """The rollback target is malformed or names nothing that can be served."""
 
 

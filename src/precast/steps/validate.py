@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlparse
 from precast import lake as lk
 from precast import resources
 from precast.config import Config
+from precast.errors import NotRetryable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,11 +56,11 @@ _ENTRY_KEYS = {"type", "kwargs", "notes", "kinds", "when"}
 _DOMAIN_KEYS = ("column", "column_list", "column_A", "column_B")
 
 
-class SuiteError(ValueError):
+class SuiteError(NotRetryable, ValueError):
     """A suite file is malformed: unknown expectation type, bad kwargs or $config path."""
 
 
-class ValidationFailed(ValueError):
+class ValidationFailed(NotRetryable, ValueError):
     """A dataset failed its suite; the message names the suite, dataset, failures and page."""
 
 
