@@ -78,9 +78,7 @@ def write_metrics(cfg: Config, snapshot: date, model_version: str, kind: str,
     now = datetime.now(UTC).isoformat(sep=" ")
     key = {"snapshot_date": snapshot.isoformat(), "model_name": cfg.model.name,
            "model_version": model_version, "kind": kind}
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        store.ensure_schema(engine)
+    with store.connected(cfg.predictions_url) as engine:
         with engine.begin() as conn:
             conn.execute(_statement("model_metrics_delete"), key)
             if rows:
@@ -88,8 +86,6 @@ def write_metrics(cfg: Config, snapshot: date, model_version: str, kind: str,
                     {**key, "feature": r.feature, "metric": r.metric, "slice": r.slice,
                      "value": _value(r.value), "rows_used": r.rows_used, "computed_at": now}
                     for r in rows])
-    finally:
-        engine.dispose()
     return len(rows)
 
 
@@ -99,9 +95,7 @@ def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
     now = datetime.now(UTC)
     new: list[Alert] = []
     alerts = [replace(a, message=redact_text(a.message)) for a in alerts]  # never a secret
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        store.ensure_schema(engine, cfg.stores.writer_role)
+    with store.connected(cfg.predictions_url, cfg.stores.writer_role) as engine:
         with engine.begin() as conn:
             for alert in alerts:
                 params = {**asdict(alert), "snapshot_date": alert.snapshot_date.isoformat(),
@@ -112,8 +106,6 @@ def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
         for alert in new:
             log.warning("ALERT %s", json.dumps(_payload(cfg, alert, now), sort_keys=True))
         _deliver(cfg, engine, now)
-    finally:
-        engine.dispose()
     return new
 
 
@@ -253,25 +245,17 @@ def undelivered(cfg: Config) -> list[dict[str, Any]]:
 
 def _rows(cfg: Config, name: str) -> list[dict[str, Any]]:
     """The rows of the query `sql/<name>.sql` on the store, as dicts."""
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        store.ensure_schema(engine, cfg.stores.writer_role)
+    with store.connected(cfg.predictions_url, cfg.stores.writer_role) as engine:
         with engine.connect() as conn:
             rows = conn.execute(_statement(name)).mappings().all()
-    finally:
-        engine.dispose()
     return [dict(r) for r in rows]
 
 
 def alerts_of(cfg: Config, snapshot: date | None = None) -> list[dict[str, Any]]:
     """Recorded alerts, oldest first (all, or those of one snapshot date)."""
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        store.ensure_schema(engine)
+    with store.connected(cfg.predictions_url) as engine:
         with engine.connect() as conn:
             rows = conn.execute(_statement("alerts_list")).mappings().all()
-    finally:
-        engine.dispose()
     out = [dict(r) for r in rows]
     if snapshot is not None:
         out = [r for r in out if str(r["snapshot_date"])[:10] == snapshot.isoformat()]
@@ -282,14 +266,10 @@ def trend(cfg: Config, kind: str, metric: str, feature: str = "score",
           slice_: str = "") -> list[tuple[date, str, float | None]]:
     """(snapshot date, model version, value) of one metric over time, oldest first
     (sql/model_metrics_trend.sql)."""
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        store.ensure_schema(engine)
+    with store.connected(cfg.predictions_url) as engine:
         with engine.connect() as conn:
             rows = conn.execute(_statement("model_metrics_trend"), {
                 "model_name": cfg.model.name, "kind": kind, "feature": feature,
                 "metric": metric, "slice": slice_}).all()
-    finally:
-        engine.dispose()
     return [(date.fromisoformat(str(r[0])[:10]), str(r[1]), None if r[2] is None else float(r[2]))
             for r in rows]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -100,12 +100,6 @@ def _answering(url: str, what: str) -> Iterator[None]:
             f"{reason} (retry when it is free)") from exc
 
 
-def _engine(url: str, writer_role: str = "") -> sa.Engine:
-    engine = store.make_engine(url)
-    store.ensure_schema(engine, writer_role)
-    return engine
-
-
 def record(url: str, model_name: str, version: str, *, decided_by: str, decision: Decision,
            reason: str, evidence: str | None = None,
            at: datetime | None = None) -> ChampionPeriod:
@@ -119,13 +113,9 @@ def record(url: str, model_name: str, version: str, *, decided_by: str, decision
     params = {"model_name": model_name, "model_version": str(version),
               "at": moment.isoformat(sep=" "), "decided_by": decided_by,
               "decision": decision, "reason": reason.strip(), "evidence": evidence}
-    engine = _engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(_statement("champion_history_close"), params)
-            conn.execute(_statement("champion_history_insert"), params)
-    finally:
-        engine.dispose()
+    with store.connected(url) as engine, engine.begin() as conn:
+        conn.execute(_statement("champion_history_close"), params)
+        conn.execute(_statement("champion_history_insert"), params)
     return ChampionPeriod(model_name, str(version), moment, None, decided_by, decision,
                           reason.strip(), evidence)
 
@@ -133,30 +123,23 @@ def record(url: str, model_name: str, version: str, *, decided_by: str, decision
 def history(url: str, model_name: str) -> list[ChampionPeriod]:
     """Every champion period of `model_name`, newest first (reads only: works as the
     reader role, and on a store that has none yet)."""
-    engine = store.make_engine(url)
-    try:
-        with _answering(url, f"reading the champion history of {model_name}"), \
-                engine.connect() as conn:
-            if not sa.inspect(conn).has_table("champion_history"):
-                return []
-            rows = conn.execute(_statement("champion_history_list"), {"model_name": model_name})
-            return [_period(row) for row in rows]
-    finally:
-        engine.dispose()
+    with store.connected(url, schema=False) as engine, \
+            _answering(url, f"reading the champion history of {model_name}"), \
+            engine.connect() as conn:
+        if not sa.inspect(conn).has_table("champion_history"):
+            return []
+        rows = conn.execute(_statement("champion_history_list"), {"model_name": model_name})
+        return [_period(row) for row in rows]
 
 
 def champion_at(url: str, model_name: str, at: datetime) -> ChampionPeriod | None:
     """The period that covers time `at` (sql/champion_at.sql), None before the first."""
-    engine = store.make_engine(url)
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("champion_history"):
-                return None
-            row = conn.execute(_statement("champion_at"), {
-                "model_name": model_name, "at": at.astimezone(UTC).isoformat(sep=" ")}).first()
-            return None if row is None else _period(row)
-    finally:
-        engine.dispose()
+    with store.connected(url, schema=False) as engine, engine.connect() as conn:
+        if not sa.inspect(conn).has_table("champion_history"):
+            return None
+        row = conn.execute(_statement("champion_at"), {
+            "model_name": model_name, "at": at.astimezone(UTC).isoformat(sep=" ")}).first()
+        return None if row is None else _period(row)
 
 
 def current(url: str, model_name: str) -> ChampionPeriod | None:
@@ -194,16 +177,13 @@ def change(cfg: Config, version: str, *, decided_by: str, decision: AliasDecisio
               "previous_version": previous,
               "snapshot_id": snapshot_id, "at": _now(), "decided_by": decided_by,
               "decision": decision, "reason": reason.strip(), "evidence": evidence}
-    engine = _engine(cfg.predictions_url, cfg.stores.writer_role)
-    try:
+    with store.connected(cfg.predictions_url, cfg.stores.writer_role) as engine:
         with engine.begin() as conn:
             change_id, at = conn.execute(_statement("champion_change_insert"), params).one()
         intent = Change(int(change_id), cfg.model.name, str(version), previous,
                         snapshot_id, store.as_utc(at), decided_by, decision,  # type: ignore[arg-type]
                         reason.strip(), evidence)
         return _complete(cfg, engine, intent)
-    finally:
-        engine.dispose()
 
 
 def settle(cfg: Config) -> list[ChampionPeriod]:
@@ -211,9 +191,10 @@ def settle(cfg: Config) -> list[ChampionPeriod]:
     alias moves to its version, a rollback's snapshot is served, its history row is written
     with the time it was requested. Returns the periods so recorded."""
     reading = f"reading the champion changes of {cfg.model.name}"
-    with _answering(cfg.predictions_url, reading):
-        engine = _engine(cfg.predictions_url, cfg.stores.writer_role)
-    try:
+    with ExitStack() as stack:
+        with _answering(cfg.predictions_url, reading):  # the schema's DDL too
+            engine = stack.enter_context(
+                store.connected(cfg.predictions_url, cfg.stores.writer_role))
         with _answering(cfg.predictions_url, reading), engine.connect() as conn:
             interrupted = _open(conn, cfg.model.name)
         done = []
@@ -224,20 +205,15 @@ def settle(cfg: Config) -> list[ChampionPeriod]:
                         intent.requested_at)
             done.append(_complete(cfg, engine, intent))
         return done
-    finally:
-        engine.dispose()
 
 
 def pending(cfg: Config) -> list[Change]:
     """The unsettled changes of champion (interrupted or in flight), oldest first; read only."""
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("champion_changes"):
-                return []
-            return _open(conn, cfg.model.name)
-    finally:
-        engine.dispose()
+    with store.connected(cfg.predictions_url, schema=False) as engine, \
+            engine.connect() as conn:
+        if not sa.inspect(conn).has_table("champion_changes"):
+            return []
+        return _open(conn, cfg.model.name)
 
 
 def disagreement(cfg: Config, champion: registry.ModelRef | None) -> str | None:

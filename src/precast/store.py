@@ -201,11 +201,8 @@ def _engine(engine_or_url: Engine | str | sa.URL) -> Iterator[Engine]:
     if isinstance(engine_or_url, Engine):
         yield engine_or_url
         return
-    engine = make_engine(engine_or_url)
-    try:
+    with connected(engine_or_url, schema=False) as engine:
         yield engine
-    finally:
-        engine.dispose()
 
 
 def table_name(snapshot_id: int) -> str:
@@ -287,6 +284,53 @@ def ensure_schema(engine: Engine, writer_role: str = "") -> None:
                                       schema=first))
         for stmt in _render("store_schema", conn.dialect):
             conn.exec_driver_sql(stmt)
+
+
+# The stores whose control tables this process has ensured: (URL, writer role, the SQLite
+# file's identity, so that a file deleted and made again is ensured again).
+_Key = tuple[str, str, tuple[int, int] | None]
+_ENSURED: set[_Key] = set()
+
+
+def _ensured_key(engine: Engine, writer_role: str) -> _Key | None:
+    """The key of `engine`'s store in _ENSURED, None for an in-memory SQLite database
+    (each connection has its own)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return (url.render_as_string(hide_password=False), writer_role, None)
+    if not url.database or url.database == ":memory:":
+        return None
+    try:
+        stat = Path(url.database).expanduser().stat()
+    except FileNotFoundError:
+        return None
+    return (url.render_as_string(hide_password=False), writer_role, (stat.st_dev, stat.st_ino))
+
+
+def ensure_schema_once(engine: Engine, writer_role: str = "") -> None:
+    """ensure_schema, run once per store and writer role in this process."""
+    if _ensured_key(engine, writer_role) in _ENSURED:
+        return
+    ensure_schema(engine, writer_role)
+    key = _ensured_key(engine, writer_role)  # after: a new SQLite file exists now
+    if key is not None:
+        _ENSURED.add(key)
+
+
+@contextmanager
+def connected(url: str | sa.URL, writer_role: str = "", *, schema: bool = True
+              ) -> Iterator[Engine]:
+    """An engine for the store at `url`, disposed of on leaving; with `schema`, its control
+    tables are ensured first (once per store in this process: ensure_schema_once). Readers
+    that must work as the reader role, or on a store that has no tables yet, pass
+    `schema=False`."""
+    engine = make_engine(url)
+    try:
+        if schema:
+            ensure_schema_once(engine, writer_role)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _dialect(conn: Connection) -> str:
@@ -384,7 +428,7 @@ def publish(
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     with _engine(engine_or_url) as engine:
-        ensure_schema(engine)
+        ensure_schema_once(engine)
         swapped = False  # then only the COMMIT is left, whose answer a crash can lose
         try:
             with engine.connect() as conn, conn.begin():

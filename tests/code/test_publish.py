@@ -452,3 +452,30 @@ def test_concurrent_publishers_of_the_same_predictions_make_one_snapshot(store_u
     thread.join(60)
     assert [s.status for s in store.snapshots(store_url)] == ["published"]  # one, not two
     assert second.snapshot_id == results[0].snapshot_id  # type: ignore[attr-defined]
+
+
+def test_a_store_s_control_tables_are_created_once_per_process(store_url: str) -> None:
+    """store.connected runs the schema's DDL the first time a process meets a store, not on
+    every call; a SQLite file deleted and made again gets it again."""
+    ddl: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE"):
+            ddl.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        with store.connected(store_url) as engine:
+            assert CONTROL <= set(sa.inspect(engine).get_table_names())
+        first = len(ddl)
+        assert first > 0  # a fresh store
+        with store.connected(store_url), store.connected(store_url):
+            pass
+        assert len(ddl) == first
+        if store_url.startswith("sqlite"):
+            Path(sa.make_url(store_url).database or "").unlink()
+            with store.connected(store_url) as engine:
+                assert CONTROL <= set(sa.inspect(engine).get_table_names())
+            assert len(ddl) > first
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)

@@ -41,7 +41,7 @@ PORT = 28081
 ARTIFACTS = REPO / ".precast" / "test-artifacts" / "airflow-e2e"
 PRECAST = str(Path(sys.executable).with_name("precast"))
 TERMINAL = ("success", "failed")
-MEMORY_CEILING_MB = 8 * 1024  # components + 2 task slots with a Spark driver each (README)
+MEMORY_CEILING_MB = 8 * 1024  # components + 2 task slots with a Spark driver each (docs/airflow.md)
 
 
 def _browser_paths() -> tuple[str, str]:

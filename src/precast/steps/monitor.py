@@ -206,16 +206,12 @@ def retrain_decision(cfg: Config, run_date: date) -> RetrainDecision:
     within `retrain_cooldown_days` before `run_date` (one drift, one retraining). Days are
     run dates, so a backfill or a replayed history decides as the live run did."""
     m = cfg.monitor
-    engine = store.make_engine(cfg.predictions_url)
-    try:
-        store.ensure_schema(engine)
+    with store.connected(cfg.predictions_url) as engine:
         with engine.connect() as conn:
             until = {"until": run_date.isoformat(), "model_name": cfg.model.name}
             windows = tuple(_dates(conn, "monitor_windows", until)[: m.retrain_n])
             bad = set(_dates(conn, "monitor_violations", until))
             requested = [d for d in _dates(conn, "retrain_requests", until) if d < run_date]
-    finally:
-        engine.dispose()
     violated = tuple(d for d in windows if d in bad)
     rule = f"{len(violated)} of the last {len(windows)} windows alerted (rule: {m.retrain_k} " \
            f"of {m.retrain_n}, the latest included)"
