@@ -4,7 +4,7 @@ A snapshot of `sizes.rows` predictions is published with precast's publish step.
 4 and 16 concurrent client *processes* (spawned, each with its own connection), each contender
 looks up uniformly random entity ids for a fixed time; every call's latency is recorded:
 
-- client: `precast.lookup.LookupClient(url).get_one(id)`;
+- client: `precast.serving.lookup.LookupClient(url).get_one(id)`;
 - http: `GET /v1/predictions/{id}` on `precast serve` (a subprocess), one keep-alive
   connection per process (a minimal client, see KeepAliveClient);
 - raw: psycopg 3, autocommit, `conn.execute(SQL, (id,), prepare=True)` on the same view;
@@ -67,7 +67,7 @@ SERVE_START_S = 90
 
 def _client_call(url: str, port: int) -> tuple[Any, Any]:
     """(call, close) for precast's Python client."""
-    from precast.lookup import LookupClient
+    from precast.serving.lookup import LookupClient
 
     client = LookupClient(url)
 

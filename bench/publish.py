@@ -202,7 +202,7 @@ def child_spark(payload: dict[str, Any]) -> dict[str, Any]:
     import psycopg
     import sqlalchemy as sa
 
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
 
     cores = os.cpu_count() or 2
     base = bench_config()

@@ -87,10 +87,10 @@ def train_model(directory: Path) -> Path:
     """A 100-round, depth-6 XGBoost model on 20 features, saved as a precast model artifact."""
     import xgboost as xgb
 
-    from precast import model_artifact
-    from precast.model_artifact import FeatureSpec
+    from precast.model import artifact
+    from precast.model.artifact import FeatureSpec
 
-    if (directory / model_artifact.BOOSTER_FILE).exists():
+    if (directory / artifact.BOOSTER_FILE).exists():
         return directory
     table = feature_rows(0, TRAIN_ROWS, seed=3)
     matrix = xgb.DMatrix(np.column_stack([table[n].to_numpy() for n in FEATURES]),
@@ -98,7 +98,7 @@ def train_model(directory: Path) -> Path:
     params = {"objective": "binary:logistic", "max_depth": 6, "eta": 0.1, "seed": 0,
               "tree_method": "hist", "nthread": os.cpu_count() or 2}
     booster = xgb.train(params, matrix, num_boost_round=100)
-    return model_artifact.save(directory, booster, FeatureSpec(FEATURES))
+    return artifact.save(directory, booster, FeatureSpec(FEATURES))
 
 
 def inference_lake(rows: int) -> str:

@@ -53,8 +53,8 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
     import xgboost as xgb
 
     from bench.score import FEATURES
-    from precast import metrics as mx
     from precast.config import xgboost_params
+    from precast.model import metrics as mx
     from precast.steps import train
 
     cfg = bench_config(**{"train.device": payload["device"], "train.monotone": {}})

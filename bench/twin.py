@@ -6,7 +6,7 @@ spills beyond it, as Spark does), and checks that both give the same answer:
 
 - extract: the raw day files are read as text (a line is what Spark's text reader calls a
   line: split at LF, CRLF or CR, numbered from 1 in its file), parsed with DuckDB's JSON
-  functions and given the first reason that fits, in the order of precast.raw_events'
+  functions and given the first reason that fits, in the order of precast.data.raw_events'
   table (`malformed_json`, `wrong_type:<field>`, `missing_field:<field>`,
   `invalid_utf8:<field>`, `unknown_event_type`, `ts_outside_partition`,
   `invalid_value:<column>`); good lines that repeat an event id of the same day after its
@@ -40,8 +40,8 @@ from typing import Any
 
 from bench.common import bench_home, child_main
 from precast import lake as lk
-from precast import raw_events
 from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig, load_config
+from precast.data import raw_events
 from precast.lake import Lake
 
 DUPLICATE = "duplicate_event_id"  # precast.steps.extract.DUPLICATE (a step is not imported)
@@ -241,7 +241,7 @@ def _invalid(events: EventsConfig) -> list[tuple[str, str]]:
 
 
 def reason_sql(events: EventsConfig) -> str:
-    """The quarantine reason of a line (null: good), checks in precast.raw_events' order."""
+    """The quarantine reason of a line (null: good), checks in precast.data.raw_events' order."""
     r = raw_events
     whens = [f"WHEN top IS DISTINCT FROM 'OBJECT' THEN {quote(r.MALFORMED)}",
              f"WHEN {_corrupt(events)} THEN {_first_wrong_type(events)}"]

@@ -1,9 +1,9 @@
 """precast's DAGs: five per configured use case, generated from its config file.
 
 Use cases: the folders or config files in PRECAST_USE_CASES (separated by `:`), else the
-file in PRECAST_CONFIG, else ./precast.yaml (see precast.orchestration.use_cases). Each
+file in PRECAST_CONFIG, else ./precast.yaml (see precast.orchestration.tasks.use_cases). Each
 `<use case>__*` DAG knows its use case; its schedules and Airflow connection ids come from
-the use case's `airflow:` section. Wiring only: the work lives in precast.orchestration and
+the use case's `airflow:` section. Wiring only: the work lives in precast.orchestration.tasks and
 precast.steps, imported when a task runs.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
 
-from precast.orchestration import (
+from precast.orchestration.tasks import (
     DAG_DEFAULTS,
     DATA_ONLY_PARAM,
     PROMOTE_ACTION_PARAM,

@@ -5,7 +5,7 @@
 
 import sys
 
-from precast.cli import main
+from precast.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["run", "score", *sys.argv[1:]]))

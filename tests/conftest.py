@@ -42,7 +42,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 @pytest.fixture(scope="session")
 def spark():
     """One real local SparkSession for the whole test session (tiny-data settings)."""
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
 
     cfg = load_config(CHURN, environ={})
     conf = {**cfg.engines.spark.conf, **FAST_SPARK_SQL, "spark.driver.extraJavaOptions": JIT_FLAGS}

@@ -26,8 +26,8 @@ import pytest
 import xgboost as xgb
 import yaml
 
-from precast import model_artifact as ma
 from precast.config import Config, load_config
+from precast.model import artifact as ma
 from precast.steps.train import TrainResult
 from precast.use_case import generator_module
 
@@ -389,7 +389,7 @@ def register_two(cfg: Config) -> None:
     import mlflow.xgboost
     import numpy as np
 
-    from precast import registry
+    from precast.model import registry
 
     registry.client(cfg)
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from precast.errors import NotRetryable
-from precast.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
+from precast.model.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
 
 if TYPE_CHECKING:
     from precast.lake import Lake
@@ -372,7 +372,8 @@ class TrainConfig(_Section):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # xgboost: in this process. spark: xgboost.spark on engines.spark.master (precast.spark_train)
+    # xgboost: in this process. spark: xgboost.spark on engines.spark.master
+    # (precast.engines.spark_train)
     engine: Literal["xgboost", "spark"] = "xgboost"
     spark_workers: int = Field(0, ge=0, description="0 = Spark's default parallelism")
     nthread: int = Field(0, ge=0, description="0 = number of cores")
@@ -400,11 +401,11 @@ class ModelConfig(_Section):
     name: str = ""
     experiment: str = ""
     # binary: the label is 0/1 and the score a probability; regression: the label is a real
-    # number and the score the predicted value, in the label's units (precast.metrics).
+    # number and the score the predicted value, in the label's units (precast.model.metrics).
     task: Task = "binary"
     # What the label means, in words, for reports and model cards ("cancels within 14 days").
     target_description: str = "the label"
-    # The model card's prose (every registered version gets a card; see precast.model_card).
+    # The model card's prose (every registered version gets a card; see precast.gate.card).
     # Empty: a sentence made of the task and target_description (model_card.intended_use).
     intended_use: str = ""
     known_limits: tuple[str, ...] = (
@@ -423,7 +424,7 @@ class GateConfig(_Section):
 
     `metric`, `floors` and the tolerances follow model.task: binary metrics (roc_auc, pr_auc,
     log_loss, brier) or regression ones (rmse, mae, r2); which way is better comes from the
-    metric (precast.metrics), and tolerances are in the metric's units. A floor on a metric
+    metric (precast.model.metrics), and tolerances are in the metric's units. A floor on a metric
     where lower is better (rmse, mae, log_loss, brier, calibration_error) is a ceiling: the
     challenger must be at or below it. With model.task regression the defaults are
     metric rmse, no floors and no max_mean_score_gap (its units are the label's: set it).
@@ -670,7 +671,7 @@ class AirflowConfig(_Section):
     start_timeout_s: int = Field(180, ge=10)
     # The use case's DAGs (<name>__training, ...): cron schedules (UTC) of the timed ones,
     # and the Airflow connections and variable whose values override config fields (see
-    # precast.orchestration). Use cases may share a database: each has its own schema.
+    # precast.orchestration.tasks). Use cases may share a database: each has its own schema.
     schedules: dict[str, str] = Field(default_factory=dict, validate_default=True)
     connections: dict[str, str] = Field(default_factory=dict, validate_default=True)
     lake_variable: str = "precast_lake"

@@ -1,7 +1,7 @@
 """Self-contained HTML reports: one page, inline styles, charts as inline SVG.
 
-Shared by the gate's evidence report (precast.gate_report) and the monitoring report
-(precast.monitor_report): nothing is fetched when the file opens, so it works offline,
+Shared by the gate's evidence report (precast.gate.report) and the monitoring report
+(precast.monitoring.report): nothing is fetched when the file opens, so it works offline,
 attached to MLflow or mailed as is.
 """
 

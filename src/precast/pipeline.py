@@ -62,7 +62,7 @@ def _gate(cfg: Config, day: date, tolerance: float | None = None, **_: Any) -> A
 
 
 def _score(cfg: Config, day: date, **_: Any) -> Any:
-    from precast import registry
+    from precast.model import registry
     from precast.steps import score
 
     champion = registry.by_alias(cfg, registry.CHAMPION)
@@ -169,12 +169,12 @@ def run_chain(cfg: Config, chain: str, day: date, on_step: Callable[[str, Any, f
 
 def _start_spark_for(cfg: Config, steps: tuple[str, ...]) -> None:
     """Start the one local Spark session of a chain whose feature steps read the clean events,
-    sized by them (precast.spark: the JVM's tiers follow the input; the chain's first step,
+    sized by them (precast.engines.spark: the JVM's tiers follow the input; the chain's first step,
     e.g. one raw day's extract, would size it small). An empty lake leaves it to that step."""
     if READS_EVENTS.isdisjoint(steps) or not cfg.engines.spark.master.startswith("local"):
         return
     from precast import lake as lk
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
 
     events = lk.size([cfg.lake.events()])
     if events:

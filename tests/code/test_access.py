@@ -1,11 +1,11 @@
-"""API keys and token buckets of the lookup API (precast.access), without a server."""
+"""API keys and token buckets of the lookup API (precast.serving.access), without a server."""
 
 from __future__ import annotations
 
 import pytest
 
-from precast.access import KEYS_ENV, KeyRing, RequestRefused, key_hash
 from precast.config import ServeConfig
+from precast.serving.access import KEYS_ENV, KeyRing, RequestRefused, key_hash
 
 
 def _ring(environ: dict[str, str] | None = None, **serve: object) -> KeyRing:

@@ -10,15 +10,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from precast.airflow_local import (
+from precast.cli.main import main
+from precast.config import Config, load_config
+from precast.orchestration.local import (
     COMPONENTS,
     AirflowError,
     LocalAirflow,
     session_members,
     stop_process_tree,
 )
-from precast.cli import main
-from precast.config import Config, load_config
 from tests.helpers import CHURN
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, console, store
-from precast.alerts import Alert, MetricRow
+from precast import store
+from precast.cli import console
 from precast.config import Config
+from precast.monitoring import alerts
+from precast.monitoring.alerts import Alert, MetricRow
 from tests.helpers import Mailbox
 
 DAY = date(2026, 3, 1)
@@ -79,7 +81,7 @@ def test_an_alert_is_raised_once_per_snapshot_rule_and_subject(
     url, received = hook
     cfg = _cfg(tmp_path, store_url, url)
     drift = Alert(DAY, "drift_psi_max", "plan", "plan: psi 0.31 beyond 0.2", 0.31, 0.2)
-    with caplog.at_level("WARNING", logger="precast.alerts"):
+    with caplog.at_level("WARNING", logger="precast.monitoring.alerts"):
         assert alerts.raise_alerts(cfg, [drift]) == [drift]
     assert alerts.raise_alerts(cfg, [drift]) == []  # the same day, rule and subject
     later = Alert(date(2026, 3, 2), "drift_psi_max", "plan", "plan again", 0.4, 0.2)
@@ -105,7 +107,7 @@ def test_a_failing_webhook_loses_no_alert(tmp_path: Path,
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     cfg = _cfg(tmp_path, url, f"http://127.0.0.1:{port}/hook")
     alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
-    with caplog.at_level("ERROR", logger="precast.alerts"):
+    with caplog.at_level("ERROR", logger="precast.monitoring.alerts"):
         assert alerts.raise_alerts(cfg, [alert]) == [alert]
     assert f"alert webhook http://127.0.0.1:{port}/hook failed" in caplog.text
     assert [a["severity"] for a in alerts.alerts_of(cfg)] == ["critical"]
@@ -115,7 +117,7 @@ def test_a_malformed_webhook_neither_raises_nor_leaks_its_token(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", "https://[hooks/x?token=s3cret")
     alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
-    with caplog.at_level("ERROR", logger="precast.alerts"):
+    with caplog.at_level("ERROR", logger="precast.monitoring.alerts"):
         assert alerts.raise_alerts(cfg, [alert]) == [alert]  # recorded, not raised
     assert "token=***" in caplog.text and "s3cret" not in caplog.text
 
@@ -151,7 +153,7 @@ def test_a_failing_mail_server_loses_no_alert(tmp_path: Path, mailbox: Mailbox,
     cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'predictions.db'}").with_overrides({
         "monitor.email_to": ["ops@example.com"], "monitor.smtp_conn_id": "precast_down_smtp"})
     alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
-    with caplog.at_level("ERROR", logger="precast.alerts"):
+    with caplog.at_level("ERROR", logger="precast.monitoring.alerts"):
         assert alerts.raise_alerts(cfg, [alert]) == [alert]
     assert "alert e-mail through Airflow connection precast_down_smtp failed" in caplog.text
     assert [a["rule"] for a in alerts.alerts_of(cfg)] == ["live_roc_auc_below_min"]
@@ -252,7 +254,7 @@ def test_a_delivery_that_keeps_failing_is_tried_a_bounded_number_of_times_and_le
     cfg = _cfg(tmp_path, store_url, f"{receiver.url}?token=s3cret&x=a b").with_overrides(
         {"monitor.delivery_max_attempts": 2})
     alert = Alert(DAY, "live_roc_auc_below_min", "score", "low", 0.55, 0.6, "critical")
-    with caplog.at_level("ERROR", logger="precast.alerts"):
+    with caplog.at_level("ERROR", logger="precast.monitoring.alerts"):
         for _ in range(3):
             alerts.raise_alerts(cfg, [alert])
     ((subject, target, attempts, delivered, error),) = _deliveries(cfg)
@@ -320,7 +322,7 @@ def test_a_failed_delivery_records_no_secret_from_an_environment_variable_in_the
     monkeypatch.setenv("PRECAST_TEST_HOOK_PATH", "T0/B1/pathS3cret")
     cfg = _cfg(tmp_path, f"sqlite:///{tmp_path / 'p.db'}",
                receiver.url + "/${PRECAST_TEST_HOOK_PATH} x")  # the space: refused, quoted
-    with caplog.at_level("ERROR", logger="precast.alerts"):
+    with caplog.at_level("ERROR", logger="precast.monitoring.alerts"):
         alerts.raise_alerts(cfg, [Alert(DAY, "drift_psi_max", "plan", "plan")])
     ((*_, error),) = _deliveries(cfg)
     assert error and error.startswith("InvalidURL") and "/hook/*** x" in error
@@ -329,16 +331,17 @@ def test_a_failed_delivery_records_no_secret_from_an_environment_variable_in_the
 
 def test_a_failed_dag_run_also_delivers_the_alerts_a_target_did_not_accept_before(
         tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    from precast import orchestration, runtime
+    from precast import runtime
+    from precast.orchestration import tasks
 
     monkeypatch.setattr(runtime, "prepare_environment", lambda: None)  # no umask, no env
     config = tmp_path / "precast.yaml"
     config.write_text(f"name: churn\nhome: {tmp_path / 'home'}\nstores:\n  predictions_url: "
                       f"sqlite:///{tmp_path / 'p.db'}\nmonitor:\n  webhook_url: {receiver.url}\n")
-    uc = orchestration.UseCase("churn", config, {}, {}, "")
+    uc = tasks.UseCase("churn", config, {}, {}, "")
     receiver.status = 503
     alerts.raise_alerts(uc.load(), [Alert(DAY, "drift_psi_max", "plan", "plan")])
     receiver.status = 204
-    orchestration.record_failure(uc, {"reason": "boom", "logical_date": None})
+    tasks.record_failure(uc, {"reason": "boom", "logical_date": None})
     assert [(p["rule"], p["subject"]) for p in receiver.received] == [
         ("drift_psi_max", "plan"), ("dag_run_failed", "unknown DAG")]

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from precast import champions, registry
-from precast.cli import main
+from precast.cli.main import main
 from precast.config import Config
+from precast.gate import champions
+from precast.model import registry
 from precast.steps import gate, promote
 from precast.steps.promote import PromoteError
 from tests.helpers import (
@@ -294,7 +295,7 @@ def test_an_alias_moved_outside_precast_stops_the_gate_and_pins_until_settled(
 
 DIE_AROUND_THE_ALIAS = """
 import os, signal, sys
-from precast import registry
+from precast.model import registry
 from precast.config import load_config
 from precast.steps import promote
 
@@ -352,8 +353,9 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
     import pyarrow as pa
     import sqlalchemy as sa
 
-    from precast import alerts, store
-    from precast.lookup import LookupClient
+    from precast import store
+    from precast.monitoring import alerts
+    from precast.serving.lookup import LookupClient
     from precast.steps import monitor, rollback
 
     admin_url = cfg.with_overrides({"stores.predictions_url": pg_url}).predictions_url

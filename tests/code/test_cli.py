@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from precast import pipeline
-from precast.cli import main
+from precast.cli.main import main
 from precast.config import load_config
 from precast.errors import EXIT_BAD_CONFIG
 from tests.helpers import CHURN

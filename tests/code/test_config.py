@@ -157,7 +157,7 @@ def test_raw_api_keys_in_the_environment_are_no_config_field(tmp_path: Path) -> 
 
 def test_a_small_local_input_starts_the_jvm_for_start_up_and_nothing_else_does(
         tmp_path: Path) -> None:
-    from precast.spark import (
+    from precast.engines.spark import (
         JVM_OPTIONS,
         QUICK_START_BYTES,
         QUICK_START_JVM,
@@ -186,7 +186,8 @@ import json, sys
 from datetime import date
 from pathlib import Path
 from pyspark.sql import SparkSession
-from precast import pipeline, spark
+from precast import pipeline
+from precast.engines import spark
 from precast.config import load_config
 spark.QUICK_START_BYTES = int(sys.argv[2])  # below it: the quick-start JVM
 cfg = load_config(Path(sys.argv[1]), environ={})
@@ -206,7 +207,7 @@ def test_a_chain_sizes_its_one_session_by_the_events_its_feature_steps_read(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from precast.spark import QUICK_START_JVM, THROUGHPUT_JVM
+    from precast.engines.spark import QUICK_START_JVM, THROUGHPUT_JVM
 
     config = tmp_path / "precast.yaml"
     config.write_text(f"home: {tmp_path / 'home'}\n")

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import drift
-from precast.drift import Breach, FeatureDrift, Thresholds
+from precast.monitoring import drift
+from precast.monitoring.drift import Breach, FeatureDrift, Thresholds
 
 
 def _normal(rows: int = 5000, seed: int = 0, shift: float = 0.0) -> np.ndarray:

@@ -16,7 +16,7 @@ from precast.errors import EXIT_FAILED, EXIT_NOT_RETRYABLE, exit_code, retryable
 NOT_RETRYABLE = {
     "precast.errors.NotRetryable", "precast.config.ConfigError",
     "precast.resources.UseCaseFileError",
-    "precast.model_artifact.FeatureMismatchError", "precast.champions.ChampionConflictError",
+    "precast.model.artifact.FeatureMismatchError", "precast.gate.champions.ChampionConflictError",
     "precast.store.OlderSnapshotError", "precast.store.PredictionsInputError",
     "precast.store.EmptyPredictionsError", "precast.store.DuplicateEntityError",
     "precast.steps.extract.QuarantineRateExceeded", "precast.steps.validate.SuiteError",
@@ -29,8 +29,8 @@ NOT_RETRYABLE = {
 # Failures that may pass on another try: I/O, a service that is down, data not there yet,
 # a machine without the device asked for (another worker may have it), a refused request.
 RETRYABLE = {
-    "precast.access.RequestRefused", "precast.serve.ApiError",
-    "precast.airflow_local.AirflowError", "precast.registry.RegistryUnavailableError",
+    "precast.serving.access.RequestRefused", "precast.serving.api.ApiError",
+    "precast.orchestration.local.AirflowError", "precast.model.registry.RegistryUnavailableError",
     "precast.steps.extract.RawPartitionMissing", "precast.steps.train.DeviceError",
     "precast.store.StoreError", "precast.store.NoSnapshotError",
     "precast.store.SnapshotNotFoundError", "precast.store.StoreUnavailableError",

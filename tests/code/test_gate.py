@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import gate_report
-from precast import metrics as mx
 from precast.config import Config, GateConfig
-from precast.gate_evidence import Evaluation, Scored
+from precast.gate import report
+from precast.gate.evidence import Evaluation, Scored
+from precast.model import metrics as mx
 from precast.steps import gate
 
 
@@ -128,7 +128,7 @@ def test_report_is_one_offline_html_file_with_pictures_and_the_decision(
     ev, decision, policy = _evaluation(with_champion)
     cfg = Config(home=tmp_path, gate=policy)
     record = gate.decision_record(ev, decision, policy, policy.tolerance)
-    path = gate_report.write(cfg, date(2026, 3, 2), ev, decision, record)
+    path = report.write(cfg, date(2026, 3, 2), ev, decision, record)
     assert path == tmp_path / "precast" / "reports" / "gate" / "2026-03-02" / (
         "gate-v7-vs-v6.html" if with_champion else "gate-v7-first.html")
     page = path.read_text()
@@ -251,7 +251,7 @@ def test_regression_report_shows_predicted_vs_actual_and_residuals(tmp_path: Pat
     cfg = Config.model_validate({"home": str(tmp_path), "gate": policy.model_dump(),
                                  "model": {"task": "regression", "target_description": SPEND}})
     record = gate.decision_record(ev, decision, policy, policy.tolerance)
-    page = gate_report.write(cfg, date(2026, 3, 2), ev, decision, record).read_text()
+    page = report.write(cfg, date(2026, 3, 2), ev, decision, record).read_text()
     assert page.count("<svg") == 4  # predicted vs actual, residuals, slices, importances
     assert f"Predicted vs actual {SPEND}" in page and "Residuals (prediction" in page
     assert "ROC" not in page and "churn" not in page

@@ -1,5 +1,5 @@
-"""The local driver's class-data archive (precast.jvm_archive): where it lives, who builds it,
-and that a JVM given a damaged one still runs Spark."""
+"""The local driver's class-data archive (precast.engines.jvm_archive): where it lives, who
+builds it, and that a JVM given a damaged one still runs Spark."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from precast import jvm_archive
+from precast.engines import jvm_archive
 
 
 @pytest.fixture
@@ -66,7 +66,8 @@ def test_a_driver_given_a_damaged_archive_still_runs_spark(cache: Path) -> None:
     archive = jvm_archive.archive_path()
     assert archive is not None
     archive.write_bytes(os.urandom(100_000))
-    script = ("from precast.config import load_config; from precast.spark import spark_session; "
+    script = ("from precast.config import load_config; "
+              "from precast.engines.spark import spark_session; "
               "from pathlib import Path; "
               "s = spark_session(load_config(Path('precast.yaml'), environ={})); "
               "print('rows', s.range(3).count(), "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from precast import lake as lk
-from precast.cli import main
+from precast.cli.main import main
 from tests.helpers import CHURN
 
 

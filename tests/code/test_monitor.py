@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import alerts, monitor_report
 from precast import lake as lk
 from precast.config import Config
+from precast.monitoring import alerts, report
 from precast.steps import monitor
 
 RUN_DATE = date(2026, 3, 15)
@@ -82,7 +82,7 @@ def test_regression_realised_rmse_mae_bias_are_stored_and_alerted(tmp_path: Path
     estimate, stored = monitor.estimated(cfg, np.array([12.0, 18.0, 33.0, 45.0]))
     assert math.isnan(estimate)  # regression: no label-free estimate
     assert [(r.metric, r.value) for r in stored] == [("mean_score", 27.0)]
-    page = monitor_report.write(cfg, RUN_DATE, "3", np.array([10.0, 30.0, 50.0]),
+    page = report.write(cfg, RUN_DATE, "3", np.array([10.0, 30.0, 50.0]),
                                 np.array([12.0, 18.0, 33.0, 45.0]), [], raised).read_text()
     assert "RMSE by snapshot" in page and "ROC AUC" not in page and page.count("<svg") == 2
 

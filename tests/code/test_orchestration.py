@@ -13,10 +13,10 @@ from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowSkipException
 from sqlalchemy.engine import make_url
 
-from precast import orchestration as orch
-from precast.cli import main
+from precast.cli.main import main
 from precast.config import Config, load_config, redact_url
 from precast.errors import EXIT_NOT_RETRYABLE
+from precast.orchestration import tasks as orch
 from precast.use_case import USE_CASES_ENV
 from tests.helpers import CHURN
 
@@ -213,7 +213,7 @@ def test_airflow_conn_env_vars_round_trip_into_config(
     env.setenv("AIRFLOW_CONN_PRECAST_SPARK", "spark://spark-master:7077")  # URI form
     env.setenv("AIRFLOW_CONN_PRECAST_MLFLOW", "http://mlflow:5000")
     env.setenv("AIRFLOW_VAR_PRECAST_LAKE", "s3://bucket/lake")
-    with caplog.at_level(logging.INFO, logger="precast.orchestration"):
+    with caplog.at_level(logging.INFO, logger="precast.orchestration.tasks"):
         overrides = orch.airflow_overrides(CHURN_UC)
     out = cfg.with_overrides(overrides)
     assert make_url(out.predictions_url).password == PASSWORD
@@ -280,7 +280,7 @@ def test_a_spark_submit_line_never_logs_or_raises_a_secret(
                                       "spark.ssl.keyStorePassword": secret,
                                       "spark.eventLog.dir": f"s3a://k:{secret}@logs/x",
                                       "spark.sql.shuffle.partitions": "2"}})
-    with caplog.at_level(logging.DEBUG, logger="precast.orchestration"), \
+    with caplog.at_level(logging.DEBUG, logger="precast.orchestration.tasks"), \
             pytest.raises(RuntimeError) as failed:
         orch.run_submitted(cluster, "features", DAY, {}, JOBS, CHURN)
     assert secret in (tmp_path / "argv").read_text()  # the job got the real values

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from precast import store
 from precast.config import Config
 from precast.lake import Lake, manifest_path, write_json
-from precast.lookup import Lookup, LookupClient, NoSnapshotError
 from precast.resources import statements
+from precast.serving.lookup import Lookup, LookupClient, NoSnapshotError
 from precast.steps import publish as publish_step
 from precast.store import (
     DuplicateEntityError,

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from precast import alerts, registry
-from precast.alerts import Alert, MetricRow
 from precast.config import Config
+from precast.model import registry
+from precast.monitoring import alerts
+from precast.monitoring.alerts import Alert, MetricRow
 from precast.steps.monitor import request_retrain, retrain_decision
 
 D0 = date(2026, 3, 1)

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-from precast.beam import pipeline_options, resolve_runner
-from precast.model_artifact import FeatureMismatchError
+from precast.engines.beam import pipeline_options, resolve_runner
+from precast.model.artifact import FeatureMismatchError
 from precast.steps.score import (
     ERRORS_SCHEMA,
     PREDICTIONS_SCHEMA,

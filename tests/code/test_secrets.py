@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, orchestration, registry
-from precast.cli import main
+from precast.cli.main import main
 from precast.config import Config
+from precast.model import registry
+from precast.monitoring import alerts
+from precast.orchestration import tasks
 from tests.helpers import Mailbox, mlflow_server, pg_database, register_two
 
 PLANTED = f"Pl4nted-s3cret-{uuid.uuid4().hex[:10]}"
@@ -108,10 +110,10 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
                 "AIRFLOW_CONN_PRECAST_MLFLOW": tracking}.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(tmp_path)
-        uc = orchestration.UseCase("churn", config, {}, {
+        uc = tasks.UseCase("churn", config, {}, {
             "stores.predictions_url": "precast_predictions",
             "stores.mlflow_tracking_uri": "precast_mlflow"}, "")
-        cfg = uc.load(orchestration.airflow_overrides(uc))
+        cfg = uc.load(tasks.airflow_overrides(uc))
         assert PLANTED in cfg.predictions_url and PLANTED in cfg.tracking_uri
         monkeypatch.setenv("PRECAST_STORES__PREDICTIONS_URL", cfg.predictions_url)
         monkeypatch.setenv("PRECAST_STORES__MLFLOW_TRACKING_URI", tracking)
@@ -128,8 +130,8 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
                    "dag_run": SimpleNamespace(dag_id="churn__training", run_id="manual__1",
                                               run_type="manual")}
         with pytest.raises(registry.RegistryUnavailableError) as failed:
-            orchestration._execute("gate", uc, context)  # the Airflow task's path
-        orchestration.record_failure(uc, {**context, "exception": failed.value})
+            tasks._execute("gate", uc, context)  # the Airflow task's path
+        tasks.record_failure(uc, {**context, "exception": failed.value})
 
     out, err = capfd.readouterr()
     assert "RegistryUnavailableError" in err and alerts.alerts_of(cfg)  # it did fail, alert

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from precast import check, cli
+from precast.cli.main import main
 from precast.config import Config, load_config
+from precast.data import check
 from precast.lake import Lake
 from precast.use_case import init
 from tests.helpers import CHURN, CHURN_LOGS, use_case_copy
@@ -72,13 +73,13 @@ def test_a_key_field_absent_from_the_logs_is_named(spark, lake_cfg: Config) -> N
 def test_the_cli_prints_the_report_and_exits_1_on_problems(
         spark, lake_cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = use_case_copy(tmp_path / "uc", {"home": str(lake_cfg.home)})
-    assert cli.main(["check", "--config", str(path), "--sample", "300"]) == 0
+    assert main(["check", "--config", str(path), "--sample", "300"]) == 0
     out = capsys.readouterr().out
     assert f"raw day {NEWEST}" in out and "300 lines sampled" in out
     assert "no problems" in out and "e.g. line" in out
     use_case_copy(tmp_path / "uc", {"home": str(lake_cfg.home),
                                     "features": {"categorical": ["plan", "colour"]}})
-    assert cli.main(["check", "--config", str(path)]) == 1
+    assert main(["check", "--config", str(path)]) == 1
     assert "features.categorical names 'colour', which features.sql does not return" in (
         capsys.readouterr().out)
 
@@ -86,7 +87,7 @@ def test_the_cli_prints_the_report_and_exits_1_on_problems(
 def test_a_fresh_skeleton_checks_clean_on_logs_of_its_shape(
         spark, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "my-logs"
-    assert cli.main(["init", str(folder), "--name", "mine"]) == 0
+    assert main(["init", str(folder), "--name", "mine"]) == 0
     assert "wrote" in capsys.readouterr().out
     cfg = load_config(folder, environ={"PRECAST_HOME": str(tmp_path / "home")})
     lines = [{"user": {"id": f"e{i % 7}"}, "ts": f"2026-03-01T{i % 24:02d}:00:00Z",

@@ -180,7 +180,7 @@ def test_quarantine_rate_over_limit_fails_without_clean_day(spark, extracted, tm
 
 def test_a_failed_earlier_day_is_alerted_and_skipped_while_today_flows(
         spark, extracted, tmp_path) -> None:
-    from precast import alerts
+    from precast.monitoring import alerts
 
     cfg, _ = extracted
     mine = _cfg(tmp_path / "home", **{"extract.max_quarantine_rate": 0.2,

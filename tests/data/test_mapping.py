@@ -1,4 +1,4 @@
-"""Raw logs mapped by configuration (precast.raw_events through extract): other field names,
+"""Raw logs mapped by configuration (precast.data.raw_events through extract): other field names,
 nested paths, every time format, derived ids, wrong JSON types and attribute rules."""
 
 from __future__ import annotations

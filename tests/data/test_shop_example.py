@@ -16,7 +16,7 @@ import pytest
 
 from precast.config import Config, load_config
 from precast.lake import Lake
-from precast.model_artifact import predict
+from precast.model.artifact import predict
 from precast.steps import extract, features, train, validate
 from precast.use_case import generator_module
 from tests.helpers import REPO

@@ -123,7 +123,7 @@ class MemoryWatch(threading.Thread):
     def run(self) -> None:
         import psutil
 
-        from precast.airflow_local import session_members
+        from precast.orchestration.local import session_members
 
         while not self.stopping.wait(1.0):
             total = 0
@@ -142,8 +142,8 @@ class MemoryWatch(threading.Thread):
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """`precast airflow up` on PostgreSQL metadata; `precast airflow down` afterwards."""
-    from precast.airflow_local import LocalAirflow, session_members
     from precast.config import SparkConfig, with_search_path
+    from precast.orchestration.local import LocalAirflow, session_members
 
     _browser_paths()
     root = tmp_path_factory.mktemp("airflow-e2e")
@@ -226,9 +226,9 @@ def test_training_triggered_in_the_browser_then_predict_publishes(deployment, br
     import pyarrow.dataset as ds
     from selenium.webdriver.common.by import By
 
-    from precast import registry
     from precast.lake import Lake
-    from precast.lookup import LookupClient
+    from precast.model import registry
+    from precast.serving.lookup import LookupClient
 
     world, rest = deployment.world, deployment.rest
     day = world.run_date.isoformat()
@@ -305,8 +305,8 @@ def _outputs(world: World, days: list[date]) -> dict[str, Any]:
     """What the data steps produced for `days`: manifests' versions and counts, event keys."""
     import pyarrow.dataset as ds
 
-    from precast import registry
     from precast.lake import Lake, manifest_path, read_json
+    from precast.model import registry
 
     lake = Lake(world.cfg.lake_root)
     out: dict[str, Any] = {"model_versions": len(registry.client(world.cfg).search_model_versions(

@@ -65,8 +65,9 @@ def test_dag_files_import_nothing_heavy() -> None:
 
 def test_both_dags_run_end_to_end(dags_of, airflow_db, tmp_path: Path, spark,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from precast import registry, store
-    from precast.lookup import LookupClient
+    from precast import store
+    from precast.model import registry
+    from precast.serving.lookup import LookupClient
 
     world = make_world(tmp_path)
     dagbag = dags_of(world.config_path)
@@ -95,7 +96,8 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
     import pyarrow as pa
     from mlflow import MlflowClient
 
-    from precast import registry, store
+    from precast import store
+    from precast.model import registry
 
     client = MlflowClient(world.cfg.tracking_uri, world.cfg.tracking_uri)
     v1 = client.get_model_version(champion.name, champion.version)
@@ -123,8 +125,8 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
 
 def _a_failed_run_is_an_alert(world, run) -> None:
     """The DAGs' on_failure_callback records a failed run once as an alert of its use case."""
-    from precast import alerts
-    from precast.orchestration import alert_on_failure, use_cases
+    from precast.monitoring import alerts
+    from precast.orchestration.tasks import alert_on_failure, use_cases
 
     (uc,) = use_cases()
     assert uc.config == world.config_path.resolve()
@@ -138,7 +140,8 @@ def _a_failed_run_is_an_alert(world, run) -> None:
 def _promote_through_the_dag(dagbag, world, v1: str, v2: str) -> None:
     """churn__promote pins the champion, then forces v2 in, as the triggering user; every
     change is in champion_history; an unknown version fails the task."""
-    from precast import champions, registry
+    from precast.gate import champions
+    from precast.model import registry
 
     promote = dagbag.dags["churn__promote"]
     run = promote.test(run_conf={"action": "pin", "reason": "quarter-end freeze"})

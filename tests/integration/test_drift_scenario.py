@@ -182,7 +182,9 @@ def deploy(dags_of: Any, airflow_db: None, spark: Any, mailbox: Mailbox, tmp_pat
 
 @pytest.mark.slow(minutes=13)
 def test_drift_is_flagged_retrained_and_republished(deploy: Any, mailbox: Mailbox) -> None:
-    from precast import champions, registry, store
+    from precast import store
+    from precast.gate import champions
+    from precast.model import registry
 
     scenario: Deployment = deploy(DRIFT)
     world, cfg = scenario.world, scenario.world.cfg
@@ -270,7 +272,7 @@ def test_drift_is_flagged_retrained_and_republished(deploy: Any, mailbox: Mailbo
 
 def _gate_metrics(cfg: Any, champion: Any) -> dict[str, float]:
     """Challenger and champion ROC AUC on the same test set, from the gate's decision."""
-    from precast import registry
+    from precast.model import registry
 
     client = registry.client(cfg)
     path = client.download_artifacts(champion.run_id, "gate/gate_decision.json")

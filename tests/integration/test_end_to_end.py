@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import alerts, champions, pipeline, registry, store
 from precast import lake as lk
-from precast.lookup import LookupClient
+from precast import pipeline, store
+from precast.gate import champions
+from precast.model import registry
+from precast.monitoring import alerts
+from precast.serving.lookup import LookupClient
 from precast.steps.gate import ChallengerRejectedError
 from precast.steps.validate import ValidationFailed
 from tests.helpers import World, replace_dataset

@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, pipeline, registry, store
 from precast import lake as lk
-from precast import metrics as mx
+from precast import pipeline, store
+from precast.model import metrics as mx
+from precast.model import registry
+from precast.monitoring import alerts
 from precast.steps import monitor
 from precast.steps.train import load_dataset
 from tests.helpers import World, replace_dataset
@@ -96,7 +98,7 @@ def test_unseen_categories_and_missing_values_raise_deduplicated_alerts(
     tampered.loc[every_third, "plan"] = "enterprise"  # a plan the model never saw
     tampered.loc[every_third, "sessions_30d"] = None
     replace_dataset(path, tampered)
-    with caplog.at_level("WARNING", logger="precast.alerts"):
+    with caplog.at_level("WARNING", logger="precast.monitoring.alerts"):
         result = monitor.run(cfg, day)
     raised = {(a["rule"], a["subject"]) for a in alerts.alerts_of(cfg, day)}
     assert {("drift_oov_rate_max", "plan"),

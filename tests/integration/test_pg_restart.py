@@ -58,11 +58,12 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, store
-from precast.alerts import Alert, MetricRow
+from precast import store
 from precast.config import Config
-from precast.lookup import AsyncLookupClient, Lookup, LookupClient
+from precast.monitoring import alerts
+from precast.monitoring.alerts import Alert, MetricRow
 from precast.pipeline import retryable
+from precast.serving.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.store import SnapshotMeta
 from tests.helpers import _pg_required
 

@@ -14,10 +14,11 @@ import xgboost as xgb
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
-from precast import lake, model_artifact
-from precast.beam import pipeline_options
+from precast import lake
+from precast.engines.beam import pipeline_options
 from precast.lake import Lake
-from precast.model_artifact import FeatureMismatchError, FeatureSpec
+from precast.model import artifact
+from precast.model.artifact import FeatureMismatchError, FeatureSpec
 from precast.steps import score
 
 DAY = date(2026, 3, 1)
@@ -69,19 +70,19 @@ def model_dir(tmp_path_factory) -> Path:
     """A real booster trained on synthetic rows, saved as a model artifact."""
     frame = features(300, seed=1).to_pandas()
     label = ((frame["sessions_7d"] < 10) | (frame["plan"] == "free")).astype(int)
-    matrix = xgb.DMatrix(model_artifact.to_frame(frame, SPEC), label=label,
+    matrix = xgb.DMatrix(artifact.to_frame(frame, SPEC), label=label,
                          enable_categorical=True)
     params = {"objective": "binary:logistic", "max_depth": 3, "nthread": 1, "seed": 0,
               "tree_method": "hist", "max_cat_to_onehot": 8}
     booster = xgb.train(params, matrix, num_boost_round=15)
-    return model_artifact.save(tmp_path_factory.mktemp("model"), booster, SPEC)
+    return artifact.save(tmp_path_factory.mktemp("model"), booster, SPEC)
 
 
 def expected_scores(model_dir: Path, table: pa.Table) -> dict[str, float]:
-    """entity → model_artifact.predict score, for the scorable rows of `table`."""
-    booster, spec = model_artifact.load(model_dir)
+    """entity → artifact.predict score, for the scorable rows of `table`."""
+    booster, spec = artifact.load(model_dir)
     ok = table.filter(np.array([i not in (1, 2, 3) for i in range(table.num_rows)]))
-    scores = model_artifact.predict(booster, ok.to_pandas(), spec)
+    scores = artifact.predict(booster, ok.to_pandas(), spec)
     return dict(zip(ok["user_id"].to_pylist(), scores.tolist(), strict=True))
 
 

@@ -34,8 +34,8 @@ import pytest
 import sqlalchemy as sa
 
 from precast import store
-from precast.access import key_hash
-from precast.lookup import AsyncLookupClient, LookupClient, SessionLimits
+from precast.serving.access import key_hash
+from precast.serving.lookup import AsyncLookupClient, LookupClient, SessionLimits
 from precast.store import SnapshotInfo, SnapshotMeta
 from tests.helpers import pg_database
 

@@ -27,8 +27,8 @@ import psutil
 import pytest
 
 from precast import lake as lk
-from precast.airflow_local import stop_process_tree
 from precast.config import SparkConfig
+from precast.orchestration.local import stop_process_tree
 from tests.helpers import CHURN, FAST_START_SPARK, JIT_FLAGS, REPO, make_world
 
 pytestmark = pytest.mark.slow(minutes=3)
@@ -161,11 +161,11 @@ def test_a_failure_retrying_cannot_fix_stays_final_across_spark_submit(
         spark_cluster: Cluster, tmp_path: Path) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from precast import orchestration
     from precast.config import load_config
+    from precast.orchestration import tasks
 
     cfg = load_config(CHURN, environ={"PRECAST_HOME": str(tmp_path / "empty")}).with_overrides(
         {"engines.spark.master": spark_cluster.master, "engines.spark.conf": CLUSTER_CONF})
     with pytest.raises(AirflowFailException, match="features failed for 2026-02-05: "
                                                    "NotEnoughHistoryError: clean events end at"):
-        orchestration.run_submitted(cfg, "features", date(2026, 2, 5), {}, REPO / "jobs", CHURN)
+        tasks.run_submitted(cfg, "features", date(2026, 2, 5), {}, REPO / "jobs", CHURN)

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from precast import lake as lk
-from precast import metrics as mx
-from precast import model_artifact as ma
-from precast import pipeline, registry, store
-from precast.lookup import LookupClient
+from precast import pipeline, store
+from precast.model import artifact as ma
+from precast.model import metrics as mx
+from precast.model import registry
+from precast.serving.lookup import LookupClient
 from precast.steps import train
 from tests.helpers import make_world
 

@@ -36,7 +36,7 @@ import pytest
 import sqlalchemy as sa
 
 from precast import store
-from precast.lookup import Lookup, LookupClient, libpq_conninfo
+from precast.serving.lookup import Lookup, LookupClient, libpq_conninfo
 from precast.store import DuplicateEntityError, SnapshotMeta, SwapBlockedError, WritePolicy
 
 DAY = date(2026, 3, 1)

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from precast import store
-from precast.lookup import AsyncLookupClient, Lookup, LookupClient
+from precast.serving.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.store import SnapshotMeta
 from tests.helpers import store_roles
 

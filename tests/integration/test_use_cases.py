@@ -12,8 +12,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from precast import alerts, champions, store
+from precast import store
 from precast.config import Config, load_config
+from precast.gate import champions
+from precast.monitoring import alerts
 from tests.helpers import (
     CHURN_LOGS,
     FAST_START_SPARK,
@@ -128,8 +130,8 @@ def _run(dags: Any, dag_id: str, day: date, **conf: Any) -> Any:
 def test_churn_and_shop_side_by_side_in_one_postgres_and_one_airflow(
         tmp_path: Path, pg_url: str, dags_of: Any, airflow_db: None, spark: Any,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from precast import registry
-    from precast.cli import main
+    from precast.cli.main import main
+    from precast.model import registry
 
     monkeypatch.setenv("PRECAST_STORES__PREDICTIONS_URL", pg_url)  # one database for both
     churn, shop = _side_by_side(tmp_path)

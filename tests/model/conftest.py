@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from precast import lake as lk
-from precast import model_artifact as ma
-from precast import pipeline, registry
+from precast import pipeline
+from precast.model import artifact as ma
+from precast.model import registry
 from precast.steps import train
 from tests.helpers import Trained, World, copy_world, mlflow_runs_resolved_afresh
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import model_artifact as ma
+from precast.model import artifact as ma
 from precast.steps.features import LABEL, key_columns
 from tests.helpers import Trained
 

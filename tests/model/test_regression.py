@@ -19,9 +19,11 @@ import pandas as pd
 import pytest
 
 from precast import lake as lk
-from precast import model_artifact as ma
-from precast import model_card, registry, spark_train
 from precast.config import Config
+from precast.engines import spark_train
+from precast.gate import card as model_card
+from precast.model import artifact as ma
+from precast.model import registry
 from precast.steps import gate, train
 
 RUN_DATE = date(2026, 3, 1)
@@ -150,7 +152,7 @@ def test_spark_engine_trains_a_regressor_with_the_tasks_objective() -> None:
 GATE_DIES_AFTER_THE_ALIAS = """
 import os, signal, sys
 from datetime import date
-from precast import registry
+from precast.model import registry
 from precast.config import Config
 from precast.steps import gate
 
@@ -174,7 +176,7 @@ def test_a_gate_killed_between_the_alias_and_the_history_is_completed_by_its_ret
     import subprocess
     import sys
 
-    from precast import champions
+    from precast.gate import champions
 
     weak = _use_case(spend_home, **UNDERFIT)
     first = train.run(weak, RUN_DATE)

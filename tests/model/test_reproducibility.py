@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from precast import lake as lk
-from precast import model_artifact as ma
-from precast import registry
-from precast.cli import main
+from precast.cli.main import main
+from precast.model import artifact as ma
+from precast.model import registry
 from precast.steps import train
 from tests.helpers import Trained
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from precast import lake as lk
-from precast import model_artifact as ma
+from precast.model import artifact as ma
 from precast.steps import features, train
 from tests.helpers import Trained, copy_world
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import model_artifact as ma
 from precast.config import ConfigError, TrainConfig
+from precast.model import artifact as ma
 from precast.steps import train
 from precast.steps.features import LABEL
 from tests.helpers import Trained

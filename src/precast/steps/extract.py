@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from precast import raw_events
 from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig
+from precast.data import raw_events
 from precast.errors import NotRetryable
 from precast.lake import (
     Lake,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DUPLICATE = "duplicate_event_id"  # the other reasons: precast.raw_events
+DUPLICATE = "duplicate_event_id"  # the other reasons: precast.data.raw_events
 
 
 class QuarantineRateExceeded(NotRetryable, ValueError):
@@ -95,7 +95,7 @@ class ExtractResult:
 
 def parse_lines(lines: DataFrame, events: EventsConfig, day: date | None = None) -> DataFrame:
     """Parse raw lines (`value`, optional `dt`) into the clean columns plus a reason
-    (precast.raw_events: the mapping in `events` decides both).
+    (precast.data.raw_events: the mapping in `events` decides both).
 
     The reason is null for a good line; duplicates are not marked yet (see
     `mark_duplicates`). Other input columns (line numbers, file metadata) pass through.
@@ -379,7 +379,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
     """Extract the run date and unextracted earlier days; fail on a high quarantine rate."""
     from pyspark import StorageLevel
 
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
 
     lake = cfg.lake
     days = days_to_extract(lake, run_date, cfg.extract.lookback_days,
@@ -410,7 +410,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession | None = None) -> Extra
 
 def _alert_failed_days(cfg: Config, failing: Sequence[DayCounts], limit: float) -> None:
     """An alert per earlier day that failed (skipped by later runs until extracted again)."""
-    from precast.alerts import Alert, raise_alerts
+    from precast.monitoring.alerts import Alert, raise_alerts
 
     raise_alerts(cfg, [Alert(c.day, "extract_day_failed", c.day.isoformat(),
                              f"extract {c.day}: {failure(c, limit)}; skipped by later runs "

@@ -22,8 +22,9 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from precast import lake as lk
-from precast import raw_events, resources
+from precast import resources
 from precast.config import Config, EventsConfig, FeaturesConfig
+from precast.data import raw_events
 from precast.errors import NotRetryable
 
 if TYPE_CHECKING:
@@ -255,7 +256,7 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     """Build and write the requested datasets for `run_date`, each with a manifest."""
     from pyspark.sql import functions as F
 
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
 
     queries = Queries.of(cfg)
     lake = cfg.lake

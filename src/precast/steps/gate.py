@@ -8,9 +8,9 @@ observed label rate for binary, in label units for regression), not worse than t
 on `gate.metric` by more than the tolerance overall, and, with `gate.require_slices`, on
 every slice (`gate.slices`) with at least `gate.min_slice_rows` rows. With no champion yet,
 floors and calibration alone decide. The metrics are those of `model.task`
-(precast.metrics); the gate's metric, which config checks against the task, names it.
+(precast.model.metrics); the gate's metric, which config checks against the task, names it.
 The decision (every rule with its numbers) is recorded on the challenger's model version,
-and an HTML evidence report (precast.gate_report) is written to the lake and logged to
+and an HTML evidence report (precast.gate.report) is written to the lake and logged to
 MLflow, whatever the outcome.
 """
 
@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from precast import champions, model_card, registry
 from precast import lake as lk
-from precast import metrics as mx
-from precast import model_artifact as ma
-from precast.alerts import Alert, raise_alerts
 from precast.config import Config, GateConfig
 from precast.errors import NotRetryable
-from precast.gate_evidence import OVERALL, Decision, Evaluation, Rule, Scored, SliceResult
+from precast.gate import card, champions
+from precast.gate.evidence import OVERALL, Decision, Evaluation, Rule, Scored, SliceResult
+from precast.model import artifact as ma
+from precast.model import metrics as mx
+from precast.model import registry
+from precast.monitoring.alerts import Alert, raise_alerts
 from precast.steps.features import LABEL
 from precast.steps.train import load_dataset
 
@@ -218,16 +219,16 @@ def _record(cfg: Config, ev: Evaluation, decision: Decision, report: Path,
 
 
 def _card_facts(cfg: Config, ev: Evaluation, decision: Decision,
-                report_uri: str) -> model_card.CardFacts:
+                report_uri: str) -> card.CardFacts:
     """The challenger's model card, complete: slices and the gate's decision included."""
     chal = ev.challenger
-    params = model_card.run_params(cfg, chal.tags["run_id"])
+    params = card.run_params(cfg, chal.tags["run_id"])
     run_date = chal.tags.get("run_date")
     manifest = None if not run_date else lk.read_json(lk.manifest_path(
         cfg.lake.dataset("train", date.fromisoformat(run_date))))
-    return model_card.CardFacts(
+    return card.CardFacts(
         chal.version, chal.tags["run_id"], chal.tags, chal.tags.get("features", "").split(","),
-        params, chal.metrics, manifest or {}, model_card.monotone_of(params), ev.slices,
+        params, chal.metrics, manifest or {}, card.monotone_of(params), ev.slices,
         decision, report_uri)
 
 
@@ -242,7 +243,7 @@ def _pin(cfg: Config, champion: registry.ModelRef | None,
 
 def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResult:
     """Score both models on the challenger's test set, decide, report, promote or raise."""
-    from precast import gate_report
+    from precast.gate import report as gate_report
 
     challenger = registry.by_alias(cfg, registry.CHALLENGER)
     if challenger is None:
@@ -257,7 +258,7 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
     report = gate_report.write(cfg, run_date, ev, decision, record)
     uri = _record(cfg, ev, decision, report, record)
     log.info("gate evidence report: %s (MLflow artifact %s)", report, uri)
-    model_card.log(cfg, _card_facts(cfg, ev, decision, uri))
+    card.log(cfg, _card_facts(cfg, ev, decision, uri))
     champ_version = ev.champion.version if ev.champion else None
     result = GateResult(decision.promote, challenger.version, champ_version,
                         ev.challenger.metrics, ev.champion.metrics if ev.champion else None,

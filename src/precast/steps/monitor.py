@@ -5,7 +5,7 @@ Run: `precast run monitor --date D` (after the day's training and predict chains
 - **Drift** (no labels needed): every model feature and the score of the inference
   snapshot D against the champion's training reference (a sample of its train dataset,
   scored by the champion): PSI, KS or chi-square, missing and out-of-vocabulary rates
-  (precast.drift), stored on every run, breaches alerted.
+  (precast.monitoring.drift), stored on every run, breaches alerted.
 - **Estimate** (binary): the ROC AUC to expect on D's predictions if the scores are
   calibrated (metrics.expected_roc_auc), stored with the mean score while D's labels are
   pending. Regression has no label-free estimate of quality: none is stored but the mean
@@ -13,14 +13,14 @@ Run: `precast run monitor --date D` (after the day's training and predict chains
 - **Realised performance**: snapshot S = D − label horizon now has complete labels; they are
   the test dataset of D (the use case's label SQL over the newer logs). S's published predictions
   (kept in the lake as Parquet, retired or not) joined to them give the live metrics of
-  `model.task` (precast.metrics; binary: ROC AUC, log loss, calibration error...;
+  `model.task` (precast.model.metrics; binary: ROC AUC, log loss, calibration error...;
   regression: RMSE, MAE, R²) and bias (mean prediction − mean label), overall and per
   slice, stored beside S's estimate so the estimate's error shows over time. Breaches
   are alerted: binary ROC AUC under monitor.min_roc_auc, regression RMSE over
   monitor.max_rmse, and |bias| over monitor.max_bias (each when set).
 
-Rows go to `model_metrics`, alerts to `alerts` (precast.alerts); both are keyed by snapshot,
-so rerunning a day replaces its metrics and raises no alert twice.
+Rows go to `model_metrics`, alerts to `alerts` (precast.monitoring.alerts); both are keyed by
+snapshot, so rerunning a day replaces its metrics and raises no alert twice.
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from precast import drift, monitor_report, registry, store
 from precast import lake as lk
-from precast import metrics as mx
-from precast import model_artifact as ma
-from precast.alerts import Alert, MetricRow, raise_alerts, write_metrics
+from precast import store
 from precast.config import Config
+from precast.model import artifact as ma
+from precast.model import metrics as mx
+from precast.model import registry
+from precast.monitoring import drift
+from precast.monitoring import report as monitor_report
+from precast.monitoring.alerts import Alert, MetricRow, raise_alerts, write_metrics
 from precast.resources import statement
 from precast.steps.features import LABEL
 from precast.steps.gate import slice_values
@@ -155,7 +158,7 @@ def live_metrics(cfg: Config, joined: pd.DataFrame) -> list[MetricRow]:
 
 
 def _metric_rows(task: str, y: np.ndarray, p: np.ndarray, scope: str) -> list[MetricRow]:
-    """The task's summary metrics (precast.metrics.SUMMARY), bias last."""
+    """The task's summary metrics (precast.model.metrics.SUMMARY), bias last."""
     values = mx.task_metrics(task, y, p)
     values["bias"] = mx.mean_gap(values)
     names = [name for name in mx.SUMMARY[task] if name != "bias"] + ["bias"]

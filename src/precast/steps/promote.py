@@ -7,7 +7,7 @@
 `--force` makes a version (default: the current challenger, typically one the gate rejected)
 the champion. `--pin` freezes the current champion: the gate then rejects every challenger
 with the pin as the failed rule, until `--unpin`. Each is refused without a reason and is
-recorded with who and why in `champion_history` (precast.champions) and on the model
+recorded with who and why in `champion_history` (precast.gate.champions) and on the model
 version's tags. Manual-only DAG: `<use case>__promote`.
 """
 
@@ -17,9 +17,10 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from precast import champions, registry
 from precast.config import Config
 from precast.errors import NotRetryable
+from precast.gate import champions
+from precast.model import registry
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from precast import metrics as mx
-from precast import model_artifact as ma
-from precast import registry
 from precast.config import Config
 from precast.errors import NotRetryable
+from precast.model import artifact as ma
+from precast.model import metrics as mx
+from precast.model import registry
 from precast.runtime import code_version
 from precast.steps import train
 from precast.steps.features import LABEL

@@ -18,9 +18,11 @@ import logging
 import re
 from dataclasses import dataclass
 
-from precast import champions, registry, store
+from precast import store
 from precast.config import Config
 from precast.errors import NotRetryable
+from precast.gate import champions
+from precast.model import registry
 
 log = logging.getLogger(__name__)
 

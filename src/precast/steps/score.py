@@ -22,10 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from precast import lake, model_artifact
-from precast.beam import pipeline_options
+from precast import lake
 from precast.config import Config
-from precast.model_artifact import FeatureMismatchError, FeatureSpec
+from precast.engines.beam import pipeline_options
+from precast.model import artifact
+from precast.model.artifact import FeatureMismatchError, FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -160,20 +161,20 @@ class XGBoostBatchHandler(ModelHandler[pa.Table, pa.Table, LoadedModel]):
 
     def load_model(self) -> LoadedModel:
         """Booster and feature spec from the model directory (once per worker)."""
-        return LoadedModel(*model_artifact.load(self._model_dir))
+        return LoadedModel(*artifact.load(self._model_dir))
 
     def run_inference(
         self, batch: Sequence[pa.Table], model: LoadedModel,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[pa.Table]:
-        """One scored table for the whole batch, via `model_artifact.predict` (spec-checked)."""
+        """One scored table for the whole batch, via `artifact.predict` (spec-checked)."""
         if not batch:
             return []
         columns = list(dict.fromkeys([self._entity_key, SNAPSHOT_COLUMN, *model.spec.names]))
         for table in batch:
             require_columns(table.column_names, columns, "inference batch")
         rows = pa.concat_tables([t.select(columns) for t in batch], promote_options="permissive")
-        scores = model_artifact.predict(model.booster, rows, model.spec)
+        scores = artifact.predict(model.booster, rows, model.spec)
         return [scored_table(rows, self._entity_key, scores)]
 
     def get_num_bytes(self, batch: Sequence[pa.Table]) -> int:
@@ -304,7 +305,7 @@ def run(
     `lineage` (the model's training run, data and code versions, fallback score) goes into the
     predictions manifest, from which publish records it on the snapshot.
     """
-    _, spec = model_artifact.load(model_dir)
+    _, spec = artifact.load(model_dir)
     source, data_version, rows_in = _inference_input(cfg, run_date, spec)
     paths = cfg.lake
     pred_path, err_path = paths.predictions(run_date), paths.prediction_errors(run_date)

@@ -10,7 +10,7 @@ sha256: `precast retrain --like VERSION`); registers the model and gives it the
 
 The use case's `model.task` decides the objective and eval metric (binary: binary:logistic and
 logloss, regression: reg:squarederror and rmse, unless `train.params` names them) and the test
-metrics logged (precast.metrics: binary ROC AUC, log loss...; regression RMSE, MAE, bias, R²).
+metrics logged (precast.model.metrics: binary ROC AUC, log loss...; regression RMSE, MAE, bias, R²).
 Regression predictions are the raw values, in the label's units.
 """
 
@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 
 from precast import lake as lk
-from precast import metrics as mx
-from precast import model_artifact as ma
-from precast import model_card, registry
 from precast.config import Config, ConfigError, TrainConfig, redact, xgboost_params
+from precast.gate import card
+from precast.model import artifact as ma
+from precast.model import metrics as mx
+from precast.model import registry
 from precast.runtime import code_version
 from precast.steps.features import LABEL, key_columns
 
@@ -152,14 +153,14 @@ def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = 
     training path that `run` takes and `precast retrain --like` replays.
 
     With `train.engine: spark` the dataset at `dataset_path` is trained on by xgboost.spark
-    on the configured Spark master (precast.spark_train); the artifact is the same.
+    on the configured Spark master (precast.engines.spark_train); the artifact is the same.
     """
     spec = feature_spec(train_df, cfg.features.categorical, key_columns(cfg.events))
     device = choose_device(cfg.train.device)
     log.info("training on %d rows, %d features, device=%s, engine=%s", len(train_df),
              len(spec.names), device, cfg.train.engine)
     if cfg.train.engine == "spark":
-        from precast import spark_train
+        from precast.engines import spark_train
 
         if dataset_path is None:
             raise ValueError("train.engine spark trains from the lake: give the dataset path")
@@ -173,7 +174,7 @@ def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = 
 
 
 def label_mean_tags(task: str, labels: np.ndarray) -> dict[str, float]:
-    """The training label's mean, the lookup fallback of the version (precast.registry):
+    """The training label's mean, the lookup fallback of the version (precast.model.registry):
     `train_label_mean` for every task, and `train_label_rate` too for binary."""
     mean = float(np.mean(labels))
     return {"train_label_mean": mean, **({"train_label_rate": mean} if task == "binary" else {})}
@@ -261,7 +262,7 @@ def run(cfg: Config, run_date: date) -> TrainResult:
                  "registering nothing new", cfg.model.name, version)
     else:
         run_id, version = _log_run(cfg, booster, spec, facts, test_metrics)
-    model_card.log(cfg, model_card.CardFacts(  # the gate completes it (slices, decision)
+    card.log(cfg, card.CardFacts(  # the gate completes it (slices, decision)
         version, run_id, {k: str(v) for k, v in facts.items()}, spec.names,
         logged_params(cfg, booster), test_metrics, train_manifest, cfg.train.monotone))
     log.info("registered %s v%s (run %s): test %s", cfg.model.name, version, run_id,

@@ -473,7 +473,7 @@ def _read(cfg: Config, dataset: str, path: str, spark: SparkSession | None) -> A
     if not lk.exists(path):
         raise FileNotFoundError(f"no {dataset} data at {path}; run the step that writes it")
     if dataset == "events":
-        from precast.spark import spark_session
+        from precast.engines.spark import spark_session
 
         return (spark or spark_session(cfg)).read.parquet(path)
     import pandas as pd
@@ -510,7 +510,7 @@ def run(cfg: Config, dataset: str, run_date: date, spark: SparkSession | None = 
         if not result.success:
             errors.append(failure_message(result, path))
     if errors:
-        from precast.alerts import Alert, raise_alerts
+        from precast.monitoring.alerts import Alert, raise_alerts
 
         raise_alerts(cfg, [Alert(run_date, "validation_failed", dataset,
                                  errors[0].splitlines()[0][:500], severity="critical")])

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from precast import alerts as store_alerts
 from precast.config import Config, redact_text
 from precast.html_report import esc, figure, num, page, svg
+from precast.monitoring import alerts as store_alerts
 
 if TYPE_CHECKING:
-    from precast.alerts import Alert
-    from precast.drift import FeatureDrift
+    from precast.monitoring.alerts import Alert
+    from precast.monitoring.drift import FeatureDrift
 
 REFERENCE_COLOR, CURRENT_COLOR, ESTIMATE_COLOR = "#1b9e77", "#d95f02", "#7570b3"
 NOT_ALERTED_COLOR = "#9e9e9e"

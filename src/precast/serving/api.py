@@ -12,16 +12,16 @@ the snapshot: its label rate for binary, its mean label for regression) with
 Bad input is a 4xx, an unpublished store or an unreachable database a 503, always as
 `{"error": {"code": ..., "message": ...}}`.
 
-With API keys configured (serve.api_keys, PRECAST_API_KEYS; see precast.access) every
+With API keys configured (serve.api_keys, PRECAST_API_KEYS; see precast.serving.access) every
 lookup needs one (`Authorization: Bearer <key>` or `X-API-Key`), else 401; past its rate
 limit a key gets 429 with Retry-After. /healthz stays open (load balancers probe it; it
 names the served snapshot, never a key, a host or an error's text). Each answered lookup is
-counted per key, model version and snapshot (precast.usage) and the counts are merged into
+counted per key, model version and snapshot (precast.serving.usage) and the counts are merged into
 `<space>/serve/usage/<day>.json` every serve.usage_flush_s and at shutdown. `precast serve`
 refuses a non-loopback host without keys unless serve.allow_open is true, and refuses to
 start when the store rejects its login (one line, password redacted).
 
-One :class:`~precast.lookup.AsyncLookupClient` per process reads `cfg.serve_url` (a
+One :class:`~precast.serving.lookup.AsyncLookupClient` per process reads `cfg.serve_url` (a
 read-only role's URL in production; PostgreSQL sessions are opened read-only, with a
 statement timeout, in any case) through a connection pool, without a thread hop on
 PostgreSQL.
@@ -49,11 +49,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import precast
-from precast.access import Caller, KeyRing, RequestRefused
 from precast.config import Config, ConfigError, load_config, redact_text
-from precast.lookup import AsyncLookupClient, Lookup, NoSnapshotError, SessionLimits, login_problem
 from precast.runtime import configure_logging
-from precast.usage import Meter
+from precast.serving.access import Caller, KeyRing, RequestRefused
+from precast.serving.lookup import (
+    AsyncLookupClient,
+    Lookup,
+    NoSnapshotError,
+    SessionLimits,
+    login_problem,
+)
+from precast.serving.usage import Meter
 
 __all__ = ["ApiError", "create_app", "app_from_environment", "preflight", "run"]
 

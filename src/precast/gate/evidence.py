@@ -1,6 +1,6 @@
 """What the champion gate decides on and what it decided: the scored models, the slices,
 the rules with their numbers. Plain data, shared by the gate (precast.steps.gate), its
-evidence report (precast.gate_report) and the model card (precast.model_card)."""
+evidence report (precast.gate.report) and the model card (precast.gate.card)."""
 
 from __future__ import annotations
 

@@ -185,7 +185,8 @@ def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import console, pipeline
+    from precast import pipeline
+    from precast.cli import console
 
     options = {"tolerance": args.tolerance} if args.tolerance is not None else {}
     if args.target in pipeline.CHAINS:
@@ -204,8 +205,8 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import console
-    from precast.lookup import LookupClient
+    from precast.cli import console
+    from precast.serving.lookup import LookupClient
 
     with LookupClient(cfg.predictions_url) as client:
         rows = client.get(args.ids)
@@ -214,14 +215,15 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import console
+    from precast.cli import console
 
     console.print_status(cfg)
     return 0
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import check, console
+    from precast.cli import console
+    from precast.data import check
 
     report = check.run(cfg, day=args.date, sample=args.sample)
     console.print_check(report)
@@ -229,18 +231,18 @@ def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import serve
     from precast.config import redact_url
+    from precast.serving import api
 
     host, port = args.host or cfg.serve.host, args.port or cfg.serve.port
-    serve.preflight(cfg, host)
+    api.preflight(cfg, host)
     print(f"precast lookup API on http://{host}:{port} (reading {redact_url(cfg.serve_url)}); "
           "Ctrl-C stops it", flush=True)
-    return serve.run(cfg, host=host, port=port)
+    return api.run(cfg, host=host, port=port)
 
 
 def cmd_api_key(cfg: Config, args: argparse.Namespace) -> int:
-    from precast.access import key_hash, new_key
+    from precast.serving.access import key_hash, new_key
 
     key = new_key()
     print(f"API key for {args.name} (shown once; give it to them, keep only the hash):\n"
@@ -252,7 +254,7 @@ def cmd_api_key(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_usage(cfg: Config, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from precast.usage import read_usage
+    from precast.serving.usage import read_usage
 
     day = args.date or datetime.now(UTC).date()
     rows = read_usage(cfg.space / "serve" / "usage", day)
@@ -267,7 +269,8 @@ def cmd_usage(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import console, store
+    from precast import store
+    from precast.cli import console
 
     console.print_snapshots(store.snapshots(cfg.predictions_url))
     return 0
@@ -276,7 +279,7 @@ def cmd_snapshots(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
     import getpass
 
-    from precast import console
+    from precast.cli import console
     from precast.steps import rollback
 
     result = rollback.run(cfg, args.to, by=args.by or getpass.getuser(), reason=args.reason)
@@ -298,7 +301,8 @@ def cmd_promote(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_champions(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import champions, console
+    from precast.cli import console
+    from precast.gate import champions
 
     console.print_champions(champions.history(cfg.predictions_url, cfg.model.name))
     return 0
@@ -335,7 +339,7 @@ def cmd_store(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import console
+    from precast.cli import console
 
     users, days = args.users or cfg.demo.users, args.days or cfg.demo.days
     run_date = cfg.demo.start_date + timedelta(days=days - 1)
@@ -353,8 +357,8 @@ def cmd_init(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(cfg: Config, args: argparse.Namespace) -> int:
-    from precast import console
-    from precast.airflow_local import LocalAirflow
+    from precast.cli import console
+    from precast.orchestration.local import LocalAirflow
 
     return console.airflow_action(LocalAirflow(cfg, _config_path(args)), args.action)
 

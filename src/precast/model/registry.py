@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from precast import model_artifact
 from precast.config import Config, redact, redact_text
+from precast.model import artifact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -142,7 +142,7 @@ def local_model(cfg: Config, ref: ModelRef) -> Path:
     from mlflow.models import Model
 
     target = cfg.home / "models" / ref.name / ref.version
-    if (target / model_artifact.SPEC_FILE).exists():
+    if (target / artifact.SPEC_FILE).exists():
         return target
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -151,9 +151,9 @@ def local_model(cfg: Config, ref: ModelRef) -> Path:
         tracking_uri=cfg.tracking_uri))
     meta = Model.load(str(src / "MLmodel"))
     booster_file = src / meta.flavors["xgboost"]["data"]
-    shutil.copyfile(booster_file, staging / model_artifact.BOOSTER_FILE)
+    shutil.copyfile(booster_file, staging / artifact.BOOSTER_FILE)
     spec = (meta.metadata or {})[SPEC_KEY]
-    (staging / model_artifact.SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    (staging / artifact.SPEC_FILE).write_text(json.dumps(spec, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

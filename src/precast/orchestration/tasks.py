@@ -422,10 +422,11 @@ def alert_on_failure(uc: UseCase) -> Callable[[Any], None]:
 
 def record_failure(uc: UseCase, context: Any) -> None:
     """A failed run becomes an alert of its use case (log line, `alerts` row, webhook), once
-    per day and DAG; the use case's undelivered alerts are retried with it (precast.alerts).
+    per day and DAG; the use case's undelivered alerts are retried with it
+    (precast.monitoring.alerts).
     Never raises: a broken alert must not hide the failure."""
     try:
-        from precast.alerts import Alert, raise_alerts
+        from precast.monitoring.alerts import Alert, raise_alerts
         from precast.runtime import prepare_environment
 
         prepare_environment()

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from precast import model_artifact as ma
 from precast.config import Config, xgboost_params
+from precast.model import artifact as ma
 from precast.steps.features import LABEL
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def fit(cfg: Config, dataset_path: str, spec: ma.FeatureSpec, device: str) -> xg
     from pyspark.sql import functions as F
     from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
 
     spark = spark_session(cfg)
     tc = cfg.train

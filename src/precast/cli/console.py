@@ -10,7 +10,7 @@ from precast.config import Config
 from precast.pipeline import to_jsonable
 
 if TYPE_CHECKING:
-    from precast.airflow_local import LocalAirflow
+    from precast.orchestration.local import LocalAirflow
 
 _KEYS = {  # the few facts worth a line, per step
     "extract": ("days", "read", "kept", "quarantined", "duplicates"),
@@ -96,7 +96,9 @@ def print_champions(periods: Any) -> None:
 
 
 def print_status(cfg: Config) -> None:
-    from precast import champions, pipeline, registry, store
+    from precast import pipeline, store
+    from precast.gate import champions
+    from precast.model import registry
 
     champion = registry.by_alias(cfg, registry.CHAMPION)
     print(f"champion: {cfg.model.name} v{champion.version} (run {champion.run_id})"
@@ -126,7 +128,7 @@ def print_status(cfg: Config) -> None:
 
 def print_undelivered(cfg: Config) -> None:
     """One line per alert target that has alerts it did not accept yet."""
-    from precast import alerts
+    from precast.monitoring import alerts
 
     for row in alerts.undelivered(cfg):
         m = cfg.monitor
@@ -159,7 +161,7 @@ def print_check(report: Any) -> None:
 def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
     """Generate data, run training then predict for `run_date`, print timings and lookups."""
     from precast import pipeline
-    from precast.lookup import LookupClient
+    from precast.serving.lookup import LookupClient
     from precast.use_case import generator
 
     total = time.perf_counter()

@@ -11,17 +11,17 @@ chain 53 s (63 s with the full tiers and the default G1 collector). A conf that 
 shares one session, so `precast.pipeline` starts it sized by the clean events its feature
 steps read, not by the first step's input.
 
-A local session's driver JVM also maps the class-data archive of precast.jvm_archive (through
-`spark.driver.defaultJavaOptions`, which Spark puts before any extraJavaOptions), unless the
-conf sets that key itself.
+A local session's driver JVM also maps the class-data archive of precast.engines.jvm_archive
+(through `spark.driver.defaultJavaOptions`, which Spark puts before any extraJavaOptions),
+unless the conf sets that key itself.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from precast import jvm_archive
 from precast.config import Config
+from precast.engines import jvm_archive
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -1,7 +1,7 @@
 """The prediction store: snapshot tables behind the `predictions_current` view.
 
 :func:`publish` runs in ONE transaction: record the snapshot, create `predictions_<id>`, bulk
-load it (PostgreSQL: binary COPY streamed from Arrow batches, see :mod:`precast.pgcopy`;
+load it (PostgreSQL: binary COPY streamed from Arrow batches, see :mod:`precast.store.pgcopy`;
 SQLite: executemany), add the primary key, ANALYZE, then repoint `predictions_current` and mark
 the snapshot published. Nothing is visible to other sessions before the commit, so readers see
 the old snapshot or the new one, never a mix, and a publisher killed at any point (even SIGKILL
@@ -38,9 +38,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
-from precast import pgcopy
 from precast.errors import NotRetryable
 from precast.resources import statements
+from precast.store import pgcopy
 
 if TYPE_CHECKING:
     from precast.config import Config

@@ -50,7 +50,7 @@ def run(cfg: Config, spark: SparkSession | None = None, day: date | None = None,
     """Classify a sample of `day` (default: the newest raw day) and dry-run the SQL on it."""
     from pyspark.sql import functions as F
 
-    from precast.spark import spark_session
+    from precast.engines.spark import spark_session
     from precast.steps import extract
 
     lake = cfg.lake

@@ -26,9 +26,10 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from precast import registry, store
+from precast import store
 from precast.config import Config, redact_text
 from precast.errors import NotRetryable
+from precast.model import registry
 from precast.resources import statement
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ uses, about 20 s of CPU once per machine) and goes on without it; a lock keeps t
 a time. A JVM that cannot use the archive (another Java, a changed class path, a damaged file)
 ignores it and loads its classes as before: the archive only ever costs or saves time.
 
-    python -m precast.jvm_archive     # build it now rather than in the background
+    python -m precast.engines.jvm_archive     # build it now rather than in the background
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _claim(archive: Path) -> bool:
 def _start_builder(archive: Path) -> None:
     """Build the archive in a detached child (it releases the lock)."""
     subprocess.Popen(  # noqa: S603 - our own module, no shell
-        [sys.executable, "-m", "precast.jvm_archive", "--locked"],
+        [sys.executable, "-m", "precast.engines.jvm_archive", "--locked"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
 
@@ -123,7 +123,7 @@ def build(archive: Path) -> bool:
     try:
         done = subprocess.run(  # noqa: S603 - our own module, no shell
             [sys.executable, "-c",
-             f"from precast.jvm_archive import warm_up; warm_up({options!r})"],
+             f"from precast.engines.jvm_archive import warm_up; warm_up({options!r})"],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False)
         if done.returncode == 0 and part.is_file() and part.stat().st_size > 0:
             os.replace(part, archive)
@@ -193,8 +193,8 @@ def warm_up(options: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m precast.jvm_archive [--locked]`: build the archive now (--locked: the caller
-    took the builder's lock, which this releases)."""
+    """`python -m precast.engines.jvm_archive [--locked]`: build the archive now (--locked:
+    the caller took the builder's lock, which this releases)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     archive = archive_path()
     if archive is None:

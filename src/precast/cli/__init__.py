@@ -1,0 +1,1 @@
+"""The `precast` command: its arguments and commands, and what it prints."""
