@@ -1,7 +1,7 @@
 """Training benchmark: precast's training path vs a bare `xgboost.train`, by rows and device.
 
 On generated rows (20 numeric features, a noisy logistic label) of 100k, 1M and 5M rows,
-precast's `train.train_model` (feature spec, validation split of whole entities, early
+precast's `training.train_model` (feature spec, validation split of whole entities, early
 stopping, device choice) runs on every device this machine has (CPU; CUDA when XGBoost
 sees a GPU), each in its own child process. The baseline is `xgboost.train` with the same
 parameters, the same rounds and the same device on the same rows, with no validation
@@ -53,14 +53,14 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
     import xgboost as xgb
 
     from bench.score import FEATURES
+    from precast import metrics as mx
     from precast.config import xgboost_params
-    from precast.model import metrics as mx
-    from precast.steps import train
+    from precast.model import training
 
     cfg = bench_config(**{"train.device": payload["device"], "train.monotone": {}})
     df, test = frame(payload["rows"], 1), frame(TEST_ROWS, 2)
     started = time.perf_counter()
-    booster, spec, device = train.train_model(cfg, df)
+    booster, spec, device = training.train_model(cfg, df)
     seconds = time.perf_counter() - started
     scores = booster.inplace_predict(test[list(FEATURES)].to_numpy())
     used = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
@@ -90,7 +90,7 @@ CHILDREN = {"precast": child_precast, "bare": child_bare}
 
 
 def _devices() -> list[str]:
-    from precast.steps.train import gpu_available
+    from precast.model.training import gpu_available
 
     return ["cpu", "cuda"] if gpu_available() else ["cpu"]
 
@@ -125,7 +125,7 @@ def run(sizes: Sizes) -> tuple[list[Row], list[str]]:
             gap = abs(auc[(rows, "cuda")] - auc[(rows, "cpu")])
             notes.append(f"train {count(rows)}: |AUC cpu - AUC cuda| = {gap:.2e} "
                          f"({'within' if gap <= 1e-3 else 'OVER'} 1e-3)")
-    notes.append("train: precast = train.train_model (spec, validation split, early stopping); "
+    notes.append("train: precast = training.train_model (spec, validation split, early stopping); "
                  "bare = xgboost.train, same parameters, rounds and device, no validation; "
                  "ratio = bare time / precast time; each in its own process")
     return out, notes

@@ -379,13 +379,14 @@ def _events_until(con: Any, end: date) -> None:
 
 def snapshot_rows(con: Any, cfg: Config, kind: str, snapshot: date, sql: dict[str, str]) -> None:
     """Append one snapshot's rows (labelled unless inference) to the table `ds_<kind>`."""
+    from precast.data import datasets
     from precast.steps import features as step
 
     fc = cfg.features
     _events_until(con, step.snapshot_end(kind, snapshot, fc))
     con.execute(f"CREATE OR REPLACE TEMP TABLE entities AS {sql['features']}",
                 step.feature_args(snapshot, fc))
-    keys = ", ".join(step.key_columns(cfg.events))
+    keys = ", ".join(datasets.key_columns(cfg.events))
     rows = "SELECT * FROM entities"
     if kind != "inference":
         rows = (f"SELECT * FROM entities JOIN ({sql['labels']}) AS labels USING ({keys})")
@@ -401,13 +402,14 @@ def _exists(con: Any, table: str) -> bool:
 
 def build_datasets(con: Any, cfg: Config, run_date: date, out: str) -> dict[str, int]:
     """Every dataset of precast's snapshot plan for `run_date`, written under `out/<kind>`."""
+    from precast.data import datasets
     from precast.steps import features as step
 
     queries = step.Queries.of(cfg)
     sql = {"features": duckdb_sql(queries.features), "labels": duckdb_sql(queries.labels)}
     for name, (arguments, body) in SPARK_MACROS.items():
         con.execute(f"CREATE OR REPLACE TEMP MACRO spark_{name}({arguments}) AS {body}")
-    keys = ", ".join(step.key_columns(cfg.events))
+    keys = ", ".join(datasets.key_columns(cfg.events))
     rows = {}
     for kind, snapshots in step.snapshot_plan(run_date, cfg.features).items():
         for snapshot in snapshots:
@@ -490,10 +492,10 @@ def features_parity(cfg: Config, run_date: date, twin_out: str,
                     tolerance: float = 1e-9) -> list[str]:
     """Problems when precast's datasets and the twin's differ: schema, keys, values
     (doubles within a relative `tolerance`)."""
-    from precast.steps import features as step
+    from precast.data import datasets
 
-    con, keys, problems = connect(), step.key_columns(cfg.events), []
-    for kind in step.KINDS:
+    con, keys, problems = connect(), datasets.key_columns(cfg.events), []
+    for kind in datasets.KINDS:
         ours = f"{cfg.lake.dataset(kind, run_date)}/*.parquet"
         theirs = f"{twin_out}/{kind}/*.parquet"
         a, b = (con.execute(f"DESCRIBE SELECT * FROM {_dataset(p)}").fetchall()

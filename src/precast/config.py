@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from precast.errors import NotRetryable
-from precast.model.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
+from precast.metrics import HIGHER_IS_BETTER, TASK_METRICS, Task
 
 if TYPE_CHECKING:
     from precast.lake import Lake
@@ -373,7 +373,7 @@ class TrainConfig(_Section):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # xgboost: in this process. spark: xgboost.spark on engines.spark.master
-    # (precast.engines.spark_train)
+    # (precast.model.spark_train)
     engine: Literal["xgboost", "spark"] = "xgboost"
     spark_workers: int = Field(0, ge=0, description="0 = Spark's default parallelism")
     nthread: int = Field(0, ge=0, description="0 = number of cores")
@@ -401,7 +401,7 @@ class ModelConfig(_Section):
     name: str = ""
     experiment: str = ""
     # binary: the label is 0/1 and the score a probability; regression: the label is a real
-    # number and the score the predicted value, in the label's units (precast.model.metrics).
+    # number and the score the predicted value, in the label's units (precast.metrics).
     task: Task = "binary"
     # What the label means, in words, for reports and model cards ("cancels within 14 days").
     target_description: str = "the label"
@@ -424,7 +424,7 @@ class GateConfig(_Section):
 
     `metric`, `floors` and the tolerances follow model.task: binary metrics (roc_auc, pr_auc,
     log_loss, brier) or regression ones (rmse, mae, r2); which way is better comes from the
-    metric (precast.model.metrics), and tolerances are in the metric's units. A floor on a metric
+    metric (precast.metrics), and tolerances are in the metric's units. A floor on a metric
     where lower is better (rmse, mae, log_loss, brier, calibration_error) is a ceiling: the
     challenger must be at or below it. With model.task regression the defaults are
     metric rmse, no floors and no max_mean_score_gap (its units are the label's: set it).

@@ -14,7 +14,7 @@ import pytest
 
 from precast.cli.main import main
 from precast.config import Config
-from precast.gate import champions
+from precast.gate import champions, policy
 from precast.model import registry
 from precast.steps import gate, promote
 from precast.steps.promote import PromoteError
@@ -129,7 +129,7 @@ def test_a_pinned_champion_stops_the_gate_until_unpinned(cfg: Config) -> None:
     pin = gate._pin(cfg, champion, challenger)
     assert pin is not None and pin.decided_by == "bo"
     metrics = {"roc_auc": 0.9, "mean_score": 0.3, "label_rate": 0.3}
-    decision = gate.decide(cfg.gate, metrics, {**metrics, "roc_auc": 0.8}, pin=pin)
+    decision = policy.decide(cfg.gate, metrics, {**metrics, "roc_auc": 0.8}, pin=pin)
     assert not decision.promote
     (failed,) = decision.failed()
     assert failed.startswith("champion not pinned: v1 pinned by bo at ")

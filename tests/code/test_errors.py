@@ -31,7 +31,7 @@ NOT_RETRYABLE = {
 RETRYABLE = {
     "precast.serving.access.RequestRefused", "precast.serving.api.ApiError",
     "precast.orchestration.local.AirflowError", "precast.model.registry.RegistryUnavailableError",
-    "precast.steps.extract.RawPartitionMissing", "precast.steps.train.DeviceError",
+    "precast.steps.extract.RawPartitionMissing", "precast.model.training.DeviceError",
     "precast.store.StoreError", "precast.store.NoSnapshotError",
     "precast.store.SnapshotNotFoundError", "precast.store.StoreUnavailableError",
     "precast.store.SwapBlockedError",

@@ -10,6 +10,7 @@ import pytest
 
 from precast import lake as lk
 from precast.config import Config
+from precast.data import datasets
 from precast.resources import UseCaseFileError
 from precast.steps import features
 from tests.helpers import CHURN
@@ -155,16 +156,16 @@ def test_config_naming_columns_the_sql_lacks_fails_before_any_dataset_is_written
         "train.monotone names 'logins_7d', which features.sql does not return; "
         "gate.slices names 'region', which features.sql does not return")
     assert not any(lk.exists(lk.Lake(cfg.lake_root).dataset(kind, D))
-                   for kind in features.KINDS)
+                   for kind in datasets.KINDS)
 
 
 def test_every_dataset_manifest_names_its_key_columns(spark, small_cfg: Config) -> None:
-    from precast.steps import train
+    from precast.data import datasets as data_datasets
 
     write_events(spark, small_cfg)
     result = features.run(small_cfg, D, spark=spark)
     for info in result.datasets:
-        df, manifest = train.load_dataset(info.path)
+        df, manifest = data_datasets.load_dataset(info.path)
         assert manifest["key_columns"] == ["user_id", "snapshot_date"]
         assert list(df["user_id"]) == sorted(df["user_id"])
 

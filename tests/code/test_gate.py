@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from precast import metrics as mx
 from precast.config import Config, GateConfig
+from precast.gate import policy as gate_policy
 from precast.gate import report
 from precast.gate.evidence import Evaluation, Scored
-from precast.model import metrics as mx
 from precast.steps import gate
 
 
@@ -39,19 +40,19 @@ def _scores(labels: np.ndarray, signal: float, seed: int) -> np.ndarray:
 def test_slice_values_bucket_numbers_and_keep_categories() -> None:
     test = pd.DataFrame({"tenure_days": [0, 29, 30, 89, 90, 500, None],
                          "plan": ["free", "pro", None, "pro", "free", "free", "pro"]})
-    buckets = gate.slice_values(test, "tenure_days", (30.0, 90.0))
+    buckets = gate_policy.slice_values(test, "tenure_days", (30.0, 90.0))
     assert buckets.tolist() == ["< 30", "< 30", "[30, 90)", "[30, 90)", ">= 90", ">= 90",
                                 "(missing)"]
-    assert gate.slice_values(test, "plan", None).tolist()[:3] == ["free", "pro", "(missing)"]
+    assert gate_policy.slice_values(test, "plan", None).tolist()[:3] == ["free", "pro", "(missing)"]
     with pytest.raises(KeyError, match="gate.slices names 'region'.*columns: plan, tenure"):
-        gate.slice_values(test, "region", None)
+        gate_policy.slice_values(test, "region", None)
 
 
 def test_small_and_one_class_slices_are_listed_but_not_compared() -> None:
     test, labels = _test_set()
     labels[(test["country"] == "FR").to_numpy()] = 0.0
     policy = GateConfig(slices=("country",), min_slice_rows=100)
-    slices = gate.evaluate_slices(policy, test, labels, _scores(labels, 1.0, 1),
+    slices = gate_policy.evaluate_slices(policy, test, labels, _scores(labels, 1.0, 1),
                                   _scores(labels, 1.0, 2))
     by_scope = {s.scope: s for s in slices}
     assert sorted(by_scope) == ["country=DE", "country=FR", "country=LU", "country=US"]
@@ -71,8 +72,8 @@ def test_decision_lists_every_rule_with_its_numbers() -> None:
                         floors={"roc_auc": 0.6, "calibration_error": 0.5},
                         max_mean_score_gap=0.5, tolerance=0.2, slice_tolerance=0.05)
     chal_m, champ_m = (mx.classification_metrics(labels, s) for s in (challenger, champion))
-    slices = gate.evaluate_slices(policy, test, labels, challenger, champion)
-    decision = gate.decide(policy, chal_m, champ_m, slices=slices)
+    slices = gate_policy.evaluate_slices(policy, test, labels, challenger, champion)
+    decision = gate_policy.decide(policy, chal_m, champ_m, slices=slices)
 
     names = [(r.name, r.scope) for r in decision.rules]
     assert names[:4] == [("floor calibration_error", "overall"), ("floor roc_auc", "overall"),
@@ -91,14 +92,14 @@ def test_decision_lists_every_rule_with_its_numbers() -> None:
                        f"(bound {us_rule.bound:.4f})")
 
     lenient = policy.model_copy(update={"require_slices": False})
-    assert gate.decide(lenient, chal_m, champ_m, slices=slices).promote
+    assert gate_policy.decide(lenient, chal_m, champ_m, slices=slices).promote
 
 
 def test_floors_and_calibration_decide_alone_without_a_champion() -> None:
     _, labels = _test_set()
     overconfident = np.clip(_scores(labels, 1.2, 1) + 0.3, 0, 1)
     policy = GateConfig(max_mean_score_gap=0.05, floors={"roc_auc": 0.6})
-    decision = gate.decide(policy, mx.classification_metrics(labels, overconfident), None)
+    decision = gate_policy.decide(policy, mx.classification_metrics(labels, overconfident), None)
     assert [(r.name, r.passed) for r in decision.rules] == [
         ("floor roc_auc", True), ("mean score within gap of label rate", False)]
 
@@ -113,11 +114,11 @@ def _evaluation(with_champion: bool) -> tuple[Evaluation, gate.Decision, GateCon
                   {"data_version": "train-abc", "run_id": "r7", "code_version": "c1"})
     champ = Scored("6", champ_scores, mx.classification_metrics(labels, champ_scores),
                    dict(zip(names, [1.0, 2.5, 0.5], strict=True)), {"data_version": "train-xyz"})
-    slices = gate.evaluate_slices(policy, test, labels, chal_scores,
+    slices = gate_policy.evaluate_slices(policy, test, labels, chal_scores,
                                   champ_scores if with_champion else None)
     ev = Evaluation(date(2026, 3, 1), "test-123", labels, chal,
                     champ if with_champion else None, tuple(slices))
-    decision = gate.decide(policy, chal.metrics, champ.metrics if with_champion else None,
+    decision = gate_policy.decide(policy, chal.metrics, champ.metrics if with_champion else None,
                            slices=slices)
     return ev, decision, policy
 
@@ -162,9 +163,9 @@ def _predictions(labels: np.ndarray, noise: float | np.ndarray, seed: int) -> np
 
 def _regression_gate(challenger: np.ndarray, champion: np.ndarray, labels: np.ndarray,
                      test: pd.DataFrame, policy: GateConfig) -> gate.Decision:
-    slices = gate.evaluate_slices(policy, test, labels, challenger, champion)
+    slices = gate_policy.evaluate_slices(policy, test, labels, challenger, champion)
     chal_m, champ_m = (mx.regression_metrics(labels, s) for s in (challenger, champion))
-    return gate.decide(policy, chal_m, champ_m, slices=slices)
+    return gate_policy.decide(policy, chal_m, champ_m, slices=slices)
 
 
 def _spend(rows: int = 3000) -> tuple[pd.DataFrame, np.ndarray]:
@@ -216,7 +217,7 @@ def test_regression_floors_are_ceilings_and_the_gap_is_in_label_units() -> None:
     _, labels = _spend()
     policy = _regression_policy(floors={"rmse": 4.0, "r2": 0.9})
     biased = _predictions(labels, 5.0, 1) + 2.0
-    decision = gate.decide(policy, mx.regression_metrics(labels, biased), None)
+    decision = gate_policy.decide(policy, mx.regression_metrics(labels, biased), None)
     assert [(r.name, r.passed) for r in decision.rules] == [
         ("floor r2", True), ("floor rmse", False), ("mean score within gap of mean label", False)]
     gap = decision.rules[2]
@@ -229,7 +230,7 @@ def test_regression_slices_with_a_constant_label_are_compared() -> None:
     france = (test["country"] == "FR").to_numpy()
     labels[france] = 10.0
     policy = _regression_policy()
-    slices = gate.evaluate_slices(policy, test, labels, _predictions(labels, 3.0, 2), None)
+    slices = gate_policy.evaluate_slices(policy, test, labels, _predictions(labels, 3.0, 2), None)
     fr = next(s for s in slices if s.scope == "country=FR")
     assert fr.skipped == "" and fr.challenger["mean_label"] == 10.0
     assert set(fr.challenger) == {"rmse", "mae", "bias", "r2", "mean_label", "mean_score",
@@ -245,9 +246,9 @@ def test_regression_report_shows_predicted_vs_actual_and_residuals(tmp_path: Pat
                   {"visits_30d": 2.0, "basket_mean": 1.0}, {"run_id": "r3"})
     champ = Scored("2", champ_scores, mx.regression_metrics(labels, champ_scores),
                    dict(zip(names, [1.0, 1.5], strict=True)), {})
-    slices = gate.evaluate_slices(policy, test, labels, chal_scores, champ_scores)
+    slices = gate_policy.evaluate_slices(policy, test, labels, chal_scores, champ_scores)
     ev = Evaluation(date(2026, 3, 1), "test-9", labels, chal, champ, tuple(slices))
-    decision = gate.decide(policy, chal.metrics, champ.metrics, slices=slices)
+    decision = gate_policy.decide(policy, chal.metrics, champ.metrics, slices=slices)
     cfg = Config.model_validate({"home": str(tmp_path), "gate": policy.model_dump(),
                                  "model": {"task": "regression", "target_description": SPEND}})
     record = gate.decision_record(ev, decision, policy, policy.tolerance)

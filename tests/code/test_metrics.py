@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from precast.model import metrics as mx
-from precast.model.metrics import expected_roc_auc
+from precast import metrics as mx
+from precast.metrics import expected_roc_auc
 
 
 @pytest.mark.parametrize("spread", [0.5, 1.5, 3.0])

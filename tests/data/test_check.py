@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from precast.cli import check
 from precast.cli.main import main
 from precast.config import Config, load_config
-from precast.data import check
 from precast.lake import Lake
 from precast.use_case import init
 from tests.helpers import CHURN, CHURN_LOGS, use_case_copy

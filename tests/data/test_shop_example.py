@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 
 from precast.config import Config, load_config
+from precast.data import datasets
 from precast.lake import Lake
+from precast.model import training
 from precast.model.artifact import predict
-from precast.steps import extract, features, train, validate
+from precast.steps import extract, features, validate
 from precast.use_case import generator_module
 from tests.helpers import REPO
 
@@ -256,10 +258,10 @@ def test_a_model_learns_the_spend_better_than_the_mean(spark, extracted, events)
     train_day, test_day = START + timedelta(days=31), START + timedelta(days=38)
     train_df = _half(_labelled(spark, cfg, events, train_day)[1].toPandas(), 0)
     test_df = _half(_labelled(spark, cfg, events, test_day)[1].toPandas(), 1)
-    keys = features.key_columns(cfg.events)
-    spec = train.feature_spec(train_df, cfg.features.categorical, keys)
-    fit, valid = train.split_validation(train_df, cfg.train.validation_fraction, 42, keys[0])
-    booster = train.fit(fit, valid, spec, cfg.with_overrides({"train.nthread": 2}).train, "cpu")
+    keys = datasets.key_columns(cfg.events)
+    spec = training.feature_spec(train_df, cfg.features.categorical, keys)
+    fit, valid = training.split_validation(train_df, cfg.train.validation_fraction, 42, keys[0])
+    booster = training.fit(fit, valid, spec, cfg.with_overrides({"train.nthread": 2}).train, "cpu")
     score = predict(booster, test_df, spec)
     label = test_df["label"].to_numpy()
     rmse = float(np.sqrt(np.mean((score - label) ** 2)))

@@ -16,12 +16,12 @@ import pytest
 import sqlalchemy as sa
 
 from precast import lake as lk
+from precast import metrics as mx
 from precast import pipeline, store
-from precast.model import metrics as mx
+from precast.data.datasets import load_dataset
 from precast.model import registry
 from precast.monitoring import alerts
 from precast.steps import monitor
-from precast.steps.train import load_dataset
 from tests.helpers import World, replace_dataset
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from precast import lake as lk
+from precast import metrics as mx
 from precast import pipeline, store
+from precast.data import datasets
 from precast.model import artifact as ma
-from precast.model import metrics as mx
 from precast.model import registry
 from precast.serving.lookup import LookupClient
-from precast.steps import train
 from tests.helpers import make_world
 
 
@@ -38,7 +38,7 @@ def test_training_through_xgboost_spark_feeds_the_same_gate_and_scoring(
     assert dict(zip(booster.feature_names or [], booster.feature_types or [], strict=True)) \
         == {n: "c" if n in spec.categorical else "q" for n in spec.names}
 
-    test, _ = train.load_dataset(lk.Lake(cfg.lake_root).dataset("test", world.run_date))
+    test, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("test", world.run_date))
     scores = ma.predict(booster, test, spec)
     assert mx.classification_metrics(test["label"].to_numpy(), scores)["roc_auc"] > 0.65
     # Spark encoded each categorical as its vocabulary index; scoring's pandas Categorical on

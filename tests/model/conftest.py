@@ -16,6 +16,7 @@ import pytest
 
 from precast import lake as lk
 from precast import pipeline
+from precast.data import datasets
 from precast.model import artifact as ma
 from precast.model import registry
 from precast.steps import train
@@ -31,8 +32,8 @@ def trained(world: World) -> Trained:
     assert ref is not None and ref.version == result.model_version == "1"
     booster, spec = ma.load(registry.local_model(world.cfg, ref))
     lake = lk.Lake(world.cfg.lake_root)
-    train_rows, _ = train.load_dataset(lake.dataset("train", world.run_date))
-    test_rows, _ = train.load_dataset(lake.dataset("test", world.run_date))
+    train_rows, _ = datasets.load_dataset(lake.dataset("train", world.run_date))
+    test_rows, _ = datasets.load_dataset(lake.dataset("test", world.run_date))
     return Trained(world, result, booster, spec, train_rows, test_rows)
 
 

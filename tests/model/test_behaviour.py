@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from precast.data.datasets import LABEL, key_columns
 from precast.model import artifact as ma
-from precast.steps.features import LABEL, key_columns
 from tests.helpers import Trained
 
 LOYAL = {"sessions_7d": 12, "sessions_30d": 45, "page_views_7d": 30, "plays_7d": 20,

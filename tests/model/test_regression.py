@@ -20,10 +20,10 @@ import pytest
 
 from precast import lake as lk
 from precast.config import Config
-from precast.engines import spark_train
+from precast.data import datasets
 from precast.gate import card as model_card
 from precast.model import artifact as ma
-from precast.model import registry
+from precast.model import registry, spark_train
 from precast.steps import gate, train
 
 RUN_DATE = date(2026, 3, 1)
@@ -90,7 +90,7 @@ def test_regression_trains_raw_values_and_logs_its_metrics(spend_home: Path) -> 
     booster, spec = ma.load(registry.local_model(cfg, ref))
     assert json.loads(booster.save_config())["learner"]["objective"]["name"] == (
         "reg:squarederror")
-    test, _ = train.load_dataset(lk.Lake(cfg.lake_root).dataset("test", RUN_DATE))
+    test, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("test", RUN_DATE))
     scores = ma.predict(booster, test, spec)
     assert scores.max() > 1 and result.metrics["mean_score"] == pytest.approx(scores.mean())
 
@@ -99,7 +99,7 @@ def test_regression_trains_raw_values_and_logs_its_metrics(spend_home: Path) -> 
     assert run.metrics["test_rmse"] == pytest.approx(result.metrics["rmse"])
     assert (run.params["task"], run.params["objective"], run.params["eval_metric"]) == (
         "regression", "reg:squarederror", "rmse")
-    train_rows, _ = train.load_dataset(lk.Lake(cfg.lake_root).dataset("train", RUN_DATE))
+    train_rows, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("train", RUN_DATE))
     fallback = registry.lineage(ref)["fallback_score"]  # the training mean of the label
     assert fallback == pytest.approx(train_rows["label"].mean())
     assert "train_label_rate" not in ref.tags

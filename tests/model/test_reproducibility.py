@@ -15,8 +15,7 @@ import pytest
 from precast import lake as lk
 from precast.cli.main import main
 from precast.model import artifact as ma
-from precast.model import registry
-from precast.steps import train
+from precast.model import registry, training
 from tests.helpers import Trained
 
 
@@ -26,15 +25,15 @@ def cpu(trained: Trained, **overrides: object):
 
 def test_same_inputs_give_byte_identical_models_and_predictions(trained: Trained,
                                                                 tmp_path: Path) -> None:
-    first, spec, _ = train.train_model(cpu(trained), trained.train_rows)
-    second, _, _ = train.train_model(cpu(trained), trained.train_rows)
+    first, spec, _ = training.train_model(cpu(trained), trained.train_rows)
+    second, _, _ = training.train_model(cpu(trained), trained.train_rows)
     a = (ma.save(tmp_path / "a", first, spec) / ma.BOOSTER_FILE).read_bytes()
     b = (ma.save(tmp_path / "b", second, spec) / ma.BOOSTER_FILE).read_bytes()
     assert a == b
     assert a == ma.model_bytes(first)
     np.testing.assert_array_equal(ma.predict(first, trained.test_rows, spec),
                                   ma.predict(second, trained.test_rows, spec))
-    reseeded, _, _ = train.train_model(cpu(trained, **{"train.seed": 43}), trained.train_rows)
+    reseeded, _, _ = training.train_model(cpu(trained, **{"train.seed": 43}), trained.train_rows)
     assert ma.model_bytes(reseeded) != a  # the comparison can tell models apart
 
 
@@ -42,7 +41,7 @@ def test_registered_model_is_what_training_produces(trained: Trained) -> None:
     ref = registry.by_alias(trained.world.cfg, registry.CHALLENGER)
     assert ref is not None
     registered = (registry.local_model(trained.world.cfg, ref) / ma.BOOSTER_FILE).read_bytes()
-    again, _, _ = train.train_model(cpu(trained), trained.train_rows)
+    again, _, _ = training.train_model(cpu(trained), trained.train_rows)
     assert registered == ma.model_bytes(again)
 
 
@@ -60,8 +59,8 @@ def test_each_version_records_what_retraining_needs(trained: Trained) -> None:
     assert ref.tags["seed"] == str(cfg.train.seed) and ref.tags["device"] == "cpu"
     assert ref.tags["code_version"] and ref.tags["xgboost_version"]
     assert ref.tags["model_sha256"] == ma.sha256(trained.booster)
-    recorded = mlflow.artifacts.load_dict(f"runs:/{ref.run_id}/{train.TRAINING_CONFIG}")
-    assert recorded == train.training_inputs(cfg)
+    recorded = mlflow.artifacts.load_dict(f"runs:/{ref.run_id}/{training.TRAINING_CONFIG}")
+    assert recorded == training.training_inputs(cfg)
     assert recorded["train"]["monotone"] == cfg.train.monotone
     params = mlflow.get_run(ref.run_id).data.params
     assert json.loads(params["monotone"]) == cfg.train.monotone
@@ -99,13 +98,13 @@ def recorded_seed(trained: Trained, seed: int) -> Iterator[None]:
     """The version's recorded training config with another seed (restored afterwards)."""
     cfg = trained.world.cfg
     run_id = registry.by_alias(cfg, registry.CHALLENGER).run_id  # type: ignore[union-attr]
-    original = train.training_inputs(cfg)
+    original = training.training_inputs(cfg)
     changed = {**original, "train": {**original["train"], "seed": seed}}
-    registry.client(cfg).log_dict(run_id, changed, train.TRAINING_CONFIG)
+    registry.client(cfg).log_dict(run_id, changed, training.TRAINING_CONFIG)
     try:
         yield
     finally:
-        registry.client(cfg).log_dict(run_id, original, train.TRAINING_CONFIG)
+        registry.client(cfg).log_dict(run_id, original, training.TRAINING_CONFIG)
 
 
 def test_retrain_like_fails_clearly_when_the_bytes_differ(

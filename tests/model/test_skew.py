@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from precast import lake as lk
+from precast.data import datasets
 from precast.model import artifact as ma
-from precast.steps import features, train
+from precast.steps import features
 from tests.helpers import Trained, copy_world
 
 
@@ -25,7 +26,7 @@ def serving_and_training(trained: Trained, spark, tmp_path_factory: pytest.TempP
     cfg = copy_world(trained.world, tmp_path_factory.mktemp("skew")).cfg
     snapshot = features.snapshot_plan(trained.world.run_date, cfg.features)["train"][-1]
     features.run(cfg, snapshot, kinds=("inference",), spark=spark)
-    served, _ = train.load_dataset(lk.Lake(cfg.lake_root).dataset("inference", snapshot))
+    served, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("inference", snapshot))
     rows = trained.train_rows
     trained_on = rows[pd.to_datetime(rows["snapshot_date"]).dt.date == snapshot]
     return served.set_index("user_id"), trained_on.set_index("user_id")

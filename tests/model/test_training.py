@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from precast.config import ConfigError, TrainConfig
+from precast.data.datasets import LABEL
 from precast.model import artifact as ma
-from precast.steps import train
-from precast.steps.features import LABEL
+from precast.model import training
 from tests.helpers import Trained
 
 
@@ -35,7 +35,7 @@ def test_training_loss_falls_over_rounds(trained: Trained) -> None:
 
 def test_validation_loss_is_lowest_near_the_best_round(trained: Trained) -> None:
     cfg = trained.world.cfg.train
-    _, valid = train.split_validation(trained.train_rows, cfg.validation_fraction, cfg.seed,
+    _, valid = training.split_validation(trained.train_rows, cfg.validation_fraction, cfg.seed,
                                       trained.world.cfg.events.entity_key)
     best = trained.result.best_iteration + 1
     first, at_best = log_loss_by_round(trained, valid, [1, best])
@@ -58,7 +58,7 @@ def test_model_can_overfit_a_tiny_batch(trained: Trained) -> None:
               "colsample_bytree": 1.0, "min_child_weight": 0, "lambda": 0.0}
     tc = trained.world.cfg.train.model_copy(update={
         "params": params, "num_boost_round": 300, "early_stopping_rounds": 300, "monotone": {}})
-    booster = train.fit(tiny, tiny, trained.spec, tc, "cpu")
+    booster = training.fit(tiny, tiny, trained.spec, tc, "cpu")
     p = ma.predict(booster, tiny, trained.spec)
     np.testing.assert_array_equal(p > 0.5, tiny[LABEL].to_numpy() == 1)
     assert np.abs(p - tiny[LABEL].to_numpy()).max() < 0.05
@@ -68,7 +68,7 @@ def test_the_churn_example_declares_tickets_and_sessions_monotone(trained: Train
     assert TrainConfig().monotone == {}  # precast's default names no feature
     declared = {"support_tickets_30d": 1, "sessions_7d": -1, "sessions_30d": -1}
     assert trained.world.cfg.train.monotone == declared
-    assert train.monotone_constraints(trained.spec, trained.world.cfg.train) == declared
+    assert training.monotone_constraints(trained.spec, trained.world.cfg.train) == declared
 
 
 @pytest.mark.parametrize("monotone, message", [
@@ -80,7 +80,7 @@ def test_bad_monotone_feature_is_a_config_error_naming_it(trained: Trained, mono
     tc = trained.world.cfg.train.model_copy(update={"monotone": monotone})
     rows = trained.train_rows.head(50)
     with pytest.raises(ConfigError, match=f"train.monotone: {message}"):
-        train.fit(rows, rows, trained.spec, tc, "cpu")
+        training.fit(rows, rows, trained.spec, tc, "cpu")
 
 
 @pytest.mark.parametrize("direction", [0, 2, -3])

@@ -1,1 +1,1 @@
-"""The `precast` command: its arguments and commands, and what it prints."""
+"""The `precast` command: its arguments and commands, `precast check`, and what it prints."""

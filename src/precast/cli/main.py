@@ -222,8 +222,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
-    from precast.cli import console
-    from precast.data import check
+    from precast.cli import check, console
 
     report = check.run(cfg, day=args.date, sample=args.sample)
     console.print_check(report)

@@ -1,2 +1,2 @@
-"""The engines precast drives: Spark sessions (and the driver's class-data archive),
-Beam pipelines, XGBoost on Spark."""
+"""The engines precast drives: Spark sessions (and the local driver's class-data archive)
+and Beam pipelines."""

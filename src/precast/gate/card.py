@@ -4,7 +4,7 @@ Train writes the first card of every version it registers (the gate's part pendi
 gate rewrites it with the per-slice metrics and its decision. Sections: what is predicted
 (model.task and model.target_description), intended use, training data (version and date
 range), features, parameters, metrics overall and by slice (those of the task, see
-precast.model.metrics), known limits, the gate decision, and the version's lineage.
+precast.metrics), known limits, the gate decision, and the version's lineage.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from precast import metrics as mx
 from precast.config import Config
-from precast.model import metrics as mx
 from precast.model import registry
 
 if TYPE_CHECKING:

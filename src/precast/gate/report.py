@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from precast import metrics as mx
 from precast.config import Config, redact_text
 from precast.html_report import esc as _e
 from precast.html_report import figure as _figure
 from precast.html_report import num as _num
 from precast.html_report import page
 from precast.html_report import svg as _svg
-from precast.model import metrics as mx
 
 if TYPE_CHECKING:
     from precast.gate.evidence import Decision, Evaluation, Scored

@@ -1,1 +1,2 @@
-"""Models: the booster and its feature spec, the metrics they are judged by, the MLflow registry."""
+"""Models: the booster and its feature spec, training (in process or on Spark), the MLflow
+registry."""

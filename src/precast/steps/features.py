@@ -25,20 +25,13 @@ from precast import lake as lk
 from precast import resources
 from precast.config import Config, EventsConfig, FeaturesConfig
 from precast.data import raw_events
+from precast.data.datasets import KINDS, LABEL, key_columns
 from precast.errors import NotRetryable
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-KINDS = ("train", "test", "inference")
-SNAPSHOT, LABEL = "snapshot_date", "label"
-
-
-def key_columns(events: EventsConfig) -> tuple[str, str]:
-    """The key of every dataset row: the use case's entity key and the snapshot date."""
-    return (events.entity_key, SNAPSHOT)
 
 
 class SqlColumnsError(NotRetryable, ValueError):

@@ -13,7 +13,7 @@ Run: `precast run monitor --date D` (after the day's training and predict chains
 - **Realised performance**: snapshot S = D − label horizon now has complete labels; they are
   the test dataset of D (the use case's label SQL over the newer logs). S's published predictions
   (kept in the lake as Parquet, retired or not) joined to them give the live metrics of
-  `model.task` (precast.model.metrics; binary: ROC AUC, log loss, calibration error...;
+  `model.task` (precast.metrics; binary: ROC AUC, log loss, calibration error...;
   regression: RMSE, MAE, R²) and bias (mean prediction − mean label), overall and per
   slice, stored beside S's estimate so the estimate's error shows over time. Breaches
   are alerted: binary ROC AUC under monitor.min_roc_auc, regression RMSE over
@@ -35,18 +35,17 @@ import pandas as pd
 import sqlalchemy as sa
 
 from precast import lake as lk
+from precast import metrics as mx
 from precast import store
 from precast.config import Config
+from precast.data.datasets import LABEL, load_dataset
+from precast.gate.policy import slice_values
 from precast.model import artifact as ma
-from precast.model import metrics as mx
 from precast.model import registry
 from precast.monitoring import drift
 from precast.monitoring import report as monitor_report
 from precast.monitoring.alerts import Alert, MetricRow, raise_alerts, write_metrics
 from precast.resources import statement
-from precast.steps.features import LABEL
-from precast.steps.gate import slice_values
-from precast.steps.train import load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ def live_metrics(cfg: Config, joined: pd.DataFrame) -> list[MetricRow]:
 
 
 def _metric_rows(task: str, y: np.ndarray, p: np.ndarray, scope: str) -> list[MetricRow]:
-    """The task's summary metrics (precast.model.metrics.SUMMARY), bias last."""
+    """The task's summary metrics (precast.metrics.SUMMARY), bias last."""
     values = mx.task_metrics(task, y, p)
     values["bias"] = mx.mean_gap(values)
     names = [name for name in mx.SUMMARY[task] if name != "bias"] + ["bias"]

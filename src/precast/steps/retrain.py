@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from precast import metrics as mx
 from precast.config import Config
+from precast.data import datasets
+from precast.data.datasets import LABEL
 from precast.errors import NotRetryable
 from precast.model import artifact as ma
-from precast.model import metrics as mx
-from precast.model import registry
+from precast.model import registry, training
 from precast.runtime import code_version
-from precast.steps import train
-from precast.steps.features import LABEL
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def recorded_inputs(cfg: Config, version: str) -> tuple[registry.ModelRef, dict[
     try:
         mv = mlflow_client.get_model_version(cfg.model.name, version)
         ref = registry.ModelRef(mv.name, str(mv.version), mv.run_id or "", dict(mv.tags))
-        inputs = mlflow.artifacts.load_dict(f"runs:/{ref.run_id}/{train.TRAINING_CONFIG}")
+        inputs = mlflow.artifacts.load_dict(f"runs:/{ref.run_id}/{training.TRAINING_CONFIG}")
     except MlflowException as exc:
         raise RetrainInputsError(
             f"cannot retrain {cfg.model.name} v{version}: {str(exc).splitlines()[0]}") from None
@@ -93,7 +93,7 @@ def replay_config(cfg: Config, ref: registry.ModelRef, inputs: dict[str, Any]) -
 def training_data(cfg: Config, ref: registry.ModelRef) -> Any:
     """The version's training rows from the lake; refused when their data version changed."""
     run_date = date.fromisoformat(ref.tags["run_date"])
-    train_df, manifest = train.load_dataset(cfg.lake.dataset("train", run_date))
+    train_df, manifest = datasets.load_dataset(cfg.lake.dataset("train", run_date))
     if manifest["data_version"] != ref.tags["data_version"]:
         raise RetrainInputsError(
             f"the lake's train dataset for {run_date} has data version "
@@ -108,7 +108,7 @@ def run(cfg: Config, version: str, out: Path | None = None) -> RetrainResult:
     ref, inputs = recorded_inputs(cfg, version)
     train_df = training_data(cfg, ref)
     path = cfg.lake.dataset("train", date.fromisoformat(ref.tags["run_date"]))
-    booster, spec, device = train.train_model(replay_config(cfg, ref, inputs), train_df, path)
+    booster, spec, device = training.train_model(replay_config(cfg, ref, inputs), train_df, path)
     registered_dir = registry.local_model(cfg, ref)
     registered, registered_spec = ma.load(registered_dir)
     with tempfile.TemporaryDirectory(prefix="precast-retrain-") as tmp:

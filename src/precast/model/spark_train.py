@@ -20,8 +20,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from precast.config import Config, xgboost_params
+from precast.data.datasets import LABEL
 from precast.model import artifact as ma
-from precast.steps.features import LABEL
 
 if TYPE_CHECKING:
     import xgboost as xgb

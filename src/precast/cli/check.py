@@ -106,9 +106,10 @@ def _dry_run_sql(cfg: Config, spark: SparkSession, clean: DataFrame, day: date,
     """Compile the feature and label SQL on the clean sample; name the columns it lacks."""
     from pyspark.errors import PySparkException
 
+    from precast.data import datasets
     from precast.steps import features
 
-    fc, keys = cfg.features, features.key_columns(cfg.events)
+    fc, keys = cfg.features, datasets.key_columns(cfg.events)
     queries = features.Queries.of(cfg)
     clean.createOrReplaceTempView("events")
     sql_file = fc.features_sql
