@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - generate data, run training + predict end to end, print a summary"
 	@echo "make test   - lint, type-check and run the whole test suite (2 workers, random order)"
 	@echo "make test-fast - code, data and model tests only (no Airflow, cluster or scenario)"
-	@echo "make lint   - ruff, mypy and deptry (every import declared in pyproject.toml)"
+	@echo "make lint   - ruff, mypy (strict on src, and the tests) and deptry (every import declared in pyproject.toml)"
 	@echo "make airflow - start Airflow's components on this machine (precast airflow up)"
 	@echo "make browser - install Debian's chromium + chromium-driver for the browser test"
 	@echo "make bench  - benchmarks vs baselines, same run: publish, score, lookup, pipeline"
@@ -44,7 +44,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check src dags jobs tests sql expectations examples
-	$(BIN)/mypy src/precast
+	$(BIN)/mypy src/precast tests
 	$(BIN)/deptry src dags jobs
 	$(BIN)/deptry tests bench examples -kf precast -kf tests -kf bench --exclude '\.venv' \
 	  --ignore DEP002,DEP004

@@ -53,7 +53,8 @@ class Lake:
 
 def _fs(path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in path:
-        return pafs.FileSystem.from_uri(path)
+        filesystem, local = pafs.FileSystem.from_uri(path)
+        return filesystem, str(local)
     return pafs.LocalFileSystem(), path
 
 
@@ -94,7 +95,7 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 def exists(path: str) -> bool:
     filesystem, local = _fs(path)
-    return filesystem.get_file_info(local).type != pafs.FileType.NotFound
+    return bool(filesystem.get_file_info(local).type != pafs.FileType.NotFound)
 
 
 def list_partitions(path: str, key: str) -> list[str]:

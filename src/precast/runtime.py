@@ -80,7 +80,7 @@ _REDACTING = RedactingFilter()
 
 def _redacting_factory(factory: Any) -> Any:
     def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = factory(*args, **kwargs)
+        record: logging.LogRecord = factory(*args, **kwargs)
         _REDACTING.filter(record)
         return record
     make.redacts = True  # type: ignore[attr-defined]

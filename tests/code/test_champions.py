@@ -30,7 +30,8 @@ T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 
 
 def test_history_says_which_version_was_champion_at_any_time(store_url: str) -> None:
-    steps = [("1", "gate", "gate", "passed all 5 rules", "mlflow://report-1"),
+    steps: list[tuple[str, str, champions.Decision, str, str | None]] = [
+             ("1", "gate", "gate", "passed all 5 rules", "mlflow://report-1"),
              ("2", "gate", "gate", "passed all 9 rules against v1", "mlflow://report-2"),
              ("2", "ana", "pin", "holiday freeze", None),
              ("1", "bo", "rollback", "v2 over-predicts for tv users", "serving snapshot 3")]

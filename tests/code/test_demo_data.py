@@ -96,7 +96,7 @@ def test_churners_fade_before_they_cancel(tmp_path: Path) -> None:
     result = generate(str(tmp_path), users=3000, days=50, seed=5, start_date=START)
     events = _events(tmp_path)
     cancel_day = {e["user_id"]: e["day"] for e in events if e["event_type"] == "cancel"}
-    per_user = defaultdict(Counter)
+    per_user: defaultdict[str, Counter[tuple[str, int]]] = defaultdict(Counter)
     for e in events:
         assert e["day"] <= cancel_day.get(e["user_id"], 99)  # nothing after a cancel
         per_user[e["user_id"]][(e["event_type"], e["day"])] += 1

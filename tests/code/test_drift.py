@@ -156,7 +156,7 @@ def test_breaches_name_exactly_the_rules_broken() -> None:
     assert drift.breaches(report) == [
         Breach("shifted", "psi_max", 0.35, 0.2),
         Breach("shifted", "p_value_min", 1e-9, 0.01),
-        Breach("holes", "missing_rate_increase_max", pytest.approx(0.28), 0.05),
+        Breach("holes", "missing_rate_increase_max", pytest.approx(0.28), 0.05),  # type: ignore[arg-type]
         Breach("channel", "oov_rate_max", 0.2, 0.05),
     ]
     assert [(b.feature, b.rule) for b in drift.breaches(report, {"psi_max": 0.5})] == [
@@ -170,7 +170,8 @@ def test_breaches_name_exactly_the_rules_broken() -> None:
 def test_per_feature_limits_override_or_switch_off_a_rule() -> None:
     report = [_row("tenure", psi=8.6, p_value=1e-9), _row("sessions", psi=0.35),
               _row("plan", psi=0.3, oov_rate=0.2)]
-    per_feature = {"tenure": {"psi_max": None, "p_value_min": None}, "plan": {"psi_max": 0.5}}
+    per_feature: dict[str, dict[str, float | None]] = {
+        "tenure": {"psi_max": None, "p_value_min": None}, "plan": {"psi_max": 0.5}}
     assert [(b.feature, b.rule, b.threshold) for b in drift.breaches(
         report, {"p_value_min": 0.01}, per_feature)] == [
         ("sessions", "psi_max", 0.2), ("plan", "oov_rate_max", 0.05)]

@@ -18,7 +18,7 @@ from precast import metrics as mx
 from precast.config import Config, GateConfig
 from precast.gate import policy as gate_policy
 from precast.gate import report
-from precast.gate.evidence import Evaluation, Scored
+from precast.gate.evidence import Decision, Evaluation, Scored
 from precast.steps import gate
 
 
@@ -104,7 +104,7 @@ def test_floors_and_calibration_decide_alone_without_a_champion() -> None:
         ("floor roc_auc", True), ("mean score within gap of label rate", False)]
 
 
-def _evaluation(with_champion: bool) -> tuple[Evaluation, gate.Decision, GateConfig]:
+def _evaluation(with_champion: bool) -> tuple[Evaluation, Decision, GateConfig]:
     test, labels = _test_set()
     policy = GateConfig(slices=("country", "plan", "tenure_days"), min_slice_rows=100)
     chal_scores, champ_scores = _scores(labels, 1.3, 1), _scores(labels, 1.0, 2)
@@ -162,7 +162,7 @@ def _predictions(labels: np.ndarray, noise: float | np.ndarray, seed: int) -> np
 
 
 def _regression_gate(challenger: np.ndarray, champion: np.ndarray, labels: np.ndarray,
-                     test: pd.DataFrame, policy: GateConfig) -> gate.Decision:
+                     test: pd.DataFrame, policy: GateConfig) -> Decision:
     slices = gate_policy.evaluate_slices(policy, test, labels, challenger, champion)
     chal_m, champ_m = (mx.regression_metrics(labels, s) for s in (challenger, champion))
     return gate_policy.decide(policy, chal_m, champ_m, slices=slices)

@@ -70,7 +70,7 @@ def test_regression_realised_rmse_mae_bias_are_stored_and_alerted(tmp_path: Path
     assert by_plan[("plan=free", "rmse")] == pytest.approx(2.0)  # errors 2, -2
     assert by_plan[("plan=pro", "bias")] == pytest.approx(4.0)  # errors 3, 5
     for metric, value in (("rmse", math.sqrt(42 / 4)), ("mae", 3.0), ("bias", 2.0)):
-        assert alerts.trend(cfg, "performance", metric) == [
+        assert alerts.trend(cfg, "performance", metric) == [  # type: ignore[comparison-overlap]
             (SNAPSHOT, "3", pytest.approx(value))]
 
     raised = monitor.performance_alerts(cfg, snapshot, rows)

@@ -44,7 +44,7 @@ def _line(**fields: Any) -> str:
              "order": {"total": 12.5, "items": 2, "gift": False}, "meta": {"channel": "web"}}
     for dotted, value in fields.items():
         *outer, last = dotted.split("__")
-        node = event
+        node: Any = event
         for part in outer:
             node = node[part]
         if value is KeyError:

@@ -101,7 +101,7 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
 
     client = MlflowClient(world.cfg.tracking_uri, world.cfg.tracking_uri)
     v1 = client.get_model_version(champion.name, champion.version)
-    v2 = client.create_model_version(champion.name, v1.source, run_id=v1.run_id).version
+    v2 = client.create_model_version(champion.name, str(v1.source), run_id=v1.run_id).version
     registry.set_alias(world.cfg, registry.CHAMPION, str(v2))
     batch = pa.RecordBatch.from_pydict({
         "entity_id": ["u1"], "score": [0.5],

@@ -60,9 +60,9 @@ import sqlalchemy as sa
 
 from precast import store
 from precast.config import Config
+from precast.errors import retryable
 from precast.monitoring import alerts
 from precast.monitoring.alerts import Alert, MetricRow
-from precast.pipeline import retryable
 from precast.serving.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.store import SnapshotMeta
 from tests.helpers import _pg_required

@@ -53,5 +53,5 @@ def test_training_through_xgboost_spark_feeds_the_same_gate_and_scoring(
     predictions = pd.read_parquet(lk.Lake(cfg.lake_root).predictions(world.run_date))
     ids = predictions["entity_id"].head(5).tolist()
     with LookupClient(cfg.predictions_url) as client:
-        assert [round(hit.score, 12) for hit in client.get(ids)] == [
+        assert [round(hit.score or 0.0, 12) for hit in client.get(ids)] == [
             round(s, 12) for s in predictions["score"].head(5)]

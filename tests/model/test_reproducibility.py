@@ -97,7 +97,7 @@ def test_retrain_like_reproduces_the_version_and_registers_nothing(
 def recorded_seed(trained: Trained, seed: int) -> Iterator[None]:
     """The version's recorded training config with another seed (restored afterwards)."""
     cfg = trained.world.cfg
-    run_id = registry.by_alias(cfg, registry.CHALLENGER).run_id  # type: ignore[union-attr]
+    run_id = registry.by_alias(cfg, registry.CHALLENGER).run_id
     original = training.training_inputs(cfg)
     changed = {**original, "train": {**original["train"], "seed": seed}}
     registry.client(cfg).log_dict(run_id, changed, training.TRAINING_CONFIG)

@@ -166,7 +166,7 @@ def run_date(context: dict[str, Any]) -> date:
         for event in events:
             if (event.extra or {}).get("snapshot_date"):
                 return date.fromisoformat(event.extra["snapshot_date"])
-    when = context.get("logical_date") or context["dag_run"].run_after
+    when: datetime = context.get("logical_date") or context["dag_run"].run_after
     return when.date()
 
 

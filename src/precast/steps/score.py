@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.pvalue import PCollection
 
 from precast import lake
 from precast.config import Config
@@ -202,7 +203,8 @@ class _SplitScorable(beam.DoFn):
             yield scorable
 
 
-class ScorePredictions(beam.PTransform):
+class ScorePredictions(
+        beam.PTransform[PCollection[pa.Table], dict[str, PCollection[pa.Table]]]):
     """Tables of inference features → {"predictions": tables, "errors": tables}."""
 
     def __init__(
@@ -220,7 +222,7 @@ class ScorePredictions(beam.PTransform):
         self._entity_key = entity_key
         self._batch_size = batch_size
 
-    def expand(self, tables: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, tables: PCollection[pa.Table]) -> dict[str, PCollection[pa.Table]]:
         """Rechunk, split, RunInference, shape predictions: one fused, streaming stage.
 
         No Reshuffle: the Parquet read is already split across workers by the runner, and a
@@ -263,7 +265,7 @@ def _inference_input(cfg: Config, run_date: date, spec: FeatureSpec) -> tuple[st
     return path, str(manifest["data_version"]), rows
 
 
-def _write(tables: beam.PCollection, label: str, path: str, schema: pa.Schema) -> None:
+def _write(tables: PCollection[pa.Table], label: str, path: str, schema: pa.Schema) -> None:
     """Write tables as Parquet files under `path` (one empty file when there are none)."""
     _ = tables | label >> beam.io.WriteToParquetBatched(
         f"{path}/part", schema=schema, file_name_suffix=".parquet", codec="snappy"

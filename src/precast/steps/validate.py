@@ -278,7 +278,8 @@ def _configure(context: AbstractDataContext) -> None:
 
     if context.config.analytics_enabled is not False:
         context.enable_analytics(False)
-    if context.progress_bars is None or context.progress_bars.get("globally") is not False:
+    bars: Any = context.progress_bars  # a ProgressBarsConfig (an untyped dict)
+    if bars is None or bars.get("globally") is not False:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         context.variables.save()
     site = dict(context.list_data_docs_sites()[SITE])
@@ -298,7 +299,8 @@ def docs_index(cfg: Config) -> Path:
     return gx_root(cfg) / "uncommitted" / "data_docs" / SITE / "index.html"
 
 
-def _batch_definition(context: AbstractDataContext, engine: str, asset: str) -> BatchDefinition:
+def _batch_definition(context: AbstractDataContext, engine: str, asset: str
+                      ) -> BatchDefinition[Any]:
     """A whole-DataFrame batch definition on the `pandas` or `spark` data source."""
     sources = context.data_sources
     source: Any
@@ -313,10 +315,12 @@ def _batch_definition(context: AbstractDataContext, engine: str, asset: str) -> 
         data_asset = source.get_asset(asset)
     except LookupError:
         data_asset = source.add_dataframe_asset(asset)
+    definition: BatchDefinition[Any]
     try:
-        return data_asset.get_batch_definition("whole")
+        definition = data_asset.get_batch_definition("whole")
     except KeyError:
-        return data_asset.add_batch_definition_whole_dataframe("whole")
+        definition = data_asset.add_batch_definition_whole_dataframe("whole")
+    return definition
 
 
 def _use_session(context: AbstractDataContext, spark: SparkSession) -> None:
@@ -329,7 +333,7 @@ def _use_session(context: AbstractDataContext, spark: SparkSession) -> None:
 
 
 def _checkpoint(home: _Home, name: str, specs: list[ExpectationSpec], suite_name: str,
-                batch_definition: BatchDefinition, data_docs: bool) -> Checkpoint:
+                batch_definition: BatchDefinition[Any], data_docs: bool) -> Checkpoint:
     """The checkpoint for `name`, rebuilt in the store only when its content changed.
 
     GX's add_or_update compares every expectation pair (slow for big suites), so the suite
@@ -370,7 +374,7 @@ def _stored_checkpoint(context: AbstractDataContext, name: str, fingerprint: str
 
 
 def _add_checkpoint(context: AbstractDataContext, name: str, fingerprint: str,
-                    expectations: list[Expectation], batch_definition: BatchDefinition,
+                    expectations: list[Expectation], batch_definition: BatchDefinition[Any],
                     data_docs: bool) -> Checkpoint:
     """Store suite, validation definition and a checkpoint (updating the Data Docs, if on)."""
     import great_expectations as gx
@@ -421,18 +425,18 @@ def validate_frame(cfg: Config, suite_name: str, df: pd.DataFrame | DataFrame, r
     with home.lock:
         bd = _batch_definition(home.context, "spark" if spark else "pandas", name)
         if spark:
-            _use_session(home.context, df.sparkSession)  # type: ignore[union-attr]
+            _use_session(home.context, df.sparkSession)
         data_docs = cfg.validation.data_docs
         checkpoint = _checkpoint(home, name, specs, suite_name, bd, data_docs)
-        cached = spark and not df.is_cached  # type: ignore[union-attr]
+        cached = spark and not df.is_cached
         if cached:
-            df.persist()  # type: ignore[union-attr]
+            df.persist()
         try:
             result = checkpoint.run(batch_parameters={"dataframe": df},
                                     run_id=RunIdentifier(run_name=run_name))
         finally:
             if cached:
-                df.unpersist()  # type: ignore[union-attr]
+                df.unpersist()
         key, suite_result = next(iter(result.run_results.items()))
         page = _page(home.context, key) if data_docs else NO_DOCS
     return _result(name, suite_result, page)

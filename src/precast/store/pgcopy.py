@@ -46,12 +46,14 @@ def _fixed(column: pa.Array) -> np.ndarray:
         values = (plain - _PG_EPOCH_DAYS).astype(">i4")
     else:
         raise TypeError(f"binary COPY encoding does not support column type {kind}")
-    return values.view(np.uint8).reshape(len(column), values.dtype.itemsize)
+    shaped: np.ndarray = values.view(np.uint8).reshape(len(column), values.dtype.itemsize)
+    return shaped
 
 
 def _string_lengths(column: pa.Array) -> np.ndarray:
     """Byte length of each string of a utf8 column."""
-    return pc.binary_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths: np.ndarray = pc.binary_length(column).to_numpy(zero_copy_only=False)
+    return lengths.astype(np.int64)
 
 
 def _string_bytes(column: pa.Array, width: int) -> np.ndarray:
@@ -63,7 +65,7 @@ def _string_bytes(column: pa.Array, width: int) -> np.ndarray:
 
 
 def _is_string(column: pa.Array) -> bool:
-    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    return bool(pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
 
 
 def _encode_group(columns: list[pa.Array], widths: list[int]) -> np.ndarray:
