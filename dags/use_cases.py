@@ -1,9 +1,9 @@
 """precast's DAGs: five per configured use case, generated from its config file.
 
 Use cases: the folders or config files in PRECAST_USE_CASES (separated by `:`), else the
-file in PRECAST_CONFIG, else ./precast.yaml (see precast.orchestration.tasks.use_cases). Each
+file in PRECAST_CONFIG, else ./precast.yaml (see precast.orchestration.use_cases). Each
 `<use case>__*` DAG knows its use case; its schedules and Airflow connection ids come from
-the use case's `airflow:` section. Wiring only: the work lives in precast.orchestration.tasks and
+the use case's `airflow:` section. Wiring only: the work lives in precast.orchestration and
 precast.steps, imported when a task runs.
 """
 
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag
 
-from precast.orchestration.tasks import (
-    DAG_DEFAULTS,
+from precast.orchestration.params import (
     DATA_ONLY_PARAM,
     PROMOTE_ACTION_PARAM,
     PROMOTE_REASON_PARAM,
@@ -21,14 +20,15 @@ from precast.orchestration.tasks import (
     ROLLBACK_TARGET_PARAM,
     SNAPSHOT_PARAM,
     TOLERANCE_PARAM,
-    UseCase,
+)
+from precast.orchestration.tasks import (
     alert_on_failure,
     promote_task,
     retrain_rule_task,
     rollback_task,
     step_task,
-    use_cases,
 )
+from precast.orchestration.use_cases import DAG_DEFAULTS, UseCase, use_cases
 
 TRAINING = """{uc}__training: extract → validate events → features → validate features → train
 → gate, for use case `{uc}`.

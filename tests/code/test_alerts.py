@@ -332,13 +332,13 @@ def test_a_failed_delivery_records_no_secret_from_an_environment_variable_in_the
 def test_a_failed_dag_run_also_delivers_the_alerts_a_target_did_not_accept_before(
         tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     from precast import runtime
-    from precast.orchestration import tasks
+    from precast.orchestration import tasks, use_cases
 
     monkeypatch.setattr(runtime, "prepare_environment", lambda: None)  # no umask, no env
     config = tmp_path / "precast.yaml"
     config.write_text(f"name: churn\nhome: {tmp_path / 'home'}\nstores:\n  predictions_url: "
                       f"sqlite:///{tmp_path / 'p.db'}\nmonitor:\n  webhook_url: {receiver.url}\n")
-    uc = tasks.UseCase("churn", config, {}, {}, "")
+    uc = use_cases.UseCase("churn", config, {}, {}, "")
     receiver.status = 503
     alerts.raise_alerts(uc.load(), [Alert(DAY, "drift_psi_max", "plan", "plan")])
     receiver.status = 204

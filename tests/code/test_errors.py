@@ -17,10 +17,10 @@ NOT_RETRYABLE = {
     "precast.errors.NotRetryable", "precast.config.ConfigError",
     "precast.resources.UseCaseFileError",
     "precast.model.artifact.FeatureMismatchError", "precast.gate.champions.ChampionConflictError",
-    "precast.store.OlderSnapshotError", "precast.store.PredictionsInputError",
-    "precast.store.EmptyPredictionsError", "precast.store.DuplicateEntityError",
-    "precast.steps.extract.QuarantineRateExceeded", "precast.steps.validate.SuiteError",
-    "precast.steps.validate.ValidationFailed", "precast.steps.features.SqlColumnsError",
+    "precast.store.types.OlderSnapshotError", "precast.store.types.PredictionsInputError",
+    "precast.store.types.EmptyPredictionsError", "precast.store.types.DuplicateEntityError",
+    "precast.steps.extract.QuarantineRateExceeded", "precast.validation.suites.SuiteError",
+    "precast.validation.checks.ValidationFailed", "precast.steps.features.SqlColumnsError",
     "precast.steps.features.NotEnoughHistoryError",
     "precast.steps.features.MappingChangedError", "precast.steps.gate.ChallengerRejectedError",
     "precast.steps.promote.PromoteError", "precast.steps.retrain.RetrainInputsError",
@@ -32,9 +32,9 @@ RETRYABLE = {
     "precast.serving.access.RequestRefused", "precast.serving.api.ApiError",
     "precast.orchestration.local.AirflowError", "precast.model.registry.RegistryUnavailableError",
     "precast.steps.extract.RawPartitionMissing", "precast.model.training.DeviceError",
-    "precast.store.StoreError", "precast.store.NoSnapshotError",
-    "precast.store.SnapshotNotFoundError", "precast.store.StoreUnavailableError",
-    "precast.store.SwapBlockedError",
+    "precast.store.types.StoreError", "precast.store.types.NoSnapshotError",
+    "precast.store.types.SnapshotNotFoundError", "precast.store.types.StoreUnavailableError",
+    "precast.store.types.SwapBlockedError",
 }
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from precast.cli.main import main
 from precast.config import Config, load_config, redact_url
 from precast.errors import EXIT_NOT_RETRYABLE
-from precast.orchestration import tasks as orch
+from precast.orchestration import connections, submit, tasks, use_cases
+from precast.orchestration import params as orchestration_params
 from precast.use_case import USE_CASES_ENV
 from tests.helpers import CHURN
 
@@ -32,7 +33,7 @@ def _conn(**kwargs: object) -> Connection:
 def test_postgres_connection_becomes_an_escaped_psycopg_url() -> None:
     conn = _conn(conn_type="postgres", host="db.internal", port=5433, login="app@team",
                  password=PASSWORD, schema="predictions")
-    url = make_url(orch.connection_value("stores.predictions_url", conn))
+    url = make_url(connections.connection_value("stores.predictions_url", conn))
     assert url.drivername == "postgresql+psycopg"
     assert (url.username, url.password, url.host, url.port, url.database) == (
         "app@team", PASSWORD, "db.internal", 5433, "predictions")
@@ -40,13 +41,13 @@ def test_postgres_connection_becomes_an_escaped_psycopg_url() -> None:
 
 def test_postgres_connection_without_credentials_or_port() -> None:
     conn = _conn(conn_type="postgresql", host="127.0.0.1", schema="precast")
-    assert orch.connection_value("stores.predictions_url", conn) == (
+    assert connections.connection_value("stores.predictions_url", conn) == (
         "postgresql+psycopg://127.0.0.1/precast")
 
 
 def test_sqlite_connection_is_a_file_url() -> None:
     conn = _conn(conn_type="sqlite", host="/data/precast/predictions.db")
-    assert orch.connection_value("stores.predictions_url", conn) == (
+    assert connections.connection_value("stores.predictions_url", conn) == (
         "sqlite:////data/precast/predictions.db")
 
 
@@ -63,7 +64,7 @@ def test_sqlite_connection_is_a_file_url() -> None:
 ])
 def test_http_connection_becomes_the_tracking_uri(kwargs: dict[str, object],
                                                   expected: str) -> None:
-    assert orch.connection_value("stores.mlflow_tracking_uri", _conn(**kwargs)) == expected
+    assert connections.connection_value("stores.mlflow_tracking_uri", _conn(**kwargs)) == expected
 
 
 @pytest.mark.parametrize(("host", "port", "expected"), [
@@ -76,21 +77,21 @@ def test_http_connection_becomes_the_tracking_uri(kwargs: dict[str, object],
 def test_spark_connection_follows_airflows_convention(host: str, port: int | None,
                                                       expected: str) -> None:
     conn = _conn(conn_type="spark", host=host, port=port)
-    assert orch.connection_value("engines.spark.master", conn) == expected
+    assert connections.connection_value("engines.spark.master", conn) == expected
 
 
 def test_extra_url_wins_over_the_fields() -> None:
     conn = _conn(conn_type="postgres", host="ignored", login="x", password="y",
                  extra=json.dumps({"url": "postgresql+psycopg://u@h/db?sslmode=require"}))
-    assert orch.connection_value("stores.predictions_url", conn) == (
+    assert connections.connection_value("stores.predictions_url", conn) == (
         "postgresql+psycopg://u@h/db?sslmode=require")
 
 
 def test_unsupported_connection_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"conn_type 'mysql' cannot give stores.predictions_url"):
-        orch.connection_value("stores.predictions_url", _conn(conn_type="mysql", host="h"))
+        connections.connection_value("stores.predictions_url", _conn(conn_type="mysql", host="h"))
     with pytest.raises(ValueError, match="needs a host"):
-        orch.connection_value("engines.spark.master", _conn(conn_type="spark"))
+        connections.connection_value("engines.spark.master", _conn(conn_type="spark"))
 
 
 def test_one_redaction_hides_passwords_and_tokens_in_any_text() -> None:
@@ -143,14 +144,15 @@ def test_a_library_that_logs_a_url_with_its_password_leaks_nothing(
 
 
 def test_redact_hides_only_the_password() -> None:
-    url = orch.postgres_url(_conn(conn_type="postgres", host="h", login="u", password=PASSWORD))
+    url = connections.postgres_url(
+        _conn(conn_type="postgres", host="h", login="u", password=PASSWORD))
     assert redact_url(url) == "postgresql+psycopg://u:***@h"
     assert redact_url("sqlite:////tmp/p.db") == "sqlite:////tmp/p.db"
     assert redact_url("http://u@h:5000") == "http://u@h:5000"
 
 
-def use_case(path: Path) -> orch.UseCase:
-    (found,) = orch.use_cases({USE_CASES_ENV: str(path)})
+def use_case(path: Path) -> use_cases.UseCase:
+    (found,) = use_cases.use_cases({USE_CASES_ENV: str(path)})
     return found
 
 
@@ -166,7 +168,7 @@ def no_airflow_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_no_connections_no_overrides(no_airflow_settings: pytest.MonkeyPatch) -> None:
-    assert orch.airflow_overrides(CHURN_UC) == {}
+    assert connections.airflow_overrides(CHURN_UC) == {}
 
 
 def test_use_cases_come_from_their_folders_with_their_own_dags_and_assets(
@@ -176,7 +178,7 @@ def test_use_cases_come_from_their_folders_with_their_own_dags_and_assets(
     (shop / "precast.yaml").write_text(
         "name: shop\nairflow: {schedules: {training: '0 3 * * 1'},"
         " connections: {predictions: shop_store}}\n")
-    churn, other = orch.use_cases({USE_CASES_ENV: f"{CHURN.parent}:{shop / 'precast.yaml'}"})
+    churn, other = use_cases.use_cases({USE_CASES_ENV: f"{CHURN.parent}:{shop / 'precast.yaml'}"})
     assert (churn.name, churn.config, other.name) == ("churn", CHURN.resolve(), "shop")
     assert other.dag_id("predict") == "shop__predict"
     assert other.champion_asset.name == "shop__champion"
@@ -192,15 +194,15 @@ def test_two_use_cases_with_one_name_or_a_missing_file_are_refused(tmp_path: Pat
     copy.mkdir()
     (copy / "precast.yaml").write_text("name: churn\n")
     with pytest.raises(ValueError, match="are both named 'churn'"):
-        orch.use_cases({USE_CASES_ENV: f"{CHURN.parent}:{copy}"})
+        use_cases.use_cases({USE_CASES_ENV: f"{CHURN.parent}:{copy}"})
     (copy / "precast.yaml").write_text(
         f"name: other\nstores: {{predictions_url: 'sqlite:///{tmp_path}/p.db'}}\n")
     (tmp_path / "precast.yaml").write_text(
         f"name: third\nstores: {{predictions_url: 'sqlite:///{tmp_path}/p.db'}}\n")
     with pytest.raises(ValueError, match="share the SQLite store"):
-        orch.use_cases({USE_CASES_ENV: f"{copy}:{tmp_path}"})
+        use_cases.use_cases({USE_CASES_ENV: f"{copy}:{tmp_path}"})
     with pytest.raises(FileNotFoundError, match="PRECAST_USE_CASES names no config file"):
-        orch.use_cases({USE_CASES_ENV: str(tmp_path / "nowhere")})
+        use_cases.use_cases({USE_CASES_ENV: str(tmp_path / "nowhere")})
 
 
 def test_airflow_conn_env_vars_round_trip_into_config(
@@ -213,8 +215,8 @@ def test_airflow_conn_env_vars_round_trip_into_config(
     env.setenv("AIRFLOW_CONN_PRECAST_SPARK", "spark://spark-master:7077")  # URI form
     env.setenv("AIRFLOW_CONN_PRECAST_MLFLOW", "http://mlflow:5000")
     env.setenv("AIRFLOW_VAR_PRECAST_LAKE", "s3://bucket/lake")
-    with caplog.at_level(logging.INFO, logger="precast.orchestration.tasks"):
-        overrides = orch.airflow_overrides(CHURN_UC)
+    with caplog.at_level(logging.INFO, logger="precast.orchestration.connections"):
+        overrides = connections.airflow_overrides(CHURN_UC)
     out = cfg.with_overrides(overrides)
     assert make_url(out.predictions_url).password == PASSWORD
     assert make_url(out.predictions_url).database == "precast"
@@ -232,27 +234,27 @@ def test_a_bad_connection_fails_the_task_without_retries(
 
     no_airflow_settings.setenv("AIRFLOW_CONN_PRECAST_PREDICTIONS", "mysql://h/db")
     with pytest.raises(AirflowFailException, match="precast_predictions: conn_type 'mysql'"):
-        orch.airflow_overrides(CHURN_UC)
+        connections.airflow_overrides(CHURN_UC)
 
 
 def test_only_spark_steps_on_a_cluster_master_are_submitted(cfg: Config) -> None:
     cluster = cfg.with_overrides({"engines.spark.master": "spark://h:7077"})
-    assert orch.on_cluster(cluster, "extract") and orch.on_cluster(cluster, "validate_events")
-    assert not orch.on_cluster(cluster, "train")
-    assert not orch.on_cluster(cluster, "validate_features")  # pandas
-    assert not orch.on_cluster(cfg.with_overrides({"engines.spark.master": "local[2]"}),
+    assert submit.on_cluster(cluster, "extract") and submit.on_cluster(cluster, "validate_events")
+    assert not submit.on_cluster(cluster, "train")
+    assert not submit.on_cluster(cluster, "validate_features")  # pandas
+    assert not submit.on_cluster(cfg.with_overrides({"engines.spark.master": "local[2]"}),
                                "extract")
 
 
 def test_every_spark_job_file_exists() -> None:
-    for step, (job, *_) in orch.SPARK_JOBS.items():
+    for step, (job, *_) in submit.SPARK_JOBS.items():
         text = (JOBS / job).read_text()
         assert "spark-submit jobs/" in text and "main([" in text, step
 
 
 def test_submit_command_names_the_app_and_carries_the_conf(cfg: Config) -> None:
     cluster = cfg.with_overrides({"engines.spark.master": "spark://h:7077"})
-    cmd = orch.submit_command(cluster, "validate_events", DAY, JOBS)
+    cmd = submit.submit_command(cluster, "validate_events", DAY, JOBS)
     assert Path(cmd[0]).name == "spark-submit"
     assert cmd[1:5] == ["--master", "spark://h:7077", "--name", "precast-validate_events"]
     assert cmd[-5:] == [str(JOBS / "validate.py"), "--date", "2026-02-05", "--dataset", "events"]
@@ -280,9 +282,9 @@ def test_a_spark_submit_line_never_logs_or_raises_a_secret(
                                       "spark.ssl.keyStorePassword": secret,
                                       "spark.eventLog.dir": f"s3a://k:{secret}@logs/x",
                                       "spark.sql.shuffle.partitions": "2"}})
-    with caplog.at_level(logging.DEBUG, logger="precast.orchestration.tasks"), \
+    with caplog.at_level(logging.DEBUG, logger="precast.orchestration.submit"), \
             pytest.raises(RuntimeError) as failed:
-        orch.run_submitted(cluster, "features", DAY, {}, JOBS, CHURN)
+        submit.run_submitted(cluster, "features", DAY, {}, JOBS, CHURN)
     assert secret in (tmp_path / "argv").read_text()  # the job got the real values
     assert secret not in caplog.text and secret not in str(failed.value)
     (line,) = [r.getMessage() for r in caplog.records if "on spark://" in r.getMessage()]
@@ -294,11 +296,11 @@ def test_a_spark_submit_line_never_logs_or_raises_a_secret(
 
 
 def test_submitted_job_loads_the_same_config(cfg: Config) -> None:
-    overrides = {"stores.predictions_url": orch.postgres_url(_conn(
+    overrides = {"stores.predictions_url": connections.postgres_url(_conn(
         conn_type="postgres", host="db", login="u", password=PASSWORD, schema="x")),
         "engines.spark.master": "spark://h:7077", "stores.lake": "yes"}  # "yes": YAML bool
     task_cfg = cfg.with_overrides(overrides)
-    env = orch.submit_env(task_cfg, "features", overrides, CHURN)
+    env = submit.submit_env(task_cfg, "features", overrides, CHURN)
     job_cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("PRECAST_")})
     assert job_cfg.engines.spark.app_name == "precast-features"
     assert job_cfg.with_overrides({"engines.spark.app_name": "precast"}) == task_cfg
@@ -316,13 +318,13 @@ def test_model_steps_are_skipped_by_data_only_runs(
     config.write_text(f"home: {tmp_path / 'home'}\ntrain: {{scheduled_runs: {scheduled_runs}}}\n")
     context = {"params": {"snapshot_date": "2026-01-05", **params},
                "dag_run": type("DagRun", (), {"run_type": run_type})()}
-    for step in orch.MODEL_STEPS:
+    for step in orchestration_params.MODEL_STEPS:
         with pytest.raises(AirflowSkipException, match=f"{step} skipped: {why}"):
-            orch._execute(step, use_case(config), context)
+            tasks._execute(step, use_case(config), context)
 
 
 def test_only_data_only_runs_stop_after_the_data_steps() -> None:
-    reason = orch.data_only_reason
+    reason = orchestration_params.data_only_reason
     assert reason({}, "scheduled", "train") is None  # the default: the daily run trains
     assert reason({}, "asset_triggered", "data_only") is None  # monitoring asked for it
     assert reason({}, "manual", "data_only") is None  # a person asked for it
@@ -342,12 +344,13 @@ def test_cli_exits_3_when_retrying_cannot_help(tmp_path: Path, monkeypatch: pyte
 def test_failure_reason_is_one_line_naming_step_day_and_error() -> None:
     day = date(2026, 2, 6)
     exc = ValueError("extract 2026-02-06: quarantine rate 100.00% exceeds limit\nsecond line")
-    assert orch.one_line_reason("extract", day, exc) == (
+    assert tasks.one_line_reason("extract", day, exc) == (
         "extract failed for 2026-02-06: ValueError: extract 2026-02-06: quarantine rate "
         "100.00% exceeds limit")
     already = RuntimeError("features failed for 2026-02-06: spark-submit exited 1")
-    assert orch.one_line_reason("features", day, already) == str(already)
-    assert orch.one_line_reason("train", day, KeyError()) == "train failed for 2026-02-06: KeyError"
+    assert tasks.one_line_reason("features", day, already) == str(already)
+    assert tasks.one_line_reason("train", day, KeyError()) == (
+        "train failed for 2026-02-06: KeyError")
 
 
 def test_step_summaries_are_strict_json_for_xcom() -> None:

@@ -31,6 +31,7 @@ from precast.store import (
     SnapshotMeta,
     SnapshotNotFoundError,
 )
+from precast.store import sql as store_sql
 
 DAY = date(2026, 3, 1)
 SCORED_AT = datetime(2026, 3, 1, 6, 30, 15, 123456, tzinfo=UTC)
@@ -311,7 +312,7 @@ def test_table_names_come_only_from_positive_integer_ids() -> None:
         with pytest.raises(ValueError, match="positive integer"):
             store.table_name(bad)  # type: ignore[arg-type]
     with pytest.raises(store.StoreError, match="refusing table name"):
-        store._checked_table('predictions_1"; DROP TABLE x; --')
+        store_sql._checked_table('predictions_1"; DROP TABLE x; --')
 
 
 def test_sqlite_engine_uses_wal(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from precast.cli.main import main
 from precast.config import Config
 from precast.model import registry
 from precast.monitoring import alerts
-from precast.orchestration import tasks
+from precast.orchestration import connections, tasks, use_cases
 from tests.helpers import Mailbox, mlflow_server, pg_database, register_two
 
 PLANTED = f"Pl4nted-s3cret-{uuid.uuid4().hex[:10]}"
@@ -110,10 +110,10 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
                 "AIRFLOW_CONN_PRECAST_MLFLOW": tracking}.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(tmp_path)
-        uc = tasks.UseCase("churn", config, {}, {
+        uc = use_cases.UseCase("churn", config, {}, {
             "stores.predictions_url": "precast_predictions",
             "stores.mlflow_tracking_uri": "precast_mlflow"}, "")
-        cfg = uc.load(tasks.airflow_overrides(uc))
+        cfg = uc.load(connections.airflow_overrides(uc))
         assert PLANTED in cfg.predictions_url and PLANTED in cfg.tracking_uri
         monkeypatch.setenv("PRECAST_STORES__PREDICTIONS_URL", cfg.predictions_url)
         monkeypatch.setenv("PRECAST_STORES__MLFLOW_TRACKING_URI", tracking)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from precast import validation
 from precast.config import Config, load_config
 from precast.data import datasets
 from precast.lake import Lake
@@ -279,6 +280,6 @@ def test_suites_resolve_against_the_shop_config(tmp_path) -> None:
         assert doc["name"] == name and len(doc["expectations"]) >= 10
         for entry in doc["expectations"]:
             assert entry["notes"].strip() and set(entry) <= {"type", "kwargs", "notes", "kinds"}
-            kwargs = validate.resolve_config_refs(entry["kwargs"], cfg)
-            spec = validate.ExpectationSpec(entry["type"], kwargs, entry["notes"])
-            validate.to_expectation(spec, name)
+            kwargs = validation.resolve_config_refs(entry["kwargs"], cfg)
+            spec = validation.ExpectationSpec(entry["type"], kwargs, entry["notes"])
+            validation.to_expectation(spec, name)

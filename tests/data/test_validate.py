@@ -17,7 +17,19 @@ import pytest
 from precast import lake as lk
 from precast import resources
 from precast.config import Config, load_config
-from precast.steps import validate as v
+from precast.steps import validate
+from precast.validation import (
+    NO_DOCS,
+    SuiteError,
+    ValidationFailed,
+    docs_index,
+    failure_message,
+    gx_root,
+    suite_specs,
+    to_expectation,
+    validate_frame,
+)
+from precast.validation.context import _home
 from tests.helpers import CHURN
 
 RUN_DATE = date(2026, 3, 1)
@@ -87,14 +99,14 @@ def page_text(path: str) -> str:
 
 
 def test_every_shipped_suite_builds_and_explains_each_expectation(vcfg: Config) -> None:
-    for name in v.DATASETS:
+    for name in validate.DATASETS:
         docs = [resources.suite(name), resources.use_case_suite(vcfg, name)]
         assert all(doc and doc["name"] == name for doc in docs)
         entries = [e for doc in docs if doc for e in doc["expectations"]]
         assert all(e["notes"].strip() for e in entries)
-        specs = v.suite_specs(vcfg, name)
+        specs = suite_specs(vcfg, name)
         assert len(specs) == len(entries)  # every `when` holds for the churn example
-        assert all(v.to_expectation(s, name).notes == s.notes for s in specs)
+        assert all(to_expectation(s, name).notes == s.notes for s in specs)
 
 
 def test_a_use_cases_own_suite_comes_from_its_folder_after_precasts(tmp_path: Path) -> None:
@@ -105,7 +117,7 @@ def test_a_use_cases_own_suite_comes_from_its_folder_after_precasts(tmp_path: Pa
         "expectations": [{"type": "expect_column_max_to_be_between", "notes": "spend cap",
                           "kwargs": {"column": "score", "max_value": 1e6}}]}))
     cfg = load_config(folder / "precast.yaml", environ={})
-    specs = v.suite_specs(cfg, "predictions")
+    specs = suite_specs(cfg, "predictions")
     assert [s.type for s in specs][-1] == "expect_column_max_to_be_between"
     assert len(specs) == len(resources.suite("predictions")["expectations"]) + 1
     assert resources.use_case_suite(cfg, "events") is None
@@ -117,7 +129,7 @@ def test_when_drops_what_the_config_does_not_have(vcfg: Config) -> None:
     regression = Config.model_validate({"model": {"task": "regression"}})
 
     def columns(cfg: Config, name: str) -> list[tuple[str, Any]]:
-        return [(s.type, s.kwargs.get("column")) for s in v.suite_specs(cfg, name)]
+        return [(s.type, s.kwargs.get("column")) for s in suite_specs(cfg, name)]
 
     assert ("expect_column_values_to_not_be_null", "event_type") in columns(vcfg, "events")
     assert all(column != "event_type" for _, column in columns(no_kind, "events"))
@@ -128,14 +140,14 @@ def test_when_drops_what_the_config_does_not_have(vcfg: Config) -> None:
 
 def test_allowed_values_come_from_config(vcfg: Config) -> None:
     cfg = vcfg.with_overrides({"events.attributes.plan.values": ["free", "gold"]})
-    plan_sets = [s.kwargs["value_set"] for s in v.suite_specs(cfg, "events")
+    plan_sets = [s.kwargs["value_set"] for s in suite_specs(cfg, "events")
                  if s.type == "expect_column_values_to_be_in_set" and s.kwargs["column"] == "plan"]
     assert plan_sets == [["free", "gold"]]
 
 
 def test_label_expectations_apply_to_train_and_test_only(vcfg: Config) -> None:
     def checks(kind: str) -> set[tuple[str, str]]:
-        return {(s.type, s.kwargs.get("column", "")) for s in v.suite_specs(vcfg, "features", kind)}
+        return {(s.type, s.kwargs.get("column", "")) for s in suite_specs(vcfg, "features", kind)}
 
     assert checks("train") == checks("test")
     assert checks("train") - checks("inference") == {
@@ -153,9 +165,9 @@ def test_unknown_expectation_type_fails_clearly(vcfg: Config, monkeypatch: pytes
         {"type": "expect_column_values_to_be_awesome", "kwargs": {"column": "x"},
          "notes": "no such expectation"}]}
     monkeypatch.setattr(resources, "suite", lambda name: bogus)
-    with pytest.raises(v.SuiteError, match="unknown expectation type "
+    with pytest.raises(SuiteError, match="unknown expectation type "
                                            "'expect_column_values_to_be_awesome'"):
-        v.validate_frame(vcfg, "bogus", pd.DataFrame({"x": [1]}), "bogus-run")
+        validate_frame(vcfg, "bogus", pd.DataFrame({"x": [1]}), "bogus-run")
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -174,26 +186,26 @@ def test_unknown_expectation_type_fails_clearly(vcfg: Config, monkeypatch: pytes
 def test_malformed_suite_entries_are_rejected(vcfg: Config, monkeypatch: pytest.MonkeyPatch,
                                               entry: dict, message: str) -> None:
     monkeypatch.setattr(resources, "suite", lambda name: {"name": "bad", "expectations": [entry]})
-    with pytest.raises(v.SuiteError, match=message):
-        v.suite_specs(vcfg, "bad")
+    with pytest.raises(SuiteError, match=message):
+        suite_specs(vcfg, "bad")
 
 
 def test_bad_kwargs_fail_clearly(vcfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     entry = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "x"}, "notes": "n"}
     monkeypatch.setattr(resources, "suite", lambda name: {"name": "bad", "expectations": [entry]})
-    with pytest.raises(v.SuiteError, match="bad kwargs for expect_column_values_to_be_between"):
-        v.validate_frame(vcfg, "bad", pd.DataFrame({"x": [1]}), "bad-run")
+    with pytest.raises(SuiteError, match="bad kwargs for expect_column_values_to_be_between"):
+        validate_frame(vcfg, "bad", pd.DataFrame({"x": [1]}), "bad-run")
 
 
 # ------------------------------------------------------------------ features
 
 
 def test_good_features_pass(vcfg: Config) -> None:
-    result = v.validate_frame(vcfg, "features", features_frame(), "features-ok", kind="train")
+    result = validate_frame(vcfg, "features", features_frame(), "features-ok", kind="train")
     assert result.success, result.failed
     assert result.suite == "features.train"
     assert result.failed == ()
-    assert result.statistics["evaluated_expectations"] == len(v.suite_specs(vcfg, "features"))
+    assert result.statistics["evaluated_expectations"] == len(suite_specs(vcfg, "features"))
     assert Path(result.docs_path).is_file()
     assert Path(result.docs_path).is_relative_to(vcfg.home.resolve())
 
@@ -205,7 +217,7 @@ def test_features_violations_fail_and_are_named(vcfg: Config) -> None:
     bad.loc[5, "plan"] = "enterprise"
     bad.loc[6, "label"] = 2
 
-    result = v.validate_frame(vcfg, "features", bad, "features-bad", kind="train")
+    result = validate_frame(vcfg, "features", bad, "features-bad", kind="train")
 
     assert not result.success
     assert set(result.failed) == {
@@ -216,7 +228,7 @@ def test_features_violations_fail_and_are_named(vcfg: Config) -> None:
         # sessions_30d stays 4, so the pair check still holds; label mean 7/60 is in range
     }
     assert result.statistics["unsuccessful_expectations"] == 4
-    message = v.failure_message(result, "lake/datasets/train")
+    message = failure_message(result, "lake/datasets/train")
     assert message.startswith("suite features.train failed on lake/datasets/train: 4 of ")
     assert "expect_column_values_to_be_in_set(column=plan)" in message
     assert message.endswith(f"Data Docs: {result.docs_path}")
@@ -226,7 +238,7 @@ def test_features_violations_fail_and_are_named(vcfg: Config) -> None:
     assert "features-bad" in text and "Failed" in text
     assert "expect_column_values_to_be_in_set(column=plan" in text
     assert "enterprise" in text
-    assert v.docs_index(vcfg).is_file()
+    assert docs_index(vcfg).is_file()
 
 
 def test_without_data_docs_the_same_failures_are_named_and_no_site_is_built(
@@ -236,40 +248,40 @@ def test_without_data_docs_the_same_failures_are_named_and_no_site_is_built(
     bad = features_frame()
     bad.loc[5, "plan"] = "enterprise"
 
-    result = v.validate_frame(cfg, "features", bad, "features-bad", kind="train")
+    result = validate_frame(cfg, "features", bad, "features-bad", kind="train")
 
     assert not result.success
     assert result.failed == (
         "expect_column_values_to_be_in_set(column=plan): 1 unexpected, e.g. ['enterprise']",)
-    assert result.docs_path == v.NO_DOCS
-    assert v.failure_message(result, "train").endswith(
+    assert result.docs_path == NO_DOCS
+    assert failure_message(result, "train").endswith(
         "Data Docs: not built (validation.data_docs is false)")
-    assert not list((v.gx_root(cfg) / "uncommitted").rglob("*.html"))  # no page, no index
-    assert v.validate_frame(cfg, "features", features_frame(), "features-ok", kind="train").success
+    assert not list((gx_root(cfg) / "uncommitted").rglob("*.html"))  # no page, no index
+    assert validate_frame(cfg, "features", features_frame(), "features-ok", kind="train").success
 
 
 def test_run_features_validates_each_dataset_from_the_lake(vcfg: Config) -> None:
     lake = lk.Lake(vcfg.lake_root)
-    for kind in v.FEATURE_KINDS:
+    for kind in validate.FEATURE_KINDS:
         path = Path(lake.dataset(kind, RUN_DATE))
         path.mkdir(parents=True, exist_ok=True)
         features_frame(labelled=kind != "inference").to_parquet(path / "part-0.parquet")
 
-    result = v.run(vcfg, "features", RUN_DATE)
+    result = validate.run(vcfg, "features", RUN_DATE)
 
     assert result.success and result.failed == ()
     assert result.suite == "features"
-    n_all = len(v.suite_specs(vcfg, "features"))
-    n_inference = len(v.suite_specs(vcfg, "features", "inference"))
+    n_all = len(suite_specs(vcfg, "features"))
+    n_inference = len(suite_specs(vcfg, "features", "inference"))
     assert result.statistics["evaluated_expectations"] == 2 * n_all + n_inference
-    assert result.docs_path == str(v.docs_index(vcfg))
+    assert result.docs_path == str(docs_index(vcfg))
 
 
 def test_unlabelled_data_passes_inference_but_fails_train(vcfg: Config) -> None:
     unlabelled = features_frame(labelled=False)
-    inference = v.validate_frame(vcfg, "features", unlabelled, "inf", kind="inference")
+    inference = validate_frame(vcfg, "features", unlabelled, "inf", kind="inference")
     assert inference.success, inference.failed
-    train = v.validate_frame(vcfg, "features", unlabelled, "train-no-label", kind="train")
+    train = validate_frame(vcfg, "features", unlabelled, "train-no-label", kind="train")
     missing = 'error: Error: The column "label" in BatchData does not exist.'
     assert set(train.failed) == {
         "expect_column_to_exist(column=label): failed",
@@ -283,7 +295,7 @@ def test_unlabelled_data_passes_inference_but_fails_train(vcfg: Config) -> None:
 
 
 def test_good_predictions_pass(vcfg: Config) -> None:
-    result = v.validate_frame(vcfg, "predictions", predictions_frame(), "predictions-ok")
+    result = validate_frame(vcfg, "predictions", predictions_frame(), "predictions-ok")
     assert result.success, result.failed
 
 
@@ -294,8 +306,8 @@ def test_scores_above_one_fail_the_run_with_the_dataset_and_page(vcfg: Config) -
     path.mkdir(parents=True, exist_ok=True)
     bad.to_parquet(path / "part-0.parquet")
 
-    with pytest.raises(v.ValidationFailed) as info:
-        v.run(vcfg, "predictions", RUN_DATE)
+    with pytest.raises(ValidationFailed) as info:
+        validate.run(vcfg, "predictions", RUN_DATE)
 
     message = str(info.value)
     assert message.startswith(f"suite predictions failed on {path}: 1 of 15 expectations failed")
@@ -309,7 +321,7 @@ def test_scores_above_one_fail_the_run_with_the_dataset_and_page(vcfg: Config) -
 def test_score_distribution_is_checked(vcfg: Config) -> None:
     flat = predictions_frame()
     flat["score"] = 0.95
-    result = v.validate_frame(vcfg, "predictions", flat, "predictions-flat")
+    result = validate_frame(vcfg, "predictions", flat, "predictions-flat")
     assert result.failed == ("expect_column_mean_to_be_between(column=score): observed 0.95",)
 
 
@@ -319,23 +331,23 @@ def test_regression_scores_have_no_probability_bounds(tmp_path: Path) -> None:
         "PRECAST_VALIDATION__DATA_DOCS": "false"})
     bounds = {("expect_column_values_to_be_between", "score"),
               ("expect_column_mean_to_be_between", "score")}
-    specs = {(s.type, s.kwargs.get("column")) for s in v.suite_specs(cfg, "predictions")}
+    specs = {(s.type, s.kwargs.get("column")) for s in suite_specs(cfg, "predictions")}
     assert not specs & bounds
     assert bounds <= {(s.type, s.kwargs.get("column")) for s in
-                      v.suite_specs(load_config(CHURN, environ={}), "predictions")}
+                      suite_specs(load_config(CHURN, environ={}), "predictions")}
     spend = predictions_frame()
     spend["score"] = [40.0 + 7.5 * (i % 9) - 20 for i in range(len(spend))]  # some below 0
-    result = v.validate_frame(cfg, "predictions", spend, "predictions-spend")
+    result = validate_frame(cfg, "predictions", spend, "predictions-spend")
     assert result.success, result.failed
     spend.loc[3, "score"] = None
-    assert not v.validate_frame(cfg, "predictions", spend, "predictions-spend-null").success
+    assert not validate_frame(cfg, "predictions", spend, "predictions-spend-null").success
 
 
 def test_missing_dataset_is_a_clear_error(vcfg: Config) -> None:
     with pytest.raises(FileNotFoundError, match="no predictions data at .*2026-01-01"):
-        v.run(vcfg, "predictions", date(2026, 1, 1))
+        validate.run(vcfg, "predictions", date(2026, 1, 1))
     with pytest.raises(ValueError, match="unknown dataset 'labels'"):
-        v.run(vcfg, "labels", RUN_DATE)
+        validate.run(vcfg, "labels", RUN_DATE)
 
 
 # ------------------------------------------------------------------ events (Spark)
@@ -345,18 +357,18 @@ def test_events_day_from_the_lake_passes_on_our_spark_session(vcfg: Config, spar
     path = lk.Lake(vcfg.lake_root).events(RUN_DATE)
     spark.createDataFrame(events_rows(), EVENTS_SCHEMA).write.mode("overwrite").parquet(path)
 
-    result = v.run(vcfg, "events", RUN_DATE, spark=spark)
+    result = validate.run(vcfg, "events", RUN_DATE, spark=spark)
 
     assert result.success, result.failed
     assert result.suite == "events"
-    assert result.statistics["evaluated_expectations"] == len(v.suite_specs(vcfg, "events"))
-    source = v._home(str(v.gx_root(vcfg))).context.data_sources.get("spark")
+    assert result.statistics["evaluated_expectations"] == len(suite_specs(vcfg, "events"))
+    source = _home(str(gx_root(vcfg))).context.data_sources.get("spark")
     assert source.get_execution_engine().spark is spark  # GX started no session of its own
 
 
 def test_events_with_unknown_type_fail(vcfg: Config, spark) -> None:
     df = spark.createDataFrame(events_rows(event_type="teleport"), EVENTS_SCHEMA)
-    result = v.validate_frame(vcfg, "events", df, "events-bad")
+    result = validate_frame(vcfg, "events", df, "events-bad")
     assert not result.success
     assert result.failed == (
         "expect_column_values_to_be_in_set(column=event_type): 1 unexpected, e.g. ['teleport']",

@@ -126,7 +126,8 @@ def _rollback_through_the_dag(dagbag, world, champion, first) -> None:
 def _a_failed_run_is_an_alert(world, run) -> None:
     """The DAGs' on_failure_callback records a failed run once as an alert of its use case."""
     from precast.monitoring import alerts
-    from precast.orchestration.tasks import alert_on_failure, use_cases
+    from precast.orchestration.tasks import alert_on_failure
+    from precast.orchestration.use_cases import use_cases
 
     (uc,) = use_cases()
     assert uc.config == world.config_path.resolve()

@@ -15,7 +15,7 @@ from precast.model import registry
 from precast.monitoring import alerts
 from precast.serving.lookup import LookupClient
 from precast.steps.gate import ChallengerRejectedError
-from precast.steps.validate import ValidationFailed
+from precast.validation import ValidationFailed
 from tests.helpers import World, replace_dataset
 
 

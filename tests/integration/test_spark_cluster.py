@@ -162,10 +162,10 @@ def test_a_failure_retrying_cannot_fix_stays_final_across_spark_submit(
     from airflow.sdk.exceptions import AirflowFailException
 
     from precast.config import load_config
-    from precast.orchestration import tasks
+    from precast.orchestration import submit
 
     cfg = load_config(CHURN, environ={"PRECAST_HOME": str(tmp_path / "empty")}).with_overrides(
         {"engines.spark.master": spark_cluster.master, "engines.spark.conf": CLUSTER_CONF})
     with pytest.raises(AirflowFailException, match="features failed for 2026-02-05: "
                                                    "NotEnoughHistoryError: clean events end at"):
-        tasks.run_submitted(cfg, "features", date(2026, 2, 5), {}, REPO / "jobs", CHURN)
+        submit.run_submitted(cfg, "features", date(2026, 2, 5), {}, REPO / "jobs", CHURN)
