@@ -50,8 +50,8 @@ from bench.common import (
     run_process,
     secs,
 )
-from precast import lake as lk
 from precast.config import Config, load_config
+from precast.lake import delete_dir, list_partitions, read_json
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class World:
 def world(users: int, days: int) -> World:
     """The world of `users` x `days` with the demo's seed and start, generated once."""
     found = World(bench_home() / "pipeline" / f"world-{users}x{days}", users, days)
-    planted = lk.read_json(f"{found.cfg.lake.raw_events()}/_planted.json")  # written last
+    planted = read_json(f"{found.cfg.lake.raw_events()}/_planted.json")  # written last
     if planted is None or len(planted.get("lines", {})) != days:
         log.info("pipeline: generating %s users x %s days under %s", users, days, found.home)
         precast(found, "demo-data", "--users", str(users), "--days", str(days))
@@ -121,12 +121,12 @@ def wipe(where: World) -> None:
     """Remove everything extract, features and the twin wrote (the raw logs stay)."""
     lake = where.cfg.lake
     for path in (lake.events(), lake.quarantine(), f"{lake.root}/datasets", where.twin_out):
-        lk.delete_dir(path)
+        delete_dir(path)
 
 
 def raw_days(where: World) -> list[str]:
     """The world's raw day partitions up to its run date."""
-    return [d for d in lk.list_partitions(where.cfg.lake.raw_events(), "dt")
+    return [d for d in list_partitions(where.cfg.lake.raw_events(), "dt")
             if d <= where.run_date.isoformat()]
 
 
@@ -175,7 +175,7 @@ def measure_extract(where: World) -> Step:
 
 def measure_features(where: World) -> Step:
     """`precast run features` over precast's clean events, then the twin; compare datasets."""
-    lk.delete_dir(f"{where.cfg.lake.root}/datasets")
+    delete_dir(f"{where.cfg.lake.root}/datasets")
     ran = precast(where, "run", "features", "--date", where.run_date.isoformat())
     out = f"{where.twin_out}/datasets"
     payload = {"config": str(CHURN), "home": str(where.home), "out": out,
@@ -201,7 +201,7 @@ class Scale:
 def planted_misses(where: World) -> list[str]:
     """Days whose quarantine in precast's manifests differs, by kind, from the bad lines
     the generator planted (raw/events/_planted.json)."""
-    planted = lk.read_json(f"{where.cfg.lake.raw_events()}/_planted.json") or {}
+    planted = read_json(f"{where.cfg.lake.raw_events()}/_planted.json") or {}
     days = {d: kinds for d, kinds in planted.get("days", {}).items() if d in raw_days(where)}
     found = twin.precast_day_counts(where.cfg.lake, sorted(days))
     misses = []
@@ -261,7 +261,7 @@ def trained(where: World) -> None:
     a marker in the world's home says it is done."""
     marker = where.home / "trained.json"
     day = where.run_date - timedelta(days=1)
-    if (lk.read_json(str(marker)) or {}).get("run_date") == day.isoformat():
+    if (read_json(str(marker)) or {}).get("run_date") == day.isoformat():
         return
     log.info("pipeline: training chain for %s on %s (untimed)", day, where.home)
     wipe(where)
@@ -274,7 +274,7 @@ def wipe_day(where: World, day: date) -> None:
     lake = where.cfg.lake
     for path in (lake.events(day), lake.quarantine(day), lake.dataset("inference", day),
                  lake.predictions(day), lake.prediction_errors(day)):
-        lk.delete_dir(path)
+        delete_dir(path)
 
 
 def measure_predict(users: int, days: int) -> tuple[ProcessResult, World, dict[str, float]]:

@@ -53,8 +53,8 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
     import xgboost as xgb
 
     from bench.score import FEATURES
-    from precast import metrics as mx
     from precast.config import xgboost_params
+    from precast.metrics import classification_metrics
     from precast.model import training
 
     cfg = bench_config(**{"train.device": payload["device"], "train.monotone": {}})
@@ -66,7 +66,7 @@ def child_precast(payload: dict[str, Any]) -> dict[str, Any]:
     used = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
     return {"seconds": seconds, "device": device, "used": used, "xgboost": xgb.__version__,
             "rounds": booster.num_boosted_rounds(), "seed": cfg.train.seed,
-            "auc": mx.classification_metrics(test["label"].to_numpy(), scores)["roc_auc"],
+            "auc": classification_metrics(test["label"].to_numpy(), scores)["roc_auc"],
             "params": {**xgboost_params(cfg.model.task, cfg.train.params),
                        "nthread": cfg.train.nthread}}
 

@@ -39,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_home, child_main
-from precast import lake as lk
 from precast.config import EVENT_ID, EVENT_TIME, Config, EventsConfig, load_config
 from precast.data import raw_events
-from precast.lake import Lake
+from precast.lake import Lake, manifest_path, read_json
 
 DUPLICATE = "duplicate_event_id"  # precast.steps.extract.DUPLICATE (a step is not imported)
 ISO_PATTERN = raw_events.ISO_PATTERN  # RE2 reads it as Java does (no look-around in it)
@@ -382,15 +381,15 @@ def snapshot_rows(con: Any, cfg: Config, kind: str, snapshot: date, sql: dict[st
     from precast.data import datasets
     from precast.steps import features as step
 
-    fc = cfg.features
-    _events_until(con, step.snapshot_end(kind, snapshot, fc))
+    features_config = cfg.features
+    _events_until(con, step.snapshot_end(kind, snapshot, features_config))
     con.execute(f"CREATE OR REPLACE TEMP TABLE entities AS {sql['features']}",
-                step.feature_args(snapshot, fc))
+                step.feature_args(snapshot, features_config))
     keys = ", ".join(datasets.key_columns(cfg.events))
     rows = "SELECT * FROM entities"
     if kind != "inference":
         rows = (f"SELECT * FROM entities JOIN ({sql['labels']}) AS labels USING ({keys})")
-    params = {} if kind == "inference" else step.label_args(snapshot, fc)
+    params = {} if kind == "inference" else step.label_args(snapshot, features_config)
     con.execute(f"INSERT INTO ds_{kind} {rows}" if _exists(con, f"ds_{kind}")
                 else f"CREATE TEMP TABLE ds_{kind} AS {rows}", params)
 
@@ -443,8 +442,8 @@ def precast_day_counts(lake: Lake, days: Sequence[str]) -> dict[str, dict[str, A
     out = {}
     for day in days:
         when = date.fromisoformat(day)
-        manifest = (lk.read_json(lk.manifest_path(lake.events(when)))
-                    or lk.read_json(lk.manifest_path(lake.quarantine(when))) or {})
+        manifest = (read_json(manifest_path(lake.events(when)))
+                    or read_json(manifest_path(lake.quarantine(when))) or {})
         out[day] = {name: manifest.get(name) for name in
                     ("read", "kept", "quarantined", "duplicates")}
         out[day]["by_reason"] = dict(sorted((manifest.get("quarantine_by_reason") or {}).items()))

@@ -27,7 +27,7 @@ import xgboost as xgb
 import yaml
 
 from precast.config import Config, load_config
-from precast.model import artifact as ma
+from precast.model import artifact
 from precast.steps.train import TrainResult
 from precast.use_case import generator_module
 
@@ -83,7 +83,7 @@ class Trained:
     world: World
     result: TrainResult
     booster: xgb.Booster
-    spec: ma.FeatureSpec
+    spec: artifact.FeatureSpec
     train_rows: pd.DataFrame
     test_rows: pd.DataFrame
 

@@ -173,10 +173,10 @@ def _start_spark_for(cfg: Config, steps: tuple[str, ...]) -> None:
     e.g. one raw day's extract, would size it small). An empty lake leaves it to that step."""
     if READS_EVENTS.isdisjoint(steps) or not cfg.engines.spark.master.startswith("local"):
         return
-    from precast import lake as lk
     from precast.engines.spark import spark_session
+    from precast.lake import size
 
-    events = lk.size([cfg.lake.events()])
+    events = size([cfg.lake.events()])
     if events:
         spark_session(cfg, input_bytes=events)
 

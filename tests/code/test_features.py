@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from precast import lake as lk
 from precast.config import Config
 from precast.data import datasets
+from precast.lake import Lake, exists, manifest_path, read_json, write_json
 from precast.resources import UseCaseFileError
 from precast.steps import features
 from tests.helpers import CHURN
@@ -44,10 +44,10 @@ def write_events(spark, cfg: Config, events=EVENTS, fingerprint: str = "fp") -> 
     df = spark.createDataFrame(rows, "event_id string, user_id string, ts timestamp, "
                                "event_type string, plan string, device string, country string, "
                                "amount double, dt date")
-    lake = lk.Lake(cfg.lake_root)
+    lake = Lake(cfg.lake_root)
     df.write.mode("overwrite").partitionBy("dt").parquet(lake.events())
     for day in {r[-1] for r in rows}:
-        lk.write_json(lk.manifest_path(lake.events(day)), {"fingerprint": f"{fingerprint}{day}"})
+        write_json(manifest_path(lake.events(day)), {"fingerprint": f"{fingerprint}{day}"})
 
 
 def read(path: str) -> list[dict]:
@@ -94,7 +94,7 @@ def test_features_and_labels_exact(spark, small_cfg: Config) -> None:
          "days_since_last_event": 0, "tenure_days": 18, "plan": "free"},
     ]
     assert result.get("test").label_rate == 0.5
-    manifest = lk.read_json(lk.manifest_path(result.get("train").path))
+    manifest = read_json(manifest_path(result.get("train").path))
     assert manifest["row_count"] == 2 and manifest["snapshots"] == ["2026-01-06"]
 
 
@@ -155,7 +155,7 @@ def test_config_naming_columns_the_sql_lacks_fails_before_any_dataset_is_written
     assert str(info.value) == (
         "train.monotone names 'logins_7d', which features.sql does not return; "
         "gate.slices names 'region', which features.sql does not return")
-    assert not any(lk.exists(lk.Lake(cfg.lake_root).dataset(kind, D))
+    assert not any(exists(Lake(cfg.lake_root).dataset(kind, D))
                    for kind in datasets.KINDS)
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import metrics as mx
 from precast.config import Config, GateConfig
 from precast.gate import policy as gate_policy
 from precast.gate import report
 from precast.gate.evidence import Decision, Evaluation, Scored
+from precast.metrics import classification_metrics, regression_metrics
 from precast.steps import gate
 
 
@@ -71,7 +71,7 @@ def test_decision_lists_every_rule_with_its_numbers() -> None:
     policy = GateConfig(slices=("country",), min_slice_rows=100,
                         floors={"roc_auc": 0.6, "calibration_error": 0.5},
                         max_mean_score_gap=0.5, tolerance=0.2, slice_tolerance=0.05)
-    chal_m, champ_m = (mx.classification_metrics(labels, s) for s in (challenger, champion))
+    chal_m, champ_m = (classification_metrics(labels, s) for s in (challenger, champion))
     slices = gate_policy.evaluate_slices(policy, test, labels, challenger, champion)
     decision = gate_policy.decide(policy, chal_m, champ_m, slices=slices)
 
@@ -99,7 +99,7 @@ def test_floors_and_calibration_decide_alone_without_a_champion() -> None:
     _, labels = _test_set()
     overconfident = np.clip(_scores(labels, 1.2, 1) + 0.3, 0, 1)
     policy = GateConfig(max_mean_score_gap=0.05, floors={"roc_auc": 0.6})
-    decision = gate_policy.decide(policy, mx.classification_metrics(labels, overconfident), None)
+    decision = gate_policy.decide(policy, classification_metrics(labels, overconfident), None)
     assert [(r.name, r.passed) for r in decision.rules] == [
         ("floor roc_auc", True), ("mean score within gap of label rate", False)]
 
@@ -109,27 +109,27 @@ def _evaluation(with_champion: bool) -> tuple[Evaluation, Decision, GateConfig]:
     policy = GateConfig(slices=("country", "plan", "tenure_days"), min_slice_rows=100)
     chal_scores, champ_scores = _scores(labels, 1.3, 1), _scores(labels, 1.0, 2)
     names = ["sessions_7d", "support_tickets_30d", "tenure_days"]
-    chal = Scored("7", chal_scores, mx.classification_metrics(labels, chal_scores),
+    chal = Scored("7", chal_scores, classification_metrics(labels, chal_scores),
                   dict(zip(names, [3.0, 2.0, 1.0], strict=True)),
                   {"data_version": "train-abc", "run_id": "r7", "code_version": "c1"})
-    champ = Scored("6", champ_scores, mx.classification_metrics(labels, champ_scores),
+    champ = Scored("6", champ_scores, classification_metrics(labels, champ_scores),
                    dict(zip(names, [1.0, 2.5, 0.5], strict=True)), {"data_version": "train-xyz"})
     slices = gate_policy.evaluate_slices(policy, test, labels, chal_scores,
                                   champ_scores if with_champion else None)
-    ev = Evaluation(date(2026, 3, 1), "test-123", labels, chal,
+    evaluation = Evaluation(date(2026, 3, 1), "test-123", labels, chal,
                     champ if with_champion else None, tuple(slices))
     decision = gate_policy.decide(policy, chal.metrics, champ.metrics if with_champion else None,
                            slices=slices)
-    return ev, decision, policy
+    return evaluation, decision, policy
 
 
 @pytest.mark.parametrize("with_champion", [True, False], ids=["vs-champion", "first-model"])
 def test_report_is_one_offline_html_file_with_pictures_and_the_decision(
         with_champion: bool, tmp_path: Path) -> None:
-    ev, decision, policy = _evaluation(with_champion)
+    evaluation, decision, policy = _evaluation(with_champion)
     cfg = Config(home=tmp_path, gate=policy)
-    record = gate.decision_record(ev, decision, policy, policy.tolerance)
-    path = report.write(cfg, date(2026, 3, 2), ev, decision, record)
+    record = gate.decision_record(evaluation, decision, policy, policy.tolerance)
+    path = report.write(cfg, date(2026, 3, 2), evaluation, decision, record)
     assert path == tmp_path / "precast" / "reports" / "gate" / "2026-03-02" / (
         "gate-v7-vs-v6.html" if with_champion else "gate-v7-first.html")
     page = path.read_text()
@@ -141,7 +141,7 @@ def test_report_is_one_offline_html_file_with_pictures_and_the_decision(
     assert f"{len(decision.rules) - len(decision.failed())} of {len(decision.rules)} rules" in page
     assert "train-abc" in page and "test-123" in page
     assert ("train-xyz" in page) == with_champion
-    for s in ev.slices:
+    for s in evaluation.slices:
         assert f"<td>{html.escape(s.scope)}</td><td class=num>{s.rows:,}</td>" in page
 
 
@@ -164,7 +164,7 @@ def _predictions(labels: np.ndarray, noise: float | np.ndarray, seed: int) -> np
 def _regression_gate(challenger: np.ndarray, champion: np.ndarray, labels: np.ndarray,
                      test: pd.DataFrame, policy: GateConfig) -> Decision:
     slices = gate_policy.evaluate_slices(policy, test, labels, challenger, champion)
-    chal_m, champ_m = (mx.regression_metrics(labels, s) for s in (challenger, champion))
+    chal_m, champ_m = (regression_metrics(labels, s) for s in (challenger, champion))
     return gate_policy.decide(policy, chal_m, champ_m, slices=slices)
 
 
@@ -217,7 +217,7 @@ def test_regression_floors_are_ceilings_and_the_gap_is_in_label_units() -> None:
     _, labels = _spend()
     policy = _regression_policy(floors={"rmse": 4.0, "r2": 0.9})
     biased = _predictions(labels, 5.0, 1) + 2.0
-    decision = gate_policy.decide(policy, mx.regression_metrics(labels, biased), None)
+    decision = gate_policy.decide(policy, regression_metrics(labels, biased), None)
     assert [(r.name, r.passed) for r in decision.rules] == [
         ("floor r2", True), ("floor rmse", False), ("mean score within gap of mean label", False)]
     gap = decision.rules[2]
@@ -242,17 +242,17 @@ def test_regression_report_shows_predicted_vs_actual_and_residuals(tmp_path: Pat
     policy = _regression_policy()
     chal_scores, champ_scores = _predictions(labels, 3.0, 2), _predictions(labels, 5.0, 1)
     names = ["visits_30d", "basket_mean"]
-    chal = Scored("3", chal_scores, mx.regression_metrics(labels, chal_scores),
+    chal = Scored("3", chal_scores, regression_metrics(labels, chal_scores),
                   {"visits_30d": 2.0, "basket_mean": 1.0}, {"run_id": "r3"})
-    champ = Scored("2", champ_scores, mx.regression_metrics(labels, champ_scores),
+    champ = Scored("2", champ_scores, regression_metrics(labels, champ_scores),
                    dict(zip(names, [1.0, 1.5], strict=True)), {})
     slices = gate_policy.evaluate_slices(policy, test, labels, chal_scores, champ_scores)
-    ev = Evaluation(date(2026, 3, 1), "test-9", labels, chal, champ, tuple(slices))
+    evaluation = Evaluation(date(2026, 3, 1), "test-9", labels, chal, champ, tuple(slices))
     decision = gate_policy.decide(policy, chal.metrics, champ.metrics, slices=slices)
     cfg = Config.model_validate({"home": str(tmp_path), "gate": policy.model_dump(),
                                  "model": {"task": "regression", "target_description": SPEND}})
-    record = gate.decision_record(ev, decision, policy, policy.tolerance)
-    page = report.write(cfg, date(2026, 3, 2), ev, decision, record).read_text()
+    record = gate.decision_record(evaluation, decision, policy, policy.tolerance)
+    page = report.write(cfg, date(2026, 3, 2), evaluation, decision, record).read_text()
     assert page.count("<svg") == 4  # predicted vs actual, residuals, slices, importances
     assert f"Predicted vs actual {SPEND}" in page and "Residuals (prediction" in page
     assert "ROC" not in page and "churn" not in page

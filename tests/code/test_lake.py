@@ -7,22 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from precast import lake as lk
 from precast.cli.main import main
+from precast.lake import MANIFEST, read_json, write_bytes, write_json
 from tests.helpers import CHURN
 
 
 def test_a_manifest_is_replaced_whole_and_a_failed_write_leaves_no_partial_file(
         tmp_path: Path) -> None:
-    path = str(tmp_path / "events" / "dt=2026-03-01" / lk.MANIFEST)
-    lk.write_json(path, {"row_count": 1})
-    lk.write_json(path, {"row_count": 2})
-    assert lk.read_json(path) == {"row_count": 2}
-    assert sorted(p.name for p in Path(path).parent.iterdir()) == [lk.MANIFEST]
+    path = str(tmp_path / "events" / "dt=2026-03-01" / MANIFEST)
+    write_json(path, {"row_count": 1})
+    write_json(path, {"row_count": 2})
+    assert read_json(path) == {"row_count": 2}
+    assert sorted(p.name for p in Path(path).parent.iterdir()) == [MANIFEST]
     blocked = tmp_path / "blocked"
     (blocked / "inside").mkdir(parents=True)  # a folder where the file should go
     with pytest.raises(OSError):
-        lk.write_bytes(str(blocked), b"{}")
+        write_bytes(str(blocked), b"{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "events"]
 
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from precast import metrics as mx
-from precast.metrics import expected_roc_auc
+from precast.metrics import (
+    expected_roc_auc,
+    mean_gap,
+    meets_floor,
+    not_worse,
+    regression_metrics,
+    task_metrics,
+    task_of,
+)
 
 
 @pytest.mark.parametrize("spread", [0.5, 1.5, 3.0])
@@ -40,28 +47,28 @@ def test_expected_auc_is_nan_without_pairs() -> None:
 def test_regression_metrics_by_hand() -> None:
     y = np.array([1.0, 2.0, 3.0, 4.0])
     p = np.array([2.0, 2.0, 2.0, 6.0])  # errors 1, 0, -1, 2; label mean 2.5, spread 5
-    assert mx.regression_metrics(y, p) == {
+    assert regression_metrics(y, p) == {
         "rmse": pytest.approx(math.sqrt(6 / 4)), "mae": 1.0, "bias": 0.5,
         "r2": pytest.approx(1 - 6 / 5), "mean_label": 2.5, "mean_score": 3.0, "rows": 4.0}
-    assert mx.task_metrics("regression", y, p) == mx.regression_metrics(y, p)
-    assert mx.mean_gap(mx.regression_metrics(y, p)) == 0.5
-    assert math.isnan(mx.regression_metrics(np.full(3, 7.0), np.array([6.0, 7.0, 8.0]))["r2"])
+    assert task_metrics("regression", y, p) == regression_metrics(y, p)
+    assert mean_gap(regression_metrics(y, p)) == 0.5
+    assert math.isnan(regression_metrics(np.full(3, 7.0), np.array([6.0, 7.0, 8.0]))["r2"])
 
 
 def test_each_metric_knows_its_task_and_direction() -> None:
-    assert mx.task_of("rmse") == mx.task_of("mae") == mx.task_of("r2") == "regression"
-    assert mx.task_of("roc_auc") == mx.task_of("brier") == "binary"
+    assert task_of("rmse") == task_of("mae") == task_of("r2") == "regression"
+    assert task_of("roc_auc") == task_of("brier") == "binary"
     with pytest.raises(KeyError, match="unknown metric 'accuracy'"):
-        mx.task_of("accuracy")
+        task_of("accuracy")
     # rmse: lower is better, so "not worse" allows the champion's value plus the tolerance
-    assert mx.not_worse("rmse", 10.4, 10.0, 0.5) and not mx.not_worse("rmse", 10.6, 10.0, 0.5)
-    assert mx.not_worse("r2", 0.75, 0.8, 0.1) and not mx.not_worse("r2", 0.65, 0.8, 0.1)
-    assert mx.meets_floor("rmse", 9.0, 10.0) and not mx.meets_floor("rmse", 11.0, 10.0)
+    assert not_worse("rmse", 10.4, 10.0, 0.5) and not not_worse("rmse", 10.6, 10.0, 0.5)
+    assert not_worse("r2", 0.75, 0.8, 0.1) and not not_worse("r2", 0.65, 0.8, 0.1)
+    assert meets_floor("rmse", 9.0, 10.0) and not meets_floor("rmse", 11.0, 10.0)
 
 
 def test_binary_metrics_keep_their_names() -> None:
-    values = mx.task_metrics("binary", np.array([0.0, 1.0, 1.0, 0.0]),
+    values = task_metrics("binary", np.array([0.0, 1.0, 1.0, 0.0]),
                              np.array([0.2, 0.7, 0.6, 0.5]))
     assert set(values) == {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error",
                            "label_rate", "mean_score", "rows"}
-    assert values["roc_auc"] == 1.0 and mx.mean_gap(values) == pytest.approx(0.5 - 0.5)
+    assert values["roc_auc"] == 1.0 and mean_gap(values) == pytest.approx(0.5 - 0.5)

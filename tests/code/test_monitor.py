@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import lake as lk
 from precast.config import Config
+from precast.lake import Lake, manifest_path, write_json
 from precast.monitoring import alerts, report
 from precast.steps import monitor
 
@@ -35,7 +35,7 @@ def _cfg(tmp_path: Path, task: str, **monitor_cfg: Any) -> Config:
 
 def _labelled_snapshot(cfg: Config, labels: list[float], scores: list[float]) -> None:
     """S's published predictions and S's labels (the test dataset of RUN_DATE) in the lake."""
-    lake = lk.Lake(cfg.lake_root)
+    lake = Lake(cfg.lake_root)
     ids = [f"u{i}" for i in range(len(labels))]
     predictions = pd.DataFrame({"entity_id": ids, "score": scores, "model_version": "3"})
     labelled = pd.DataFrame({"entity_id": ids + ["u-older"], "label": [*labels, 99.0],
@@ -47,7 +47,7 @@ def _labelled_snapshot(cfg: Config, labels: list[float], scores: list[float]) ->
              {"key_columns": ["entity_id", "snapshot_date"], "data_version": "t1"})):
         Path(path).mkdir(parents=True)
         frame.to_parquet(f"{path}/part-0.parquet")
-        lk.write_json(lk.manifest_path(path), manifest)
+        write_json(manifest_path(path), manifest)
 
 
 def test_regression_realised_rmse_mae_bias_are_stored_and_alerted(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from precast import lake as lk
 from precast import resources
 from precast.config import Config, load_config
+from precast.lake import Lake
 from precast.steps import validate
 from precast.validation import (
     NO_DOCS,
@@ -261,7 +261,7 @@ def test_without_data_docs_the_same_failures_are_named_and_no_site_is_built(
 
 
 def test_run_features_validates_each_dataset_from_the_lake(vcfg: Config) -> None:
-    lake = lk.Lake(vcfg.lake_root)
+    lake = Lake(vcfg.lake_root)
     for kind in validate.FEATURE_KINDS:
         path = Path(lake.dataset(kind, RUN_DATE))
         path.mkdir(parents=True, exist_ok=True)
@@ -302,7 +302,7 @@ def test_good_predictions_pass(vcfg: Config) -> None:
 def test_scores_above_one_fail_the_run_with_the_dataset_and_page(vcfg: Config) -> None:
     bad = predictions_frame()
     bad.loc[[1, 2, 3], "score"] = [1.4, 1.5, 2.0]
-    path = Path(lk.Lake(vcfg.lake_root).predictions(RUN_DATE))
+    path = Path(Lake(vcfg.lake_root).predictions(RUN_DATE))
     path.mkdir(parents=True, exist_ok=True)
     bad.to_parquet(path / "part-0.parquet")
 
@@ -354,7 +354,7 @@ def test_missing_dataset_is_a_clear_error(vcfg: Config) -> None:
 
 
 def test_events_day_from_the_lake_passes_on_our_spark_session(vcfg: Config, spark) -> None:
-    path = lk.Lake(vcfg.lake_root).events(RUN_DATE)
+    path = Lake(vcfg.lake_root).events(RUN_DATE)
     spark.createDataFrame(events_rows(), EVENTS_SCHEMA).write.mode("overwrite").parquet(path)
 
     result = validate.run(vcfg, "events", RUN_DATE, spark=spark)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import lake as lk
 from precast import pipeline, store
 from precast.gate import champions
+from precast.lake import Lake, read_json
 from precast.model import registry
 from precast.monitoring import alerts
 from precast.serving.lookup import LookupClient
@@ -25,7 +25,7 @@ def _records(world: World, step: str) -> dict:
 
 
 def _predictions(world: World) -> pd.DataFrame:
-    path = lk.Lake(world.cfg.lake_root).predictions(world.run_date)
+    path = Lake(world.cfg.lake_root).predictions(world.run_date)
     return pd.read_parquet(path).sort_values("entity_id").reset_index(drop=True)
 
 
@@ -66,7 +66,7 @@ def _evidence_is_recorded(world: World, champion: registry.ModelRef) -> None:
 
 
 def test_every_planted_bad_line_is_accounted_for(world: World) -> None:
-    planted = lk.read_json(f"{lk.Lake(world.cfg.lake_root).raw_events()}/_planted.json")
+    planted = read_json(f"{Lake(world.cfg.lake_root).raw_events()}/_planted.json")
     assert planted is not None
     extract = _records(world, "extract")["result"]
     assert extract["read"] == extract["kept"] + extract["quarantined"] + extract["duplicates"]
@@ -98,7 +98,7 @@ def test_gate_rejects_a_worse_challenger(own_world: World) -> None:
     world = own_world
     champion = registry.by_alias(world.cfg, registry.CHAMPION)
     served = store.current(world.cfg.predictions_url)
-    path = lk.Lake(world.cfg.lake_root).dataset("train", world.run_date)
+    path = Lake(world.cfg.lake_root).dataset("train", world.run_date)
     train = pd.read_parquet(path)
     train["label"] = np.random.default_rng(0).permutation(train["label"].to_numpy())
     replace_dataset(path, train)
@@ -123,7 +123,7 @@ def test_failing_features_suite_stops_before_training(own_world: World) -> None:
     versions_before = registry.client(world.cfg).search_model_versions(
         f"name='{world.cfg.model.name}'")
     served = store.current(world.cfg.predictions_url)
-    path = lk.Lake(world.cfg.lake_root).dataset("test", world.run_date)
+    path = Lake(world.cfg.lake_root).dataset("test", world.run_date)
     bad = pd.read_parquet(path)
     bad.loc[0, "sessions_7d"] = -5
     bad.loc[1, "plan"] = "enterprise"

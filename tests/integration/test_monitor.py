@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from precast import lake as lk
-from precast import metrics as mx
 from precast import pipeline, store
 from precast.data.datasets import load_dataset
+from precast.lake import Lake
+from precast.metrics import classification_metrics
 from precast.model import registry
 from precast.monitoring import alerts
 from precast.steps import monitor
@@ -62,10 +62,10 @@ def test_monitor_stores_drift_estimate_and_realised_metrics(own_world: World) ->
     # The realised metrics are the predictions of S joined to S's labels (an oracle here).
     performance = _metrics(world, "performance")
     overall = performance[performance["slice"] == ""].set_index("metric")["value"]
-    predictions = pd.read_parquet(lk.Lake(cfg.lake_root).predictions(labelled))
-    labels, _ = load_dataset(lk.Lake(cfg.lake_root).dataset("test", day))
+    predictions = pd.read_parquet(Lake(cfg.lake_root).predictions(labelled))
+    labels, _ = load_dataset(Lake(cfg.lake_root).dataset("test", day))
     joined = labels.merge(predictions, left_on="user_id", right_on="entity_id")
-    expected = mx.classification_metrics(joined["label"].to_numpy(), joined["score"].to_numpy())
+    expected = classification_metrics(joined["label"].to_numpy(), joined["score"].to_numpy())
     assert len(joined) > 200
     assert overall["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-12)
     assert overall["bias"] == pytest.approx(expected["mean_score"] - expected["label_rate"])
@@ -91,7 +91,7 @@ def test_unseen_categories_and_missing_values_raise_deduplicated_alerts(
         own_world: World, caplog: pytest.LogCaptureFixture) -> None:
     world = own_world
     cfg, day = world.cfg, world.run_date
-    path = lk.Lake(cfg.lake_root).dataset("inference", day)
+    path = Lake(cfg.lake_root).dataset("inference", day)
     original, _ = load_dataset(path)
     tampered = original.copy()
     every_third = tampered.index % 3 == 0

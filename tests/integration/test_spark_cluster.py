@@ -26,8 +26,8 @@ from typing import Any
 import psutil
 import pytest
 
-from precast import lake as lk
 from precast.config import SparkConfig
+from precast.lake import Lake, manifest_path, read_json
 from precast.orchestration.local import stop_process_tree
 from tests.helpers import CHURN, FAST_START_SPARK, JIT_FLAGS, REPO, make_world
 
@@ -145,11 +145,11 @@ def test_data_only_training_runs_its_spark_steps_on_the_cluster(
     assert states == {"extract": "success", "validate_events": "success",
                       "features": "success", "validate_features": "success",
                       "train": "skipped", "gate": "skipped"}
-    lake = lk.Lake(world.cfg.lake_root)
+    lake = Lake(world.cfg.lake_root)
     for kind in ("train", "test", "inference"):
-        manifest = lk.read_json(lk.manifest_path(lake.dataset(kind, world.run_date)))
+        manifest = read_json(manifest_path(lake.dataset(kind, world.run_date)))
         assert manifest is not None and manifest["row_count"] > 0, kind
-    assert lk.read_json(lk.manifest_path(lake.events(world.run_date))) is not None
+    assert read_json(manifest_path(lake.events(world.run_date))) is not None
     assert not (tmp_path / "not-the-lake").exists()
     record = json.loads((world.cfg.space / "runs" / world.run_date.isoformat() / "features.json")
                         .read_text())

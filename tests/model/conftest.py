@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from precast import lake as lk
 from precast import pipeline
 from precast.data import datasets
-from precast.model import artifact as ma
-from precast.model import registry
+from precast.lake import Lake
+from precast.model import artifact, registry
 from precast.steps import train
 from tests.helpers import Trained, World, copy_world, mlflow_runs_resolved_afresh
 
@@ -30,8 +29,8 @@ def trained(world: World) -> Trained:
     result = train.TrainResult(**record["result"])
     ref = registry.by_alias(world.cfg, registry.CHALLENGER)
     assert ref is not None and ref.version == result.model_version == "1"
-    booster, spec = ma.load(registry.local_model(world.cfg, ref))
-    lake = lk.Lake(world.cfg.lake_root)
+    booster, spec = artifact.load(registry.local_model(world.cfg, ref))
+    lake = Lake(world.cfg.lake_root)
     train_rows, _ = datasets.load_dataset(lake.dataset("train", world.run_date))
     test_rows, _ = datasets.load_dataset(lake.dataset("test", world.run_date))
     return Trained(world, result, booster, spec, train_rows, test_rows)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from precast.data.datasets import LABEL, key_columns
-from precast.model import artifact as ma
+from precast.model import artifact
 from tests.helpers import Trained
 
 LOYAL = {"sessions_7d": 12, "sessions_30d": 45, "page_views_7d": 30, "plays_7d": 20,
@@ -23,7 +23,7 @@ CHURNING = {"sessions_7d": 0, "sessions_30d": 2, "page_views_7d": 0, "plays_7d":
 
 
 def scores(trained: Trained, rows: pd.DataFrame) -> np.ndarray:
-    return ma.predict(trained.booster, rows, trained.spec)
+    return artifact.predict(trained.booster, rows, trained.spec)
 
 
 def one_per_segment(trained: Trained) -> pd.DataFrame:
@@ -70,7 +70,7 @@ def test_scores_ignore_what_the_model_must_not_use(trained: Trained, change: str
 
 
 def test_missing_feature_fails_instead_of_misaligning(trained: Trained) -> None:
-    with pytest.raises(ma.FeatureMismatchError, match="tenure_days"):
+    with pytest.raises(artifact.FeatureMismatchError, match="tenure_days"):
         scores(trained, trained.test_rows.drop(columns=["tenure_days"]))
 
 

@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import lake as lk
 from precast.config import Config
 from precast.data import datasets
 from precast.gate import card as model_card
-from precast.model import artifact as ma
-from precast.model import registry, spark_train
+from precast.lake import Lake, manifest_path, write_json
+from precast.model import artifact, registry, spark_train
 from precast.steps import gate, train
 
 RUN_DATE = date(2026, 3, 1)
@@ -44,7 +43,7 @@ def _spend(users: int, snapshot: date, seed: int) -> pd.DataFrame:
 def _write(path: str, frame: pd.DataFrame) -> None:
     Path(path).mkdir(parents=True)
     frame.to_parquet(f"{path}/part-0.parquet")
-    lk.write_json(lk.manifest_path(path), {
+    write_json(manifest_path(path), {
         "key_columns": ["entity_id", "snapshot_date"], "data_version": f"v-{len(frame)}",
         "snapshots": sorted({str(d) for d in frame["snapshot_date"]})})
 
@@ -65,7 +64,7 @@ def _use_case(home: Path, **train_cfg: Any) -> Config:
 def spend_home(tmp_path: Path) -> Path:
     """A lake with train (two snapshots) and test datasets for RUN_DATE."""
     home = tmp_path / "home"
-    lake = lk.Lake(_use_case(home).lake_root)
+    lake = Lake(_use_case(home).lake_root)
     old, last = RUN_DATE - timedelta(days=60), RUN_DATE - timedelta(days=30)
     _write(lake.dataset("train", RUN_DATE), pd.concat([_spend(600, old, 1),
                                                        _spend(600, last - timedelta(7), 2)]))
@@ -87,11 +86,11 @@ def test_regression_trains_raw_values_and_logs_its_metrics(spend_home: Path) -> 
 
     ref = registry.by_alias(cfg, registry.CHALLENGER)
     assert ref is not None and ref.version == result.model_version
-    booster, spec = ma.load(registry.local_model(cfg, ref))
+    booster, spec = artifact.load(registry.local_model(cfg, ref))
     assert json.loads(booster.save_config())["learner"]["objective"]["name"] == (
         "reg:squarederror")
-    test, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("test", RUN_DATE))
-    scores = ma.predict(booster, test, spec)
+    test, _ = datasets.load_dataset(Lake(cfg.lake_root).dataset("test", RUN_DATE))
+    scores = artifact.predict(booster, test, spec)
     assert scores.max() > 1 and result.metrics["mean_score"] == pytest.approx(scores.mean())
 
     run = registry.client(cfg).get_run(result.run_id).data
@@ -99,7 +98,7 @@ def test_regression_trains_raw_values_and_logs_its_metrics(spend_home: Path) -> 
     assert run.metrics["test_rmse"] == pytest.approx(result.metrics["rmse"])
     assert (run.params["task"], run.params["objective"], run.params["eval_metric"]) == (
         "regression", "reg:squarederror", "rmse")
-    train_rows, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("train", RUN_DATE))
+    train_rows, _ = datasets.load_dataset(Lake(cfg.lake_root).dataset("train", RUN_DATE))
     fallback = registry.lineage(ref)["fallback_score"]  # the training mean of the label
     assert fallback == pytest.approx(train_rows["label"].mean())
     assert "train_label_rate" not in ref.tags
@@ -139,7 +138,7 @@ def test_the_gate_promotes_a_lower_rmse_and_rejects_a_higher_one(spend_home: Pat
 
 
 def test_spark_engine_trains_a_regressor_with_the_tasks_objective() -> None:
-    spec = ma.FeatureSpec(("visits_30d", "plan"), {"plan": ("free", "pro")})
+    spec = artifact.FeatureSpec(("visits_30d", "plan"), {"plan": ("free", "pro")})
     regression = _use_case(Path("unused"))
     params = spark_train.booster_params(regression, spec, "cpu")
     assert (params["objective"], params["eval_metric"]) == ("reg:squarederror", "rmse")

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from precast import lake as lk
 from precast.cli.main import main
-from precast.model import artifact as ma
-from precast.model import registry, training
+from precast.lake import Lake, manifest_path, read_json, write_json
+from precast.model import artifact, registry, training
 from tests.helpers import Trained
 
 
@@ -27,22 +26,22 @@ def test_same_inputs_give_byte_identical_models_and_predictions(trained: Trained
                                                                 tmp_path: Path) -> None:
     first, spec, _ = training.train_model(cpu(trained), trained.train_rows)
     second, _, _ = training.train_model(cpu(trained), trained.train_rows)
-    a = (ma.save(tmp_path / "a", first, spec) / ma.BOOSTER_FILE).read_bytes()
-    b = (ma.save(tmp_path / "b", second, spec) / ma.BOOSTER_FILE).read_bytes()
+    a = (artifact.save(tmp_path / "a", first, spec) / artifact.BOOSTER_FILE).read_bytes()
+    b = (artifact.save(tmp_path / "b", second, spec) / artifact.BOOSTER_FILE).read_bytes()
     assert a == b
-    assert a == ma.model_bytes(first)
-    np.testing.assert_array_equal(ma.predict(first, trained.test_rows, spec),
-                                  ma.predict(second, trained.test_rows, spec))
+    assert a == artifact.model_bytes(first)
+    np.testing.assert_array_equal(artifact.predict(first, trained.test_rows, spec),
+                                  artifact.predict(second, trained.test_rows, spec))
     reseeded, _, _ = training.train_model(cpu(trained, **{"train.seed": 43}), trained.train_rows)
-    assert ma.model_bytes(reseeded) != a  # the comparison can tell models apart
+    assert artifact.model_bytes(reseeded) != a  # the comparison can tell models apart
 
 
 def test_registered_model_is_what_training_produces(trained: Trained) -> None:
     ref = registry.by_alias(trained.world.cfg, registry.CHALLENGER)
     assert ref is not None
-    registered = (registry.local_model(trained.world.cfg, ref) / ma.BOOSTER_FILE).read_bytes()
+    registered = (registry.local_model(trained.world.cfg, ref) / artifact.BOOSTER_FILE).read_bytes()
     again, _, _ = training.train_model(cpu(trained), trained.train_rows)
-    assert registered == ma.model_bytes(again)
+    assert registered == artifact.model_bytes(again)
 
 
 def test_each_version_records_what_retraining_needs(trained: Trained) -> None:
@@ -51,14 +50,14 @@ def test_each_version_records_what_retraining_needs(trained: Trained) -> None:
     cfg = trained.world.cfg
     ref = registry.by_alias(cfg, registry.CHALLENGER)
     assert ref is not None
-    manifest = lk.read_json(lk.manifest_path(lk.Lake(cfg.lake_root).dataset("train",
+    manifest = read_json(manifest_path(Lake(cfg.lake_root).dataset("train",
                                                                             trained.world.run_date)))
     assert manifest is not None
     assert ref.tags["data_version"] == manifest["data_version"]
     assert ref.tags["run_date"] == trained.world.run_date.isoformat()
     assert ref.tags["seed"] == str(cfg.train.seed) and ref.tags["device"] == "cpu"
     assert ref.tags["code_version"] and ref.tags["xgboost_version"]
-    assert ref.tags["model_sha256"] == ma.sha256(trained.booster)
+    assert ref.tags["model_sha256"] == artifact.sha256(trained.booster)
     recorded = mlflow.artifacts.load_dict(f"runs:/{ref.run_id}/{training.TRAINING_CONFIG}")
     assert recorded == training.training_inputs(cfg)
     assert recorded["train"]["monotone"] == cfg.train.monotone
@@ -89,8 +88,8 @@ def test_retrain_like_reproduces_the_version_and_registers_nothing(
     assert f"retrained {own_trained.world.cfg.model.name} v{version}" in out
     assert "reproduced: the model bytes are identical" in out
     assert registry_state(own_trained) == before
-    kept = (tmp_path / "again" / ma.BOOSTER_FILE).read_bytes()
-    assert kept == ma.model_bytes(own_trained.booster)
+    kept = (tmp_path / "again" / artifact.BOOSTER_FILE).read_bytes()
+    assert kept == artifact.model_bytes(own_trained.booster)
 
 
 @contextmanager
@@ -121,15 +120,15 @@ def test_retrain_like_fails_clearly_when_the_bytes_differ(
 
 def test_retrain_like_refuses_changed_training_data(
         own_trained: Trained, capsys: pytest.CaptureFixture[str]) -> None:
-    path = lk.manifest_path(lk.Lake(own_trained.world.cfg.lake_root).dataset(
+    path = manifest_path(Lake(own_trained.world.cfg.lake_root).dataset(
         "train", own_trained.world.run_date))
-    manifest = lk.read_json(path)
+    manifest = read_json(path)
     assert manifest is not None
-    lk.write_json(path, {**manifest, "data_version": "0123456789abcdef"})
+    write_json(path, {**manifest, "data_version": "0123456789abcdef"})
     try:
         code = retrain_like(own_trained, own_trained.result.model_version)
     finally:
-        lk.write_json(path, manifest)
+        write_json(path, manifest)
     assert code != 0
     err = capsys.readouterr().err
     assert "has data version 0123456789abcdef but" in err

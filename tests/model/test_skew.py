@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precast import lake as lk
 from precast.data import datasets
-from precast.model import artifact as ma
+from precast.lake import Lake
+from precast.model import artifact
 from precast.steps import features
 from tests.helpers import Trained, copy_world
 
@@ -26,7 +26,7 @@ def serving_and_training(trained: Trained, spark, tmp_path_factory: pytest.TempP
     cfg = copy_world(trained.world, tmp_path_factory.mktemp("skew")).cfg
     snapshot = features.snapshot_plan(trained.world.run_date, cfg.features)["train"][-1]
     features.run(cfg, snapshot, kinds=("inference",), spark=spark)
-    served, _ = datasets.load_dataset(lk.Lake(cfg.lake_root).dataset("inference", snapshot))
+    served, _ = datasets.load_dataset(Lake(cfg.lake_root).dataset("inference", snapshot))
     rows = trained.train_rows
     trained_on = rows[pd.to_datetime(rows["snapshot_date"]).dt.date == snapshot]
     return served.set_index("user_id"), trained_on.set_index("user_id")
@@ -48,7 +48,7 @@ def test_scoring_features_equal_training_features(trained: Trained,
         assert served[column].tolist() == trained_on[column].tolist(), column
     # Every column exactly, spend_30d too (the churn example's features.sql sums it as DECIMAL,
     # so the order in which Spark adds the amounts cannot change the last bit).
-    pd.testing.assert_frame_equal(ma.to_frame(served, trained.spec),
-                                  ma.to_frame(trained_on, trained.spec), check_exact=True)
-    np.testing.assert_array_equal(ma.predict(trained.booster, served, trained.spec),
-                                  ma.predict(trained.booster, trained_on, trained.spec))
+    pd.testing.assert_frame_equal(artifact.to_frame(served, trained.spec),
+                                  artifact.to_frame(trained_on, trained.spec), check_exact=True)
+    np.testing.assert_array_equal(artifact.predict(trained.booster, served, trained.spec),
+                                  artifact.predict(trained.booster, trained_on, trained.spec))

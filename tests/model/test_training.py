@@ -9,14 +9,13 @@ import pytest
 
 from precast.config import ConfigError, TrainConfig
 from precast.data.datasets import LABEL
-from precast.model import artifact as ma
-from precast.model import training
+from precast.model import artifact, training
 from tests.helpers import Trained
 
 
 def log_loss_by_round(trained: Trained, rows: pd.DataFrame, rounds: list[int]) -> np.ndarray:
     """Mean log loss of the registered model on `rows` using its first k trees, per k."""
-    frame, y = ma.to_frame(rows, trained.spec), rows[LABEL].to_numpy()
+    frame, y = artifact.to_frame(rows, trained.spec), rows[LABEL].to_numpy()
     out = []
     for k in rounds:
         p = np.clip(trained.booster.inplace_predict(frame, iteration_range=(0, k)), 1e-7, 1 - 1e-7)
@@ -56,10 +55,10 @@ def test_model_can_overfit_a_tiny_batch(trained: Trained) -> None:
     tiny = pd.concat([rows[rows[LABEL] == 1].head(16), rows[rows[LABEL] == 0].head(16)])
     params = {**trained.world.cfg.train.params, "max_depth": 6, "eta": 0.3, "subsample": 1.0,
               "colsample_bytree": 1.0, "min_child_weight": 0, "lambda": 0.0}
-    tc = trained.world.cfg.train.model_copy(update={
+    train_config = trained.world.cfg.train.model_copy(update={
         "params": params, "num_boost_round": 300, "early_stopping_rounds": 300, "monotone": {}})
-    booster = training.fit(tiny, tiny, trained.spec, tc, "cpu")
-    p = ma.predict(booster, tiny, trained.spec)
+    booster = training.fit(tiny, tiny, trained.spec, train_config, "cpu")
+    p = artifact.predict(booster, tiny, trained.spec)
     np.testing.assert_array_equal(p > 0.5, tiny[LABEL].to_numpy() == 1)
     assert np.abs(p - tiny[LABEL].to_numpy()).max() < 0.05
 
@@ -77,10 +76,10 @@ def test_the_churn_example_declares_tickets_and_sessions_monotone(trained: Train
 ])
 def test_bad_monotone_feature_is_a_config_error_naming_it(trained: Trained, monotone: dict,
                                                           message: str) -> None:
-    tc = trained.world.cfg.train.model_copy(update={"monotone": monotone})
+    train_config = trained.world.cfg.train.model_copy(update={"monotone": monotone})
     rows = trained.train_rows.head(50)
     with pytest.raises(ConfigError, match=f"train.monotone: {message}"):
-        training.fit(rows, rows, trained.spec, tc, "cpu")
+        training.fit(rows, rows, trained.spec, train_config, "cpu")
 
 
 @pytest.mark.parametrize("direction", [0, 2, -3])

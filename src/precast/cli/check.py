@@ -109,16 +109,16 @@ def _dry_run_sql(cfg: Config, spark: SparkSession, clean: DataFrame, day: date,
     from precast.data import datasets
     from precast.steps import features
 
-    fc, keys = cfg.features, datasets.key_columns(cfg.events)
+    features_config, keys = cfg.features, datasets.key_columns(cfg.events)
     queries = features.Queries.of(cfg)
     clean.createOrReplaceTempView("events")
-    sql_file = fc.features_sql
+    sql_file = features_config.features_sql
     try:
-        feats = features.features_for(spark, day, fc, queries)
+        feats = features.features_for(spark, day, features_config, queries)
         report.feature_columns.extend(_types(feats))
         feats.createOrReplaceTempView("entities")
-        sql_file = fc.labels_sql
-        labels = spark.sql(queries.labels, args=features.label_args(day, fc))
+        sql_file = features_config.labels_sql
+        labels = spark.sql(queries.labels, args=features.label_args(day, features_config))
         report.label_columns.extend(_types(labels))
     except PySparkException as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -128,4 +128,4 @@ def _dry_run_sql(cfg: Config, spark: SparkSession, clean: DataFrame, day: date,
         spark.catalog.dropTempView("events")
         spark.catalog.dropTempView("entities")
     report.problems.extend(features.unreturned(cfg, dict(report.feature_columns)))
-    report.problems.extend(features.unlabelled(fc, keys, dict(report.label_columns)))
+    report.problems.extend(features.unlabelled(features_config, keys, dict(report.label_columns)))

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from precast import lake as lk
 from precast.config import EventsConfig
+from precast.lake import manifest_path, read_json
 
 KINDS = ("train", "test", "inference")
 SNAPSHOT = "snapshot_date"
@@ -22,7 +22,7 @@ def key_columns(events: EventsConfig) -> tuple[str, str]:
 
 def load_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A features dataset (sorted by key) and its manifest; clear error when absent."""
-    manifest = lk.read_json(lk.manifest_path(path))
+    manifest = read_json(manifest_path(path))
     if manifest is None:
         raise FileNotFoundError(f"no dataset at {path}; run the features step first")
     if "key_columns" not in manifest:

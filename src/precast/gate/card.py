@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from precast import metrics as mx
 from precast.config import Config
+from precast.metrics import LABEL_MEAN, LABEL_MEAN_WORDS, SUMMARY
 from precast.model import registry
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def render(cfg: Config, facts: CardFacts) -> str:
         "## Intended use", "", intended_use(cfg), "",
         "## Training data", "",
         f"- data version: `{tags.get('data_version', '–')}`; {span}",
-        f"- rows: {tags.get('train_rows', '–')}; {mx.LABEL_MEAN_WORDS[task]} {label_mean}",
+        f"- rows: {tags.get('train_rows', '–')}; {LABEL_MEAN_WORDS[task]} {label_mean}",
         f"- test set: data version `{tags.get('test_data_version', '–')}` "
         f"(run date {tags.get('run_date', '–')})", "",
         "## Features", "",
@@ -85,11 +85,11 @@ def render(cfg: Config, facts: CardFacts) -> str:
         *(f"- {key}: `{value}`" for key, value in sorted(facts.params.items())), "",
         "## Metrics on its test set", "",
         "| metric | value |", "| --- | --- |",
-        *(f"| {name} | {_f(facts.metrics.get(name))} |" for name in mx.SUMMARY[task]), "",
+        *(f"| {name} | {_f(facts.metrics.get(name))} |" for name in SUMMARY[task]), "",
         "## Metrics by slice", "",
     ]
     if facts.slices:
-        columns = (mx.LABEL_MEAN[task], *SLICE_METRICS[task])
+        columns = (LABEL_MEAN[task], *SLICE_METRICS[task])
         lines += [f"| slice | rows | {' | '.join(columns)} | compared |",
                   "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {s.scope} | {s.rows} | "

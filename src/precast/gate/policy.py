@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from precast import metrics as mx
 from precast.config import GateConfig
 from precast.gate.evidence import OVERALL, Decision, Rule, SliceResult
+from precast.metrics import (
+    HIGHER_IS_BETTER,
+    LABEL_MEAN_WORDS,
+    mean_gap,
+    meets_floor,
+    not_worse,
+    task_metrics,
+    task_of,
+)
 
 if TYPE_CHECKING:
     from precast.gate.champions import ChampionPeriod
@@ -45,7 +53,7 @@ def evaluate_slices(policy: GateConfig, test: pd.DataFrame, labels: np.ndarray,
                     challenger: np.ndarray, champion: np.ndarray | None) -> list[SliceResult]:
     """Metrics of both models on every slice (those of the gate metric's task); slices too
     small, or one-class for binary, are skipped."""
-    task = mx.task_of(policy.metric)
+    task = task_of(policy.metric)
     out = []
     for column in policy.slices:
         bins = policy.slice_bins.get(column)
@@ -55,8 +63,8 @@ def evaluate_slices(policy: GateConfig, test: pd.DataFrame, labels: np.ndarray,
         for value in [v for v in order if v in present]:
             mask = (groups == value).to_numpy(dtype=bool)
             rows, y = int(mask.sum()), labels[mask]
-            chal = mx.task_metrics(task, y, challenger[mask])
-            champ = None if champion is None else mx.task_metrics(task, y, champion[mask])
+            chal = task_metrics(task, y, challenger[mask])
+            champ = None if champion is None else task_metrics(task, y, champion[mask])
             skipped = ""
             if rows < policy.min_slice_rows:
                 skipped = f"{rows} rows < gate.min_slice_rows {policy.min_slice_rows}"
@@ -80,11 +88,11 @@ def decide(policy: GateConfig, challenger: dict[str, float],
         note=f"v{pin.model_version} pinned by {pin.decided_by} at "
              f"{pin.valid_from:%Y-%m-%d %H:%M} UTC: {pin.reason} (precast promote --unpin)")]
     rules += [Rule(f"floor {metric}", OVERALL, metric, challenger[metric], bound,
-                  mx.meets_floor(metric, challenger[metric], bound))
+                  meets_floor(metric, challenger[metric], bound))
              for metric, bound in sorted(policy.floors.items())]
     if policy.max_mean_score_gap is not None:
-        gap = abs(mx.mean_gap(challenger))
-        words = mx.LABEL_MEAN_WORDS[mx.task_of(policy.metric)]
+        gap = abs(mean_gap(challenger))
+        words = LABEL_MEAN_WORDS[task_of(policy.metric)]
         rules.append(Rule(f"mean score within gap of {words}", OVERALL,
                           "mean_score_gap", gap, policy.max_mean_score_gap,
                           gap <= policy.max_mean_score_gap))
@@ -99,9 +107,9 @@ def decide(policy: GateConfig, challenger: dict[str, float],
 
 def _not_worse(metric: str, scope: str, challenger: dict[str, float],
                champion: dict[str, float], tolerance: float) -> Rule:
-    higher = mx.HIGHER_IS_BETTER[metric]
+    higher = HIGHER_IS_BETTER[metric]
     bound = champion[metric] - tolerance if higher else champion[metric] + tolerance
     return Rule(f"not worse on {metric} (tolerance {tolerance:g})", scope, metric,
                 challenger[metric], bound,
-                mx.not_worse(metric, challenger[metric], champion[metric], tolerance),
+                not_worse(metric, challenger[metric], champion[metric], tolerance),
                 champion[metric])

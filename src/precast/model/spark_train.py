@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from precast.config import Config, xgboost_params
 from precast.data.datasets import LABEL
-from precast.model import artifact as ma
+from precast.model import artifact
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -33,7 +33,7 @@ VALID_COLUMN = "_precast_is_valid"
 _HASH_BUCKETS = 1_000_000
 
 
-def _feature(name: str, spec: ma.FeatureSpec) -> Column:
+def _feature(name: str, spec: artifact.FeatureSpec) -> Column:
     """A feature as a double: categoricals become their vocabulary index (else null)."""
     from pyspark.sql import functions as F
 
@@ -44,21 +44,22 @@ def _feature(name: str, spec: ma.FeatureSpec) -> Column:
     return F.create_map(*pairs)[F.col(name).cast("string")].alias(name)
 
 
-def booster_params(cfg: Config, spec: ma.FeatureSpec, device: str) -> dict[str, Any]:
+def booster_params(cfg: Config, spec: artifact.FeatureSpec, device: str) -> dict[str, Any]:
     """SparkXGBClassifier (binary) or SparkXGBRegressor (regression) arguments equivalent to
     the in-process engine's parameters; the classifier sets its objective itself."""
-    tc = cfg.train
-    params = xgboost_params(cfg.model.task, tc.params)
+    train_config = cfg.train
+    params = xgboost_params(cfg.model.task, train_config.params)
     if cfg.model.task == "binary":
         params.pop("objective")
-    if tc.monotone:
-        params["monotone_constraints"] = dict(tc.monotone)
-    return {**params, "device": device, "random_state": tc.seed,
-            "n_estimators": tc.num_boost_round, "early_stopping_rounds": tc.early_stopping_rounds,
+    if train_config.monotone:
+        params["monotone_constraints"] = dict(train_config.monotone)
+    return {**params, "device": device, "random_state": train_config.seed,
+            "n_estimators": train_config.num_boost_round,
+            "early_stopping_rounds": train_config.early_stopping_rounds,
             "feature_types": ["c" if n in spec.categorical else "q" for n in spec.names]}
 
 
-def fit(cfg: Config, dataset_path: str, spec: ma.FeatureSpec, device: str) -> xgb.Booster:
+def fit(cfg: Config, dataset_path: str, spec: artifact.FeatureSpec, device: str) -> xgb.Booster:
     """Train on the Parquet dataset at `dataset_path` through xgboost.spark; the booster."""
     from pyspark.sql import functions as F
     from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
@@ -66,14 +67,14 @@ def fit(cfg: Config, dataset_path: str, spec: ma.FeatureSpec, device: str) -> xg
     from precast.engines.spark import spark_session
 
     spark = spark_session(cfg)
-    tc = cfg.train
+    train_config = cfg.train
     key = F.col(cfg.events.entity_key).cast("string")
-    held = (F.abs(F.xxhash64(key, F.lit(tc.seed))) % _HASH_BUCKETS
-            < int(tc.validation_fraction * _HASH_BUCKETS))
+    held = (F.abs(F.xxhash64(key, F.lit(train_config.seed))) % _HASH_BUCKETS
+            < int(train_config.validation_fraction * _HASH_BUCKETS))
     data = spark.read.parquet(dataset_path).select(
         *(_feature(name, spec) for name in spec.names),
         F.col(LABEL).cast("double").alias(LABEL), held.alias(VALID_COLUMN))
-    workers = tc.spark_workers or spark.sparkContext.defaultParallelism
+    workers = train_config.spark_workers or spark.sparkContext.defaultParallelism
     log.info("training with xgboost.spark on %s: %d workers, device=%s",
              cfg.engines.spark.master, workers, device)
     estimator_class = SparkXGBRegressor if cfg.model.task == "regression" else SparkXGBClassifier

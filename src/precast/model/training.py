@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from precast import metrics as mx
 from precast.config import Config, ConfigError, TrainConfig, xgboost_params
 from precast.data.datasets import LABEL, key_columns
-from precast.model import artifact as ma
+from precast.metrics import Task
+from precast.model import artifact
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -51,12 +51,12 @@ def choose_device(requested: str) -> str:
 
 
 def feature_spec(df: pd.DataFrame, categorical: tuple[str, ...], keys: tuple[str, ...]
-                 ) -> ma.FeatureSpec:
+                 ) -> artifact.FeatureSpec:
     """Features = every column but keys and label; vocabularies from the training rows."""
     names = tuple(c for c in df.columns if c not in (*keys, LABEL))
     vocab = {c: tuple(sorted(df[c].dropna().astype(str).unique())) for c in names
              if c in categorical}
-    return ma.FeatureSpec(names, vocab)
+    return artifact.FeatureSpec(names, vocab)
 
 
 def split_validation(df: pd.DataFrame, fraction: float, seed: int, key: str
@@ -68,35 +68,39 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int, key: str
     return df[~mask], df[mask]
 
 
-def monotone_constraints(spec: ma.FeatureSpec, tc: TrainConfig) -> dict[str, int]:
+def monotone_constraints(spec: artifact.FeatureSpec, train_config: TrainConfig) -> dict[str, int]:
     """`train.monotone` checked against the model's features: a config error names any
     feature the training data lacks (or a categorical one, which has no order)."""
-    unknown = sorted(set(tc.monotone) - set(spec.names))
+    unknown = sorted(set(train_config.monotone) - set(spec.names))
     if unknown:
         raise ConfigError(f"config error at train.monotone: unknown features {unknown}; "
                           f"the model's features are {', '.join(spec.names)}")
-    unordered = sorted(set(tc.monotone) & set(spec.categorical))
+    unordered = sorted(set(train_config.monotone) & set(spec.categorical))
     if unordered:
         raise ConfigError(f"config error at train.monotone: {unordered} are categorical "
                           "and cannot be monotone")
-    return dict(tc.monotone)
+    return dict(train_config.monotone)
 
 
-def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: ma.FeatureSpec, tc: TrainConfig,
-        device: str, task: mx.Task = "binary") -> xgb.Booster:
+def fit(train: pd.DataFrame, valid: pd.DataFrame, spec: artifact.FeatureSpec,
+        train_config: TrainConfig, device: str, task: Task = "binary") -> xgb.Booster:
     """Train with early stopping on `valid`; deterministic for fixed data, params, seed.
     The objective and eval metric default from `task` (config.TASK_PARAMS)."""
     import xgboost as xgb
 
-    params: dict[str, Any] = {**xgboost_params(task, tc.params), "seed": tc.seed,
-                              "device": device, "nthread": tc.nthread or os.cpu_count() or 1}
-    monotone = monotone_constraints(spec, tc)
+    params: dict[str, Any] = {**xgboost_params(task, train_config.params),
+                              "seed": train_config.seed, "device": device,
+                              "nthread": train_config.nthread or os.cpu_count() or 1}
+    monotone = monotone_constraints(spec, train_config)
     if monotone:  # by feature name: XGBoost maps names to the DMatrix's columns
         params["monotone_constraints"] = monotone
-    dtrain = xgb.DMatrix(ma.to_frame(train, spec), label=train[LABEL], enable_categorical=True)
-    dvalid = xgb.DMatrix(ma.to_frame(valid, spec), label=valid[LABEL], enable_categorical=True)
-    booster = xgb.train(params, dtrain, num_boost_round=tc.num_boost_round,
-                        evals=[(dvalid, "valid")], early_stopping_rounds=tc.early_stopping_rounds,
+    dtrain = xgb.DMatrix(artifact.to_frame(train, spec), label=train[LABEL],
+                         enable_categorical=True)
+    dvalid = xgb.DMatrix(artifact.to_frame(valid, spec), label=valid[LABEL],
+                         enable_categorical=True)
+    booster = xgb.train(params, dtrain, num_boost_round=train_config.num_boost_round,
+                        evals=[(dvalid, "valid")],
+                        early_stopping_rounds=train_config.early_stopping_rounds,
                         verbose_eval=False)
     check_device(booster, device)
     return best_rounds(booster)
@@ -119,7 +123,7 @@ def best_rounds(booster: xgb.Booster) -> xgb.Booster:
 
 
 def train_model(cfg: Config, train_df: pd.DataFrame, dataset_path: str | None = None
-                ) -> tuple[xgb.Booster, ma.FeatureSpec, str]:
+                ) -> tuple[xgb.Booster, artifact.FeatureSpec, str]:
     """Booster, feature spec and device for a training dataset: the whole deterministic
     training path that `run` takes and `precast retrain --like` replays.
 

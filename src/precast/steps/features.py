@@ -21,12 +21,20 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from precast import lake as lk
 from precast import resources
 from precast.config import Config, EventsConfig, FeaturesConfig
 from precast.data import raw_events
 from precast.data.datasets import KINDS, LABEL, key_columns
 from precast.errors import NotRetryable
+from precast.lake import (
+    Lake,
+    content_hash,
+    list_partitions,
+    manifest_path,
+    read_json,
+    size,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -65,13 +73,13 @@ class FeaturesResult:
         return next(d for d in self.datasets if d.kind == kind)
 
 
-def snapshot_plan(run_date: date, fc: FeaturesConfig) -> dict[str, tuple[date, ...]]:
+def snapshot_plan(run_date: date, features_config: FeaturesConfig) -> dict[str, tuple[date, ...]]:
     """The snapshot dates of each dataset for a run date (pure, no wall clock)."""
-    horizon = timedelta(days=fc.label_horizon_days)
+    horizon = timedelta(days=features_config.label_horizon_days)
     test = run_date - horizon
     latest_train = test - horizon
-    step = timedelta(days=fc.snapshot_interval_days)
-    train = tuple(sorted(latest_train - i * step for i in range(fc.train_snapshots)))
+    step = timedelta(days=features_config.snapshot_interval_days)
+    train = tuple(sorted(latest_train - i * step for i in range(features_config.train_snapshots)))
     return {"train": train, "test": (test,), "inference": (run_date,)}
 
 
@@ -93,22 +101,23 @@ def unreturned(cfg: Config, returned: Iterable[str]) -> list[str]:
             for column, where in configured_columns(cfg) if column not in have]
 
 
-def unlabelled(fc: FeaturesConfig, keys: tuple[str, str], returned: Iterable[str]) -> list[str]:
+def unlabelled(features_config: FeaturesConfig, keys: tuple[str, str], returned: Iterable[str]
+               ) -> list[str]:
     """One line per row-key or label column that the label SQL does not return."""
     have = set(returned)
-    return [f"{fc.labels_sql} returns no column {c!r} (the row key and the label)"
+    return [f"{features_config.labels_sql} returns no column {c!r} (the row key and the label)"
             for c in (*keys, LABEL) if c not in have]
 
 
-def feature_args(snapshot: date, fc: FeaturesConfig) -> dict[str, Any]:
+def feature_args(snapshot: date, features_config: FeaturesConfig) -> dict[str, Any]:
     """The bind parameters of the feature SQL."""
-    return {"snapshot_date": snapshot, "short_days": fc.short_window_days,
-            "long_days": fc.long_window_days}
+    return {"snapshot_date": snapshot, "short_days": features_config.short_window_days,
+            "long_days": features_config.long_window_days}
 
 
-def label_args(snapshot: date, fc: FeaturesConfig) -> dict[str, Any]:
+def label_args(snapshot: date, features_config: FeaturesConfig) -> dict[str, Any]:
     """The bind parameters of the label SQL."""
-    return {"snapshot_date": snapshot, "horizon_days": fc.label_horizon_days}
+    return {"snapshot_date": snapshot, "horizon_days": features_config.label_horizon_days}
 
 
 @dataclass(frozen=True)
@@ -124,22 +133,23 @@ class Queries:
                    resources.use_case_sql(cfg, "labels_sql"))
 
 
-def features_for(spark: SparkSession, snapshot: date, fc: FeaturesConfig,
+def features_for(spark: SparkSession, snapshot: date, features_config: FeaturesConfig,
                  queries: Queries) -> DataFrame:
     """Run the feature SQL for one snapshot against the `events` view."""
-    return spark.sql(queries.features, args=feature_args(snapshot, fc))
+    return spark.sql(queries.features, args=feature_args(snapshot, features_config))
 
 
-def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date, fc: FeaturesConfig,
-                keys: tuple[str, str], queries: Queries) -> DataFrame:
+def with_labels(spark: SparkSession, feats: DataFrame, snapshot: date,
+                features_config: FeaturesConfig, keys: tuple[str, str], queries: Queries
+                ) -> DataFrame:
     """Join the label SQL (the target within the horizon) onto one snapshot's features.
 
     `feats` is read twice (as the label SQL's `entities` and by the join), so it is computed
     once first (`computed_once`)."""
     feats = computed_once(feats)
     feats.createOrReplaceTempView("entities")
-    labels = spark.sql(queries.labels, args=label_args(snapshot, fc))
-    problems = unlabelled(fc, keys, labels.columns)
+    labels = spark.sql(queries.labels, args=label_args(snapshot, features_config))
+    problems = unlabelled(features_config, keys, labels.columns)
     if problems:
         raise SqlColumnsError("; ".join(problems))
     return feats.join(labels, list(keys), "inner")
@@ -159,15 +169,15 @@ def computed_once(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True)
 
 
-def snapshot_end(kind: str, snapshot: date, fc: FeaturesConfig) -> date:
+def snapshot_end(kind: str, snapshot: date, features_config: FeaturesConfig) -> date:
     """The last events day a snapshot's SQL may read: its label horizon's end, if labelled."""
     labelled = kind != "inference"
-    return snapshot + timedelta(days=fc.label_horizon_days if labelled else 0)
+    return snapshot + timedelta(days=features_config.label_horizon_days if labelled else 0)
 
 
-def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: FeaturesConfig,
-          keys: tuple[str, str], queries: Queries, events: DataFrame,
-          reuse: Callable[[date], DataFrame | None] | None = None) -> DataFrame:
+def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...],
+          features_config: FeaturesConfig, keys: tuple[str, str], queries: Queries,
+          events: DataFrame, reuse: Callable[[date], DataFrame | None] | None = None) -> DataFrame:
     """One dataset in one partition sorted by the row key: the union of its snapshots,
     labelled unless it is `inference`; a snapshot that `reuse` returns is not computed
     again."""
@@ -179,11 +189,11 @@ def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: Featu
         if done is not None:
             frames.append(done)
             continue
-        end = snapshot_end(kind, snapshot, fc)
+        end = snapshot_end(kind, snapshot, features_config)
         events.where(F.col("dt") <= F.lit(end)).createOrReplaceTempView("events")
-        feats = features_for(spark, snapshot, fc, queries)
+        feats = features_for(spark, snapshot, features_config, queries)
         frames.append(feats if kind == "inference"
-                      else with_labels(spark, feats, snapshot, fc, keys, queries))
+                      else with_labels(spark, feats, snapshot, features_config, keys, queries))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
@@ -195,10 +205,10 @@ def build(spark: SparkSession, kind: str, snapshots: tuple[date, ...], fc: Featu
 Manifests = dict[str, dict[str, Any] | None]  # clean events day -> extract's manifest
 
 
-def _clean_manifests(lake: lk.Lake, last_day: date) -> Manifests:
+def _clean_manifests(lake: Lake, last_day: date) -> Manifests:
     """Extract's manifest of every clean events day up to `last_day`, read once per run."""
-    return {day: lk.read_json(lk.manifest_path(lake.events(date.fromisoformat(day))))
-            for day in lk.list_partitions(lake.events(), "dt") if day <= last_day.isoformat()}
+    return {day: read_json(manifest_path(lake.events(date.fromisoformat(day))))
+            for day in list_partitions(lake.events(), "dt") if day <= last_day.isoformat()}
 
 
 def _fingerprints(manifests: Manifests, last_day: date) -> dict[str, str]:
@@ -207,9 +217,9 @@ def _fingerprints(manifests: Manifests, last_day: date) -> dict[str, str]:
             for day, manifest in manifests.items() if day <= last_day.isoformat()}
 
 
-def _check_history(lake: lk.Lake, needed: date) -> None:
+def _check_history(lake: Lake, needed: date) -> None:
     """Clean events must have arrived up to `needed` (a quiet day may have no partition)."""
-    days = lk.list_partitions(lake.events(), "dt")
+    days = list_partitions(lake.events(), "dt")
     if not days or days[-1] < needed.isoformat():
         raise NotEnoughHistoryError(
             f"clean events end at {days[-1] if days else 'nothing'} but {needed} is needed "
@@ -217,7 +227,7 @@ def _check_history(lake: lk.Lake, needed: date) -> None:
         )
 
 
-def _check_mapping(lake: lk.Lake, manifests: Manifests, events: EventsConfig) -> None:
+def _check_mapping(lake: Lake, manifests: Manifests, events: EventsConfig) -> None:
     """Every clean day read was extracted under the configured mapping (days whose manifest
     does not record one pass)."""
     current = raw_events.mapping_version(events)
@@ -239,7 +249,7 @@ def _write(df: DataFrame, path: str, info: dict[str, Any]) -> tuple[int, float |
     rate = F.avg(LABEL) if LABEL in written.columns else F.lit(None).cast("double")
     row = written.agg(F.count(F.lit(1)), rate).first()
     rows, label_rate = (0, None) if row is None else (int(row[0]), row[1])
-    lk.write_json(lk.manifest_path(path), {**info, "row_count": rows, "label_rate": label_rate,
+    write_json(manifest_path(path), {**info, "row_count": rows, "label_rate": label_rate,
                                            "schema": df.schema.simpleString()})
     return rows, None if label_rate is None else float(label_rate)
 
@@ -253,9 +263,9 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
 
     queries = Queries.of(cfg)
     lake = cfg.lake
-    spark = spark or spark_session(cfg, input_bytes=lk.size([lake.events()]))
-    fc = cfg.features
-    plan = snapshot_plan(run_date, fc)
+    spark = spark or spark_session(cfg, input_bytes=size([lake.events()]))
+    features_config = cfg.features
+    plan = snapshot_plan(run_date, features_config)
     label_end = {"train": plan["test"][0], "test": run_date, "inference": run_date}
     _check_history(lake, max(label_end[k] for k in kinds))
     manifests = _clean_manifests(lake, max(label_end.values()))
@@ -264,35 +274,35 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     # (partition and column pruning), which costs less than caching every column of every day
     events = spark.read.parquet(lake.events()).where(F.col("dt") <= F.lit(max(label_end.values())))
     events.createOrReplaceTempView("events")
-    problems = unreturned(cfg, features_for(spark, run_date, fc, queries).columns)
+    problems = unreturned(cfg, features_for(spark, run_date, features_config, queries).columns)
     if problems:  # before any Spark job: a config/SQL mismatch, in one line
         raise SqlColumnsError("; ".join(problems))
     return FeaturesResult(run_date, tuple(
         _build_dataset(spark, lake, manifests, kind, run_date, plan[kind], label_end[kind],
-                       fc, key_columns(cfg.events), queries, events)
+                       features_config, key_columns(cfg.events), queries, events)
         for kind in kinds))
 
 
 def _version(manifests: Manifests, kind: str, snapshots: tuple[date, ...], label_end: date,
-             fc: FeaturesConfig, queries: Queries) -> str:
+             features_config: FeaturesConfig, queries: Queries) -> str:
     """The data version of a dataset: its snapshots, the clean days it reads, SQL, config."""
-    return lk.content_hash(kind, [s.isoformat() for s in snapshots],
+    return content_hash(kind, [s.isoformat() for s in snapshots],
                            _fingerprints(manifests, label_end), [queries.features, queries.labels],
-                           fc.model_dump(mode="json"))
+                           features_config.model_dump(mode="json"))
 
 
-def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manifests,
-                           fc: FeaturesConfig, queries: Queries
+def _written_test_snapshot(spark: SparkSession, lake: Lake, manifests: Manifests,
+                           features_config: FeaturesConfig, queries: Queries
                            ) -> Callable[[date], DataFrame | None]:
     """A labelled snapshot as the test dataset of an earlier run wrote it, when that run
     read the same days with the same SQL and config (its data version says so)."""
 
     def written(snapshot: date) -> DataFrame | None:
-        run_date = snapshot_end("test", snapshot, fc)
+        run_date = snapshot_end("test", snapshot, features_config)
         path = lake.dataset("test", run_date)
-        manifest = lk.read_json(lk.manifest_path(path))
+        manifest = read_json(manifest_path(path))
         if not manifest or manifest.get("data_version") != _version(
-                manifests, "test", (snapshot,), run_date, fc, queries):
+                manifests, "test", (snapshot,), run_date, features_config, queries):
             return None
         log.info("features: snapshot %s read from the test dataset of %s", snapshot, run_date)
         return spark.read.parquet(path)
@@ -300,17 +310,18 @@ def _written_test_snapshot(spark: SparkSession, lake: lk.Lake, manifests: Manife
     return written
 
 
-def _build_dataset(spark: SparkSession, lake: lk.Lake, manifests: Manifests, kind: str,
+def _build_dataset(spark: SparkSession, lake: Lake, manifests: Manifests, kind: str,
                    run_date: date, snapshots: tuple[date, ...], label_end: date,
-                   fc: FeaturesConfig, keys: tuple[str, str], queries: Queries,
+                   features_config: FeaturesConfig, keys: tuple[str, str], queries: Queries,
                    events: DataFrame) -> DatasetInfo:
     """Write one dataset and its manifest; the data version covers inputs, SQL and config."""
     path = lake.dataset(kind, run_date)
     names = [s.isoformat() for s in snapshots]
-    version = _version(manifests, kind, snapshots, label_end, fc, queries)
-    reuse = (_written_test_snapshot(spark, lake, manifests, fc, queries) if kind == "train"
-             else None)
-    rows, rate = _write(build(spark, kind, snapshots, fc, keys, queries, events, reuse), path, {
+    version = _version(manifests, kind, snapshots, label_end, features_config, queries)
+    reuse = (_written_test_snapshot(spark, lake, manifests, features_config, queries)
+             if kind == "train" else None)
+    dataset = build(spark, kind, snapshots, features_config, keys, queries, events, reuse)
+    rows, rate = _write(dataset, path, {
         "kind": kind, "run_date": run_date.isoformat(), "data_version": version,
         "snapshots": names, "key_columns": list(keys)})
     if rows == 0:

@@ -26,16 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from precast import lake as lk
-from precast import metrics as mx
 from precast.config import Config, GateConfig
 from precast.data.datasets import LABEL, load_dataset
 from precast.errors import NotRetryable
 from precast.gate import card, champions
 from precast.gate.evidence import Decision, Evaluation, Scored
 from precast.gate.policy import decide, evaluate_slices
-from precast.model import artifact as ma
-from precast.model import registry
+from precast.lake import manifest_path, read_json
+from precast.metrics import task_metrics
+from precast.model import artifact, registry
 from precast.monitoring.alerts import Alert, raise_alerts
 
 log = logging.getLogger(__name__)
@@ -81,12 +80,12 @@ class GateResult:
 
 def score_version(cfg: Config, ref: registry.ModelRef, test: pd.DataFrame) -> Scored:
     """A registered version's scores and metrics on the test set, with its own feature spec."""
-    booster, spec = ma.load(registry.local_model(cfg, ref))
-    scores = ma.predict(booster, test, spec)
+    booster, spec = artifact.load(registry.local_model(cfg, ref))
+    scores = artifact.predict(booster, test, spec)
     gains = booster.get_score(importance_type="gain")  # one number per feature for trees
     importance = {k: float(np.sum(v)) for k, v in gains.items()}
     return Scored(ref.version, scores,
-                  mx.task_metrics(cfg.model.task, test[LABEL].to_numpy(), scores),
+                  task_metrics(cfg.model.task, test[LABEL].to_numpy(), scores),
                   importance, {**ref.tags, "run_id": ref.run_id})
 
 
@@ -104,52 +103,54 @@ def evaluate(cfg: Config, challenger: registry.ModelRef, champion: registry.Mode
                       tuple(slices))
 
 
-def decision_record(ev: Evaluation, decision: Decision, policy: GateConfig,
+def decision_record(evaluation: Evaluation, decision: Decision, policy: GateConfig,
                     tolerance: float) -> dict[str, Any]:
     """The decision as JSON: rules, metrics, slices, versions (an MLflow artifact)."""
     return {
         "decision": "promoted" if decision.promote else "rejected",
-        "challenger_version": ev.challenger.version,
-        "champion_version": ev.champion.version if ev.champion else None,
-        "test_date": ev.test_date.isoformat(), "test_data_version": ev.test_data_version,
+        "challenger_version": evaluation.challenger.version,
+        "champion_version": evaluation.champion.version if evaluation.champion else None,
+        "test_date": evaluation.test_date.isoformat(),
+        "test_data_version": evaluation.test_data_version,
         "policy": {**policy.model_dump(mode="json"), "tolerance": tolerance},
         "rules": [asdict(rule) for rule in decision.rules],
-        "challenger_metrics": ev.challenger.metrics,
-        "champion_metrics": ev.champion.metrics if ev.champion else None,
-        "slices": [{**asdict(s), "scope": s.scope} for s in ev.slices],
+        "challenger_metrics": evaluation.challenger.metrics,
+        "champion_metrics": evaluation.champion.metrics if evaluation.champion else None,
+        "slices": [{**asdict(s), "scope": s.scope} for s in evaluation.slices],
     }
 
 
-def _record(cfg: Config, ev: Evaluation, decision: Decision, report: Path,
+def _record(cfg: Config, evaluation: Evaluation, decision: Decision, report: Path,
             record: dict[str, Any]) -> str:
     """The full record and the report on the challenger's training run (MLflow artifacts),
     a summary as tags on its model version; the report's artifact URI."""
-    folder = registry.log_artifacts(cfg, ev.challenger.tags["run_id"], "gate",
+    folder = registry.log_artifacts(cfg, evaluation.challenger.tags["run_id"], "gate",
                                     {DECISION_FILE: json.dumps(record, indent=2)}, [report])
     uri = f"{folder}/{report.name}"
-    registry.tag_version(cfg, ev.challenger.version, {
+    registry.tag_version(cfg, evaluation.challenger.version, {
         "gate.decision": record["decision"],
         "gate.rules_failed": json.dumps(decision.failed())[:4000],
         "gate.rules": f"{sum(r.passed for r in decision.rules)} of {len(decision.rules)} passed",
-        "gate.challenger_metrics": json.dumps(ev.challenger.metrics),
-        "gate.champion_metrics": json.dumps(ev.champion.metrics if ev.champion else None),
-        "gate.champion_version": str(ev.champion.version if ev.champion else None),
+        "gate.challenger_metrics": json.dumps(evaluation.challenger.metrics),
+        "gate.champion_metrics": json.dumps(
+            evaluation.champion.metrics if evaluation.champion else None),
+        "gate.champion_version": str(evaluation.champion.version if evaluation.champion else None),
         "gate.report": uri,
     })
     return uri
 
 
-def _card_facts(cfg: Config, ev: Evaluation, decision: Decision,
+def _card_facts(cfg: Config, evaluation: Evaluation, decision: Decision,
                 report_uri: str) -> card.CardFacts:
     """The challenger's model card, complete: slices and the gate's decision included."""
-    chal = ev.challenger
+    chal = evaluation.challenger
     params = card.run_params(cfg, chal.tags["run_id"])
     run_date = chal.tags.get("run_date")
-    manifest = None if not run_date else lk.read_json(lk.manifest_path(
+    manifest = None if not run_date else read_json(manifest_path(
         cfg.lake.dataset("train", date.fromisoformat(run_date))))
     return card.CardFacts(
         chal.version, chal.tags["run_id"], chal.tags, chal.tags.get("features", "").split(","),
-        params, chal.metrics, manifest or {}, card.monotone_of(params), ev.slices,
+        params, chal.metrics, manifest or {}, card.monotone_of(params), evaluation.slices,
         decision, report_uri)
 
 
@@ -170,19 +171,19 @@ def run(cfg: Config, run_date: date, tolerance: float | None = None) -> GateResu
     if challenger is None:
         raise LookupError(f"no {registry.CHALLENGER!r} version of {cfg.model.name}; train first")
     champion = champions.agreed_champion(cfg)
-    ev = evaluate(cfg, challenger, champion, run_date)
+    evaluation = evaluate(cfg, challenger, champion, run_date)
     tol = cfg.gate.tolerance if tolerance is None else tolerance
-    decision = decide(cfg.gate, ev.challenger.metrics,
-                      ev.champion.metrics if ev.champion else None, tol, ev.slices,
-                      _pin(cfg, champion, challenger))
-    record = decision_record(ev, decision, cfg.gate, tol)
-    report = gate_report.write(cfg, run_date, ev, decision, record)
-    uri = _record(cfg, ev, decision, report, record)
+    champion_metrics = evaluation.champion.metrics if evaluation.champion else None
+    decision = decide(cfg.gate, evaluation.challenger.metrics, champion_metrics, tol,
+                      evaluation.slices, _pin(cfg, champion, challenger))
+    record = decision_record(evaluation, decision, cfg.gate, tol)
+    report = gate_report.write(cfg, run_date, evaluation, decision, record)
+    uri = _record(cfg, evaluation, decision, report, record)
     log.info("gate evidence report: %s (MLflow artifact %s)", report, uri)
-    card.log(cfg, _card_facts(cfg, ev, decision, uri))
-    champ_version = ev.champion.version if ev.champion else None
+    card.log(cfg, _card_facts(cfg, evaluation, decision, uri))
+    champ_version = evaluation.champion.version if evaluation.champion else None
     result = GateResult(decision.promote, challenger.version, champ_version,
-                        ev.challenger.metrics, ev.champion.metrics if ev.champion else None,
+                        evaluation.challenger.metrics, champion_metrics,
                         decision, str(report))
     if not decision.promote:
         kept = f"v{champ_version}" if champ_version else "(none)"

@@ -34,14 +34,13 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from precast import lake as lk
-from precast import metrics as mx
 from precast import store
 from precast.config import Config
 from precast.data.datasets import LABEL, load_dataset
 from precast.gate.policy import slice_values
-from precast.model import artifact as ma
-from precast.model import registry
+from precast.lake import exists, manifest_path
+from precast.metrics import LABEL_MEAN_WORDS, SUMMARY, expected_roc_auc, mean_gap, task_metrics
+from precast.model import artifact, registry
 from precast.monitoring import drift
 from precast.monitoring import report as monitor_report
 from precast.monitoring.alerts import Alert, MetricRow, raise_alerts, write_metrics
@@ -78,20 +77,20 @@ def _drift_rows(report: list[drift.FeatureDrift]) -> list[MetricRow]:
 
 
 def _reference(cfg: Config, champion: registry.ModelRef, booster: Any,
-               spec: ma.FeatureSpec) -> pd.DataFrame:
+               spec: artifact.FeatureSpec) -> pd.DataFrame:
     """A seeded sample of the champion's training rows, with the champion's scores."""
     lake = cfg.lake
     trained = date.fromisoformat(champion.tags["run_date"])
     ref, _ = load_dataset(lake.dataset("train", trained))
     if len(ref) > cfg.monitor.reference_rows:
         ref = ref.sample(cfg.monitor.reference_rows, random_state=0)
-    return ref.assign(**{SCORE: ma.predict(booster, ref, spec)})
+    return ref.assign(**{SCORE: artifact.predict(booster, ref, spec)})
 
 
-def _current(cfg: Config, run_date: date, booster: Any, spec: ma.FeatureSpec) -> pd.DataFrame:
+def _current(cfg: Config, run_date: date, booster: Any, spec: artifact.FeatureSpec) -> pd.DataFrame:
     """The inference rows of `run_date` with the champion's scores."""
     cur, _ = load_dataset(cfg.lake.dataset("inference", run_date))
-    return cur.assign(**{SCORE: ma.predict(booster, cur, spec)})
+    return cur.assign(**{SCORE: artifact.predict(booster, cur, spec)})
 
 
 def estimated(cfg: Config, scores: np.ndarray) -> tuple[float, list[MetricRow]]:
@@ -100,7 +99,7 @@ def estimated(cfg: Config, scores: np.ndarray) -> tuple[float, list[MetricRow]]:
     mean = MetricRow(SCORE, "mean_score", float(scores.mean()), rows_used=len(scores))
     if cfg.model.task != "binary":
         return float("nan"), [mean]
-    estimate = mx.expected_roc_auc(scores)
+    estimate = expected_roc_auc(scores)
     return estimate, [MetricRow(SCORE, "roc_auc", estimate, rows_used=len(scores)), mean]
 
 
@@ -125,8 +124,8 @@ def realised(cfg: Config, run_date: date) -> tuple[date, str, pd.DataFrame] | No
     snapshot = run_date - timedelta(days=cfg.features.label_horizon_days)
     predictions_path = lake.predictions(snapshot)
     labels_path = lake.dataset("test", run_date)  # features + labels of S (see features)
-    if not (lk.exists(lk.manifest_path(predictions_path))
-            and lk.exists(lk.manifest_path(labels_path))):
+    if not (exists(manifest_path(predictions_path))
+            and exists(manifest_path(labels_path))):
         log.info("no realised metrics yet for %s (predictions or labels missing)", snapshot)
         return None
     predictions = pd.read_parquet(predictions_path, columns=["entity_id", "score",
@@ -158,9 +157,9 @@ def live_metrics(cfg: Config, joined: pd.DataFrame) -> list[MetricRow]:
 
 def _metric_rows(task: str, y: np.ndarray, p: np.ndarray, scope: str) -> list[MetricRow]:
     """The task's summary metrics (precast.metrics.SUMMARY), bias last."""
-    values = mx.task_metrics(task, y, p)
-    values["bias"] = mx.mean_gap(values)
-    names = [name for name in mx.SUMMARY[task] if name != "bias"] + ["bias"]
+    values = task_metrics(task, y, p)
+    values["bias"] = mean_gap(values)
+    names = [name for name in SUMMARY[task] if name != "bias"] + ["bias"]
     return [MetricRow(SCORE, name, values[name], scope, len(y)) for name in names]
 
 
@@ -179,7 +178,7 @@ def performance_alerts(cfg: Config, snapshot: date, rows: list[MetricRow]) -> li
                          f"live RMSE {rmse:.4g} of snapshot {snapshot} is over "
                          f"{m.max_rmse:g}", rmse, m.max_rmse, "critical"))
     if m.max_bias is not None and bias is not None and abs(bias) > m.max_bias:
-        words = mx.LABEL_MEAN_WORDS[cfg.model.task]
+        words = LABEL_MEAN_WORDS[cfg.model.task]
         out.append(Alert(snapshot, "prediction_bias", SCORE,
                          f"mean score minus observed {words} ({cfg.model.target_description}) "
                          f"is {bias:+.4f} for snapshot {snapshot} (limit {m.max_bias:g})", bias,
@@ -244,7 +243,7 @@ def run(cfg: Config, run_date: date) -> MonitorResult:
     champion = registry.by_alias(cfg, registry.CHAMPION)
     if champion is None:
         raise LookupError(f"no champion for {cfg.model.name}: nothing to monitor yet")
-    booster, spec = ma.load(registry.local_model(cfg, champion))
+    booster, spec = artifact.load(registry.local_model(cfg, champion))
     current = _current(cfg, run_date, booster, spec)
     reference = _reference(cfg, champion, booster, spec)
     report = drift.drift_report(reference, current, [*spec.names, SCORE],

@@ -22,13 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from precast import metrics as mx
 from precast.config import Config
 from precast.data import datasets
 from precast.data.datasets import LABEL
 from precast.errors import NotRetryable
-from precast.model import artifact as ma
-from precast.model import registry, training
+from precast.metrics import task_metrics
+from precast.model import artifact, registry, training
 from precast.runtime import code_version
 
 log = logging.getLogger(__name__)
@@ -110,20 +109,20 @@ def run(cfg: Config, version: str, out: Path | None = None) -> RetrainResult:
     path = cfg.lake.dataset("train", date.fromisoformat(ref.tags["run_date"]))
     booster, spec, device = training.train_model(replay_config(cfg, ref, inputs), train_df, path)
     registered_dir = registry.local_model(cfg, ref)
-    registered, registered_spec = ma.load(registered_dir)
+    registered, registered_spec = artifact.load(registered_dir)
     with tempfile.TemporaryDirectory(prefix="precast-retrain-") as tmp:
-        model_dir = ma.save(out or Path(tmp), booster, spec)
-        identical = ((model_dir / ma.BOOSTER_FILE).read_bytes()
-                     == (registered_dir / ma.BOOSTER_FILE).read_bytes())
+        model_dir = artifact.save(out or Path(tmp), booster, spec)
+        identical = ((model_dir / artifact.BOOSTER_FILE).read_bytes()
+                     == (registered_dir / artifact.BOOSTER_FILE).read_bytes())
     labels = train_df[LABEL].to_numpy()
-    new, old = ma.predict(booster, train_df, spec), ma.predict(registered, train_df,
+    new, old = artifact.predict(booster, train_df, spec), artifact.predict(registered, train_df,
                                                                registered_spec)
     agreement = "roc_auc" if cfg.model.task == "binary" else "r2"
-    auc_diff = abs(mx.task_metrics(cfg.model.task, labels, new)[agreement]
-                   - mx.task_metrics(cfg.model.task, labels, old)[agreement])
+    auc_diff = abs(task_metrics(cfg.model.task, labels, new)[agreement]
+                   - task_metrics(cfg.model.task, labels, old)[agreement])
     result = RetrainResult(
         ref.name, ref.version, ref.tags["run_date"], ref.tags["data_version"], device,
-        ref.tags.get("model_sha256", ""), ma.sha256(booster), identical,
+        ref.tags.get("model_sha256", ""), artifact.sha256(booster), identical,
         float(np.max(np.abs(new - old), initial=0.0)), float(auc_diff),
         ref.tags.get("code_version", ""), code_version(), str(out) if out else None, agreement)
     log.info("retrained %s v%s: bytes %s, max score diff %.3g", ref.name, ref.version,

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from precast import metrics as mx
 from precast.config import Config, redact
 from precast.data.datasets import LABEL, load_dataset
 from precast.gate import card
-from precast.model import artifact as ma
-from precast.model import registry
+from precast.metrics import task_metrics
+from precast.model import artifact, registry
 from precast.model.training import (
     TRAINING_CONFIG,
     label_mean_tags,
@@ -56,7 +55,7 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def _log_run(cfg: Config, booster: xgb.Booster, spec: ma.FeatureSpec, facts: dict[str, Any],
+def _log_run(cfg: Config, booster: xgb.Booster, spec: artifact.FeatureSpec, facts: dict[str, Any],
              test_metrics: dict[str, float]) -> tuple[str, str]:
     """One MLflow run with params, metrics, tags, feature list and the registered model."""
     import mlflow
@@ -92,8 +91,8 @@ def run(cfg: Config, run_date: date) -> TrainResult:
     train_df, train_manifest = load_dataset(train_path)
     test_df, test_manifest = load_dataset(lake.dataset("test", run_date))
     booster, spec, device = train_model(cfg, train_df, train_path)
-    test_metrics = mx.task_metrics(cfg.model.task, test_df[LABEL].to_numpy(),
-                                   ma.predict(booster, test_df, spec))
+    test_metrics = task_metrics(cfg.model.task, test_df[LABEL].to_numpy(),
+                                   artifact.predict(booster, test_df, spec))
     import xgboost
 
     facts = {"run_date": run_date.isoformat(), "data_version": train_manifest["data_version"],
@@ -102,7 +101,7 @@ def run(cfg: Config, run_date: date) -> TrainResult:
              "train_rows": len(train_df), "features": ",".join(spec.names),
              **label_mean_tags(cfg.model.task, train_df[LABEL].to_numpy()),
              "engine": cfg.train.engine,
-             "model_sha256": ma.sha256(booster)}
+             "model_sha256": artifact.sha256(booster)}
     prior = registry.by_alias(cfg, registry.CHALLENGER)
     if prior is not None and all(prior.tags.get(k) == str(facts[k]) for k in SAME_TRAINING):
         run_id, version = prior.run_id, prior.version  # a retry after it registered

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from precast import lake as lk
 from precast.config import Config
+from precast.lake import exists
 from precast.validation.checks import (
     ValidationFailed,
     ValidationResult,
@@ -60,7 +60,7 @@ def _targets(cfg: Config, dataset: str, run_date: date, kinds: Sequence[str]
 
 def _read(cfg: Config, dataset: str, path: str, spark: SparkSession | None) -> Any:
     """Events as a Spark DataFrame (our session); features and predictions as pandas."""
-    if not lk.exists(path):
+    if not exists(path):
         raise FileNotFoundError(f"no {dataset} data at {path}; run the step that writes it")
     if dataset == "events":
         from precast.engines.spark import spark_session

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from precast import lake as lk
 from precast.config import Config
+from precast.lake import content_hash
 from precast.validation.suites import ExpectationSpec, to_expectation
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _checkpoint(home: _Home, name: str, specs: list[ExpectationSpec], suite_name
     GX's add_or_update compares every expectation pair (slow for big suites), so the suite
     carries a fingerprint in its meta and unchanged suites are reused as stored.
     """
-    fingerprint = lk.content_hash([(s.type, s.kwargs, s.notes) for s in specs],
+    fingerprint = content_hash([(s.type, s.kwargs, s.notes) for s in specs],
                                   batch_definition.data_asset.datasource.name, data_docs)
     cached = home.checkpoints.get(name)
     if cached is not None and cached[0] == fingerprint:
