@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from precast import store
 from precast.cli import console
 from precast.config import Config
-from precast.monitoring import alerts
-from precast.monitoring.alerts import Alert, MetricRow
+from precast.monitoring import alerts, model_metrics
+from precast.monitoring.alerts import Alert
+from precast.monitoring.model_metrics import MetricRow
 from tests.helpers import Mailbox
 
 DAY = date(2026, 3, 1)
@@ -163,10 +164,11 @@ def test_a_failing_mail_server_loses_no_alert(tmp_path: Path, mailbox: Mailbox,
 def test_metric_rows_of_a_snapshot_and_kind_are_replaced_on_rerun(store_url: str,
                                                                    tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, store_url)
-    alerts.write_metrics(cfg, DAY, "3", "drift", [MetricRow("plan", "psi", 0.1, rows_used=10),
-                                                  MetricRow("plan", "p_value", float("nan"))])
-    alerts.write_metrics(cfg, DAY, "3", "estimate", [MetricRow("score", "roc_auc", 0.8)])
-    alerts.write_metrics(cfg, DAY, "3", "drift", [MetricRow("plan", "psi", 0.2, rows_used=12)])
+    model_metrics.write_metrics(cfg, DAY, "3", "drift", [
+        MetricRow("plan", "psi", 0.1, rows_used=10), MetricRow("plan", "p_value", float("nan"))])
+    model_metrics.write_metrics(cfg, DAY, "3", "estimate", [MetricRow("score", "roc_auc", 0.8)])
+    model_metrics.write_metrics(cfg, DAY, "3", "drift",
+                                [MetricRow("plan", "psi", 0.2, rows_used=12)])
     engine = store.make_engine(cfg.predictions_url)
     try:
         with engine.connect() as conn:

@@ -355,7 +355,7 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
     import sqlalchemy as sa
 
     from precast import store
-    from precast.monitoring import alerts
+    from precast.monitoring import alerts, model_metrics
     from precast.serving.lookup import LookupClient
     from precast.steps import monitor, rollback
 
@@ -383,8 +383,8 @@ def test_a_member_of_the_writer_role_runs_every_write_of_the_pipeline(
         promote.run(as_job, "unpin", by="ana", reason="thaw")
         rollback.run(as_job, "model:1", by="bo", reason="v2 is off")
         promote.run(as_job, "force", by="cy", reason="v2 after all", version="2")
-        alerts.write_metrics(as_job, day.date(), "2", "drift",
-                             [alerts.MetricRow("score", "psi", 0.3)])
+        model_metrics.write_metrics(as_job, day.date(), "2", "drift",
+                             [model_metrics.MetricRow("score", "psi", 0.3)])
         unreachable = as_job.with_overrides({"monitor.webhook_url": "http://127.0.0.1:9/x"})
         alerts.raise_alerts(unreachable, [alerts.Alert(day.date(), "psi_max", "score", "drift")])
         assert [d["attempts"] for d in alerts.deliveries(as_job)] == [1]  # recorded, as writer

@@ -16,7 +16,7 @@ import pytest
 
 from precast.config import Config
 from precast.lake import Lake, manifest_path, write_json
-from precast.monitoring import alerts, report
+from precast.monitoring import model_metrics, report
 from precast.steps import monitor
 
 RUN_DATE = date(2026, 3, 15)
@@ -60,7 +60,7 @@ def test_regression_realised_rmse_mae_bias_are_stored_and_alerted(tmp_path: Path
     assert (snapshot, version, len(joined)) == (SNAPSHOT, "3", 4)
 
     rows = monitor.live_metrics(cfg, joined)
-    alerts.write_metrics(cfg, snapshot, version, "performance", rows)
+    model_metrics.write_metrics(cfg, snapshot, version, "performance", rows)
     overall = {r.metric: r.value for r in rows if r.slice == ""}
     assert list(overall) == ["rmse", "mae", "r2", "mean_score", "mean_label", "bias"]
     assert overall["rmse"] == pytest.approx(math.sqrt(42 / 4))
@@ -70,7 +70,7 @@ def test_regression_realised_rmse_mae_bias_are_stored_and_alerted(tmp_path: Path
     assert by_plan[("plan=free", "rmse")] == pytest.approx(2.0)  # errors 2, -2
     assert by_plan[("plan=pro", "bias")] == pytest.approx(4.0)  # errors 3, 5
     for metric, value in (("rmse", math.sqrt(42 / 4)), ("mae", 3.0), ("bias", 2.0)):
-        assert alerts.trend(cfg, "performance", metric) == [  # type: ignore[comparison-overlap]
+        assert model_metrics.trend(cfg, "performance", metric) == [  # type: ignore[comparison-overlap]
             (SNAPSHOT, "3", pytest.approx(value))]
 
     raised = monitor.performance_alerts(cfg, snapshot, rows)

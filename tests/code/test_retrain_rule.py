@@ -11,8 +11,9 @@ import pytest
 
 from precast.config import Config
 from precast.model import registry
-from precast.monitoring import alerts
-from precast.monitoring.alerts import Alert, MetricRow
+from precast.monitoring import alerts, model_metrics
+from precast.monitoring.alerts import Alert
+from precast.monitoring.model_metrics import MetricRow
 from precast.steps.monitor import request_retrain, retrain_decision
 
 D0 = date(2026, 3, 1)
@@ -31,7 +32,7 @@ def cfg(store_url: str, tmp_path: Path) -> Config:
 
 def _monitored(cfg: Config, *days: int, alerted: tuple[int, ...] = ()) -> None:
     for n in days:
-        alerts.write_metrics(cfg, _day(n), "1", "drift", [MetricRow("plan", "psi", 0.1)])
+        model_metrics.write_metrics(cfg, _day(n), "1", "drift", [MetricRow("plan", "psi", 0.1)])
     alerts.raise_alerts(cfg, [Alert(_day(n), "drift_psi_max", "plan", "drift", 0.3, 0.2)
                               for n in alerted])
 

@@ -61,8 +61,9 @@ import sqlalchemy as sa
 from precast import store
 from precast.config import Config
 from precast.errors import retryable
-from precast.monitoring import alerts
-from precast.monitoring.alerts import Alert, MetricRow
+from precast.monitoring import alerts, model_metrics
+from precast.monitoring.alerts import Alert
+from precast.monitoring.model_metrics import MetricRow
 from precast.serving.lookup import AsyncLookupClient, Lookup, LookupClient
 from precast.store import SnapshotMeta
 from tests.helpers import _pg_required
@@ -832,7 +833,7 @@ def test_monitoring_loses_no_alert_nor_metric_when_the_store_restarts(
     try:
         down = _alert("drift_psi_max", "device")
         assert _retried(lambda: alerts.raise_alerts(cfg, [first, down]), errors) == [down]
-        assert _retried(lambda: alerts.write_metrics(cfg, DAY, "1", "drift", drift),
+        assert _retried(lambda: model_metrics.write_metrics(cfg, DAY, "1", "drift", drift),
                         errors) == 2
     finally:
         starter.join()
@@ -842,7 +843,7 @@ def test_monitoring_loses_no_alert_nor_metric_when_the_store_restarts(
     # 2. the store crashes while the step's transaction waits to write
     for table, step in (
         ("alerts", lambda: alerts.raise_alerts(cfg, [down, _alert("min_roc_auc", "score")])),
-        ("model_metrics", lambda: alerts.write_metrics(cfg, DAY, "1", "drift", drift)),
+        ("model_metrics", lambda: model_metrics.write_metrics(cfg, DAY, "1", "drift", drift)),
     ):
         engine, holder = _locked_out(cfg.predictions_url, table)
         worker = _retrying(step)
@@ -870,7 +871,7 @@ def test_an_alert_whose_commit_was_never_acknowledged_is_recorded_once_and_still
 ) -> None:
     hook_url, sent = webhook
     cfg = _monitor_cfg(tmp_path, restart_url, hook_url)
-    alerts.write_metrics(cfg, DAY, "1", "drift", [])  # the schema exists before the hold
+    model_metrics.write_metrics(cfg, DAY, "1", "drift", [])  # the schema exists before the hold
     lost = _alert("drift_psi_max", "plan")
     cluster.hold_commits()
     worker = _retrying(lambda: alerts.raise_alerts(cfg, [lost]))

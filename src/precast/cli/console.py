@@ -1,16 +1,15 @@
-"""What the CLI prints: one line per step, lookups, status, and the demo's summary."""
+"""What the CLI prints: one line per step, lookups, status, snapshots, champions and the
+check report; the commands that print them are in precast.cli.main."""
 
 from __future__ import annotations
 
-import time
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from precast.config import Config
 from precast.pipeline import to_jsonable
 
 if TYPE_CHECKING:
-    from precast.orchestration.local import LocalAirflow
+    pass
 
 _KEYS = {  # the few facts worth a line, per step
     "extract": ("days", "read", "kept", "quarantined", "duplicates"),
@@ -156,73 +155,3 @@ def print_check(report: Any) -> None:
             print(f"  {problem}")
     else:
         print("no problems: the mapping, the SQL and the config agree")
-
-
-def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
-    """Generate data, run training then predict for `run_date`, print timings and lookups."""
-    from precast import pipeline
-    from precast.serving.lookup import LookupClient
-    from precast.use_case import generator
-
-    total = time.perf_counter()
-    print(f"precast demo of use case {cfg.name}: {users:,} entities x {days} days, "
-          f"run date {run_date}, home {cfg.home.resolve()}", flush=True)
-    started = time.perf_counter()
-    data = generator(cfg)(cfg.lake_root, users=users, days=days, seed=cfg.demo.seed,
-                              start_date=cfg.demo.start_date,
-                              corrupt_fraction=cfg.demo.corrupt_fraction,
-                              drift_day=cfg.demo.drift_day)
-    print_step("demo-data", {"lines": sum(data.lines_per_day.values()), "days": days},
-               time.perf_counter() - started)
-    print("training:", flush=True)
-    pipeline.run_chain(cfg, "training", run_date, on_step=print_step)
-    print("predict:", flush=True)
-    pipeline.run_chain(cfg, "predict", run_date, on_step=print_step)
-    sample = _sample_ids(cfg, run_date)
-    print("sample lookups:")
-    with LookupClient(cfg.predictions_url) as client:
-        print_lookups(client.get([*sample, "no-such-user"]))
-    print(f"demo finished in {time.perf_counter() - total:.1f}s")
-    return 0
-
-
-def _sample_ids(cfg: Config, run_date: date, n: int = 3) -> list[str]:
-    import pyarrow.dataset as ds
-
-
-    table = ds.dataset(cfg.lake.predictions(run_date), format="parquet").head(n)
-    return [str(v) for v in table.column("entity_id").to_pylist()]
-
-
-def airflow_action(airflow: LocalAirflow, action: str) -> int:
-    """`precast airflow up|down|status`: do it and say what runs, where, and how to sign in."""
-    if action == "down":
-        stopped = airflow.down()
-        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-        return 0
-    if action == "up":
-        from precast.use_case import configured
-
-        found = configured(airflow.environment())
-        print(f"use cases ({len(found)}): " + ("; ".join(
-            f"{cfg.name} ({path}): {cfg.name}__*" for path, cfg in found) or
-            "none: set PRECAST_USE_CASES=dir1:dir2 or --use-case DIR"), flush=True)
-        print(f"starting Airflow ({airflow.parallelism()} task slots, metadata "
-              f"{airflow.metadata_url.split('://')[0]}) under {airflow.home} ...", flush=True)
-        airflow.up()
-    status = airflow.status()
-    health = airflow.health()
-    for s in status:
-        state = f"running  pid {s.pid:<7} {s.rss_mb:7.0f} MB" if s.running else "stopped"
-        print(f"  {s.name:<14} {state}  log {s.log_path}")
-    if health:
-        print("  health: " + ", ".join(f"{k}={v}" for k, v in health.items()))
-    running = all(s.running for s in status)
-    if running:
-        print(f"Airflow UI and REST API: {airflow.url}")
-        print("sign-in: none needed (simple auth manager, every user is admin; "
-              "airflow.all_admins)" if airflow.settings.all_admins else
-              f"sign-in: users and passwords in {airflow.home}/"
-              "simple_auth_manager_passwords.json.generated")
-        print("stop with: precast airflow down")
-    return 0 if running else 1

@@ -34,10 +34,14 @@ import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from precast.config import Config, ConfigError, config_path, load_config, redact_text
 from precast.errors import EXIT_BAD_CONFIG, EXIT_INTERRUPTED, exit_code
 from precast.runtime import configure_logging, prepare_environment
+
+if TYPE_CHECKING:
+    from precast.orchestration.local import LocalAirflow
 
 log = logging.getLogger(__name__)
 
@@ -338,11 +342,9 @@ def cmd_store(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    from precast.cli import console
-
     users, days = args.users or cfg.demo.users, args.days or cfg.demo.days
     run_date = cfg.demo.start_date + timedelta(days=days - 1)
-    return console.run_demo(cfg, users, days, run_date)
+    return run_demo(cfg, users, days, run_date)
 
 
 def cmd_init(cfg: Config, args: argparse.Namespace) -> int:
@@ -356,10 +358,9 @@ def cmd_init(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(cfg: Config, args: argparse.Namespace) -> int:
-    from precast.cli import console
     from precast.orchestration.local import LocalAirflow
 
-    return console.airflow_action(LocalAirflow(cfg, _config_path(args)), args.action)
+    return airflow_action(LocalAirflow(cfg, _config_path(args)), args.action)
 
 
 def _config_path(args: argparse.Namespace) -> Path | None:
@@ -374,6 +375,77 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "lookup": cmd_lookup,
             "snapshots": cmd_snapshots, "rollback": cmd_rollback,
             "store": cmd_store, "retrain": cmd_retrain, "promote": cmd_promote,
             "champions": cmd_champions, "check": cmd_check, "init": cmd_init}
+
+
+def run_demo(cfg: Config, users: int, days: int, run_date: date) -> int:
+    """Generate data, run training then predict for `run_date`, print timings and lookups."""
+    from precast import pipeline
+    from precast.cli import console
+    from precast.serving.lookup import LookupClient
+    from precast.use_case import generator
+
+    total = time.perf_counter()
+    print(f"precast demo of use case {cfg.name}: {users:,} entities x {days} days, "
+          f"run date {run_date}, home {cfg.home.resolve()}", flush=True)
+    started = time.perf_counter()
+    data = generator(cfg)(cfg.lake_root, users=users, days=days, seed=cfg.demo.seed,
+                              start_date=cfg.demo.start_date,
+                              corrupt_fraction=cfg.demo.corrupt_fraction,
+                              drift_day=cfg.demo.drift_day)
+    console.print_step("demo-data", {"lines": sum(data.lines_per_day.values()), "days": days},
+                       time.perf_counter() - started)
+    print("training:", flush=True)
+    pipeline.run_chain(cfg, "training", run_date, on_step=console.print_step)
+    print("predict:", flush=True)
+    pipeline.run_chain(cfg, "predict", run_date, on_step=console.print_step)
+    sample = _sample_ids(cfg, run_date)
+    print("sample lookups:")
+    with LookupClient(cfg.predictions_url) as client:
+        console.print_lookups(client.get([*sample, "no-such-user"]))
+    print(f"demo finished in {time.perf_counter() - total:.1f}s")
+    return 0
+
+
+def _sample_ids(cfg: Config, run_date: date, n: int = 3) -> list[str]:
+    import pyarrow.dataset as ds
+
+
+    table = ds.dataset(cfg.lake.predictions(run_date), format="parquet").head(n)
+    return [str(v) for v in table.column("entity_id").to_pylist()]
+
+
+def airflow_action(airflow: LocalAirflow, action: str) -> int:
+    """`precast airflow up|down|status`: do it and say what runs, where, and how to sign in."""
+    if action == "down":
+        stopped = airflow.down()
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return 0
+    if action == "up":
+        from precast.use_case import configured
+
+        found = configured(airflow.environment())
+        print(f"use cases ({len(found)}): " + ("; ".join(
+            f"{cfg.name} ({path}): {cfg.name}__*" for path, cfg in found) or
+            "none: set PRECAST_USE_CASES=dir1:dir2 or --use-case DIR"), flush=True)
+        print(f"starting Airflow ({airflow.parallelism()} task slots, metadata "
+              f"{airflow.metadata_url.split('://')[0]}) under {airflow.home} ...", flush=True)
+        airflow.up()
+    status = airflow.status()
+    health = airflow.health()
+    for s in status:
+        state = f"running  pid {s.pid:<7} {s.rss_mb:7.0f} MB" if s.running else "stopped"
+        print(f"  {s.name:<14} {state}  log {s.log_path}")
+    if health:
+        print("  health: " + ", ".join(f"{k}={v}" for k, v in health.items()))
+    running = all(s.running for s in status)
+    if running:
+        print(f"Airflow UI and REST API: {airflow.url}")
+        print("sign-in: none needed (simple auth manager, every user is admin; "
+              "airflow.all_admins)" if airflow.settings.all_admins else
+              f"sign-in: users and passwords in {airflow.home}/"
+              "simple_auth_manager_passwords.json.generated")
+        print("stop with: precast airflow down")
+    return 0 if running else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

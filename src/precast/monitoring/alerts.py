@@ -1,4 +1,4 @@
-"""Monitoring records in the prediction store: `model_metrics` rows and deduplicated alerts.
+"""Alerts in the prediction store: deduplicated, recorded, and delivered at least once.
 
 Every alert is raised once per (snapshot date, rule, subject) — the `alerts` table's unique
 key — and each new one is a structured log line (`ALERT {json}`), a row in `alerts`, a
@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from precast import store
 from precast.config import Config, redact_text
+from precast.monitoring.model_metrics import stored_value
 from precast.resources import statement
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,6 @@ WEBHOOK_TIMEOUT_S = 10
 _URL_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
-@dataclass(frozen=True)
-class MetricRow:
-    """One monitoring figure (see model_metrics in sql/store_schema.sql)."""
-
-    feature: str  # a feature name, or "score"
-    metric: str
-    value: float | None
-    slice: str = ""  # "" = all rows; else e.g. "country=DE"
-    rows_used: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,25 +60,8 @@ def _statement(name: str) -> sa.TextClause:
     return sa.text(statement(name))
 
 
-def _value(value: float | None) -> float | None:
-    return None if value is None or value != value else float(value)  # NaN is stored as NULL
 
 
-def write_metrics(cfg: Config, snapshot: date, model_version: str, kind: str,
-                  rows: Sequence[MetricRow]) -> int:
-    """Replace the (snapshot, model version, kind) rows of model_metrics with `rows`."""
-    now = datetime.now(UTC).isoformat(sep=" ")
-    key = {"snapshot_date": snapshot.isoformat(), "model_name": cfg.model.name,
-           "model_version": model_version, "kind": kind}
-    with store.connected(cfg.predictions_url) as engine:
-        with engine.begin() as conn:
-            conn.execute(_statement("model_metrics_delete"), key)
-            if rows:
-                conn.execute(_statement("model_metrics_insert"), [
-                    {**key, "feature": r.feature, "metric": r.metric, "slice": r.slice,
-                     "value": _value(r.value), "rows_used": r.rows_used, "computed_at": now}
-                    for r in rows])
-    return len(rows)
 
 
 def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
@@ -99,8 +74,8 @@ def raise_alerts(cfg: Config, alerts: Sequence[Alert]) -> list[Alert]:
         with engine.begin() as conn:
             for alert in alerts:
                 params = {**asdict(alert), "snapshot_date": alert.snapshot_date.isoformat(),
-                          "raised_at": now.isoformat(sep=" "), "value": _value(alert.value),
-                          "threshold": _value(alert.threshold)}
+                          "raised_at": now.isoformat(sep=" "), "value": stored_value(alert.value),
+                          "threshold": stored_value(alert.threshold)}
                 if conn.execute(_statement("alert_insert"), params).rowcount:
                     new.append(alert)
         for alert in new:
@@ -262,14 +237,3 @@ def alerts_of(cfg: Config, snapshot: date | None = None) -> list[dict[str, Any]]
     return out
 
 
-def trend(cfg: Config, kind: str, metric: str, feature: str = "score",
-          slice_: str = "") -> list[tuple[date, str, float | None]]:
-    """(snapshot date, model version, value) of one metric over time, oldest first
-    (sql/model_metrics_trend.sql)."""
-    with store.connected(cfg.predictions_url) as engine:
-        with engine.connect() as conn:
-            rows = conn.execute(_statement("model_metrics_trend"), {
-                "model_name": cfg.model.name, "kind": kind, "feature": feature,
-                "metric": metric, "slice": slice_}).all()
-    return [(date.fromisoformat(str(r[0])[:10]), str(r[1]), None if r[2] is None else float(r[2]))
-            for r in rows]

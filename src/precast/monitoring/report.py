@@ -19,7 +19,7 @@ import numpy as np
 
 from precast.config import Config, redact_text
 from precast.html_report import esc, figure, num, page, svg
-from precast.monitoring import alerts as store_alerts
+from precast.monitoring import model_metrics
 
 if TYPE_CHECKING:
     from precast.monitoring.alerts import Alert
@@ -67,7 +67,7 @@ def _trend(cfg: Config, run_date: date) -> str:
     binary = cfg.model.task == "binary"
     metric, limit = ("roc_auc", cfg.monitor.min_roc_auc) if binary else (
         "rmse", cfg.monitor.max_rmse)
-    realised, estimated = ([p for p in store_alerts.trend(cfg, kind, metric)
+    realised, estimated = ([p for p in model_metrics.trend(cfg, kind, metric)
                             if p[0] <= run_date] for kind in ("performance", "estimate"))
     if not realised and not estimated:
         return ""

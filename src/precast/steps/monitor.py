@@ -43,7 +43,8 @@ from precast.metrics import LABEL_MEAN_WORDS, SUMMARY, expected_roc_auc, mean_ga
 from precast.model import artifact, registry
 from precast.monitoring import drift
 from precast.monitoring import report as monitor_report
-from precast.monitoring.alerts import Alert, MetricRow, raise_alerts, write_metrics
+from precast.monitoring.alerts import Alert, raise_alerts
+from precast.monitoring.model_metrics import MetricRow, write_metrics
 from precast.resources import statement
 
 log = logging.getLogger(__name__)
