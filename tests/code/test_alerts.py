@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
+from airflow.sdk import Context
 
 from precast import store
 from precast.cli import console
@@ -344,6 +345,6 @@ def test_a_failed_dag_run_also_delivers_the_alerts_a_target_did_not_accept_befor
     receiver.status = 503
     alerts.raise_alerts(uc.load(), [Alert(DAY, "drift_psi_max", "plan", "plan")])
     receiver.status = 204
-    tasks.record_failure(uc, {"reason": "boom", "logical_date": None})
+    tasks.record_failure(uc, cast(Context, {"reason": "boom", "logical_date": None}))
     assert [(p["rule"], p["subject"]) for p in receiver.received] == [
         ("drift_psi_max", "plan"), ("dag_run_failed", "unknown DAG")]

@@ -7,9 +7,10 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import pytest
-from airflow.sdk import Connection
+from airflow.sdk import Connection, Context
 from airflow.sdk.exceptions import AirflowSkipException
 from sqlalchemy.engine import make_url
 
@@ -320,7 +321,7 @@ def test_model_steps_are_skipped_by_data_only_runs(
                "dag_run": type("DagRun", (), {"run_type": run_type})()}
     for step in orchestration_params.MODEL_STEPS:
         with pytest.raises(AirflowSkipException, match=f"{step} skipped: {why}"):
-            tasks._execute(step, use_case(config), context)
+            tasks._execute(step, use_case(config), cast(Context, context))
 
 
 def test_only_data_only_runs_stop_after_the_data_steps() -> None:

@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
+from airflow.sdk import Context
 
 from precast.cli.main import main
 from precast.config import Config
@@ -130,8 +131,8 @@ def test_a_planted_password_reaches_no_file_log_alert_or_webhook(
                    "dag_run": SimpleNamespace(dag_id="churn__training", run_id="manual__1",
                                               run_type="manual")}
         with pytest.raises(registry.RegistryUnavailableError) as failed:
-            tasks._execute("gate", uc, context)  # the Airflow task's path
-        tasks.record_failure(uc, {**context, "exception": failed.value})
+            tasks._execute("gate", uc, cast(Context, context))  # the Airflow task's path
+        tasks.record_failure(uc, cast(Context, {**context, "exception": failed.value}))
 
     out, err = capfd.readouterr()
     assert "RegistryUnavailableError" in err and alerts.alerts_of(cfg)  # it did fail, alert

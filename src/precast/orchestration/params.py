@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Param
+from airflow.sdk import Context, Param
 
 if TYPE_CHECKING:
     pass
@@ -57,7 +57,7 @@ PROMOTE_REASON_PARAM = Param(
 )
 
 
-def run_date(context: dict[str, Any]) -> date:
+def run_date(context: Context) -> date:
     """The date this task works on (see the module docstring for the order)."""
     params = context.get("params") or {}
     if params.get("snapshot_date"):

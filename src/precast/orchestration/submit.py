@@ -23,6 +23,8 @@ from precast.errors import EXIT_BAD_CONFIG, EXIT_NOT_RETRYABLE
 from precast.orchestration.connections import SPARK_MASTER
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
+
     from precast.config import Config
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def spark_submit_path() -> str:
     return found
 
 
-def jobs_dir(context: dict[str, Any]) -> Path:
+def jobs_dir(context: Context) -> Path:
     """The `jobs/` folder beside the folder of the running DAG's file (the repository layout)."""
     return Path(context["dag"].fileloc).resolve().parent.parent / "jobs"
 

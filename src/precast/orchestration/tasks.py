@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from airflow.sdk import Asset, task
+from airflow.sdk import Asset, Context, task
 from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowSkipException,
@@ -38,7 +38,7 @@ def one_line_reason(step: str, day: date, exc: BaseException) -> str:
     return f"{step} failed for {day}: {type(exc).__name__}: {text}".rstrip(": ")
 
 
-def _execute(step: str, uc: UseCase, context: dict[str, Any]) -> dict[str, Any]:
+def _execute(step: str, uc: UseCase, context: Context) -> dict[str, Any]:
     params = context.get("params") or {}
     from precast import pipeline
     from precast.runtime import prepare_environment
@@ -85,7 +85,7 @@ def step_task(step: str, uc: UseCase, *, retries: int = 0, outlets: tuple[Asset,
           outlets=list(outlets), max_active_tis_per_dag=1 if one_at_a_time else None,
           doc_md=f"Runs `precast run {step}` for the run's date.")
     def _run(**context: Any) -> dict[str, Any]:
-        return _execute(step, uc, context)
+        return _execute(step, uc, cast("Context", context))
 
     return _run
 
@@ -93,13 +93,13 @@ def step_task(step: str, uc: UseCase, *, retries: int = 0, outlets: tuple[Asset,
 def alert_on_failure(uc: UseCase) -> Callable[[Any], None]:
     """The DAG `on_failure_callback` of a use case's DAGs (see :func:`record_failure`)."""
 
-    def callback(context: Any) -> None:
+    def callback(context: Context) -> None:
         record_failure(uc, context)
 
     return callback
 
 
-def record_failure(uc: UseCase, context: Any) -> None:
+def record_failure(uc: UseCase, context: Context) -> None:
     """A failed run becomes an alert of its use case (log line, `alerts` row, webhook), once
     per day and DAG; the use case's undelivered alerts are retried with it
     (precast.monitoring.alerts).
@@ -139,7 +139,7 @@ def retrain_rule_task(uc: UseCase) -> Any:
         from precast.steps import monitor
 
         prepare_environment()
-        day = run_date(context)
+        day = run_date(cast("Context", context))
         cfg = uc.load(airflow_overrides(uc))
         decision = monitor.retrain_decision(cfg, day)
         log.info("%s", decision.reason)
