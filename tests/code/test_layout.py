@@ -70,3 +70,17 @@ def test_steps_share_vocabulary_through_lower_packages_not_through_each_other() 
                 named = [a.name for a in node.names] if node.module == "precast.steps" else []
                 assert not named and not (node.module or "").startswith("precast.steps."), (
                     f"{path.name} imports a step: line {node.lineno}")
+
+
+def test_the_wheel_lists_every_package_of_the_tree() -> None:
+    """setuptools builds the wheel from pyproject's explicit package list: a package missing
+    from it is absent from every non-editable install (Spark executors, Beam workers), while
+    the editable install of development finds it anyway."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    in_tree = {".".join(("precast", *init.parent.relative_to(ROOT).parts))
+               for init in ROOT.rglob("__init__.py")}
+    missing = in_tree - listed
+    assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
