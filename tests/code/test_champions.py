@@ -236,12 +236,13 @@ def test_a_locked_store_fails_the_champion_reads_as_retryable_never_as_no_pin(
 
     from precast import store
     from precast.errors import retryable
+    from precast.store import engine as store_engine
 
     promote.run(cfg, "pin", by="bo", reason="holiday freeze")
     champion, challenger = (registry.by_alias(cfg, a)
                             for a in (registry.CHAMPION, registry.CHALLENGER))
     assert challenger is not None and gate._pin(cfg, champion, challenger) is not None
-    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)  # the lock outlasts the wait
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_S", 0.2)  # the lock outlasts the wait
     holder = sqlite3.connect(cfg.space / "predictions.db", isolation_level=None)
     try:
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # WAL readers wait too

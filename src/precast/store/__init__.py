@@ -5,10 +5,10 @@ The package, from the bottom up: `types` (metadata, policy, errors), `sql` (stat
 safe table names), `engine` (engines, the control tables), `reading` (the control table),
 `swap` (repointing the view), `publish` (one transaction per snapshot), `retention` (retire,
 activate), `roles` (PostgreSQL's reader and writer), `pgcopy` (binary COPY from Arrow). This
-module re-exports what the rest of precast uses."""
+module re-exports what the rest of precast uses (settings such as the SQLite busy timeout
+stay in their module: `precast.store.engine.SQLITE_BUSY_TIMEOUT_S`)."""
 
 from precast.store.engine import (
-    SQLITE_BUSY_TIMEOUT_S,
     connected,
     control_tables,
     ensure_schema,
@@ -55,7 +55,6 @@ __all__ = [
     "as_date",
     "as_utc",
     "table_name",
-    "SQLITE_BUSY_TIMEOUT_S",
     "connected",
     "control_tables",
     "ensure_schema",
