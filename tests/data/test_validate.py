@@ -16,6 +16,7 @@ import pytest
 
 from precast import resources
 from precast.config import Config, load_config
+from precast.data.datasets import KINDS
 from precast.lake import Lake
 from precast.steps import validate
 from precast.validation import (
@@ -262,7 +263,7 @@ def test_without_data_docs_the_same_failures_are_named_and_no_site_is_built(
 
 def test_run_features_validates_each_dataset_from_the_lake(vcfg: Config) -> None:
     lake = Lake(vcfg.lake_root)
-    for kind in validate.FEATURE_KINDS:
+    for kind in KINDS:
         path = Path(lake.dataset(kind, RUN_DATE))
         path.mkdir(parents=True, exist_ok=True)
         features_frame(labelled=kind != "inference").to_parquet(path / "part-0.parquet")

@@ -22,6 +22,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from precast.config import Config
+from precast.data.datasets import KINDS
 from precast.lake import exists
 from precast.validation.checks import (
     ValidationFailed,
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 
 DATASETS = ("events", "features", "predictions")
-FEATURE_KINDS = ("train", "test", "inference")
 
 
 def _targets(cfg: Config, dataset: str, run_date: date, kinds: Sequence[str]
@@ -53,8 +53,8 @@ def _targets(cfg: Config, dataset: str, run_date: date, kinds: Sequence[str]
         return [(None, lake.predictions(run_date))]
     if dataset != "features":
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
-    if unknown := [k for k in kinds if k not in FEATURE_KINDS]:
-        raise ValueError(f"unknown features kinds {unknown}; expected {FEATURE_KINDS}")
+    if unknown := [k for k in kinds if k not in KINDS]:
+        raise ValueError(f"unknown features kinds {unknown}; expected {KINDS}")
     return [(kind, lake.dataset(kind, run_date)) for kind in kinds]
 
 
@@ -72,7 +72,7 @@ def _read(cfg: Config, dataset: str, path: str, spark: SparkSession | None) -> A
 
 
 def run(cfg: Config, dataset: str, run_date: date, spark: SparkSession | None = None,
-        *, kinds: Sequence[str] = FEATURE_KINDS) -> ValidationResult:
+        *, kinds: Sequence[str] = KINDS) -> ValidationResult:
     """Validate `events`, `features` (each of `kinds`) or `predictions` for `run_date`.
 
     Raises ValidationFailed after every dataset was validated, if any failed.
