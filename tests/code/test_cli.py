@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,47 @@ def test_demo_data_writes_raw_days(home: Path, capsys: pytest.CaptureFixture[str
     assert main(["demo-data", "--users", "20", "--days", "3", "--seed", "1"]) == 0
     assert "over 3 days" in capsys.readouterr().out
     assert len(list((home / "lake" / "churn" / "raw" / "events").glob("dt=*/events.jsonl"))) == 3
+
+
+def _raw_days(home: Path) -> list[str]:
+    """The raw-event day partitions of the churn lake, oldest first."""
+    raw = home / "lake" / "churn" / "raw" / "events"
+    return sorted(p.parent.name.removeprefix("dt=") for p in raw.glob("dt=*/events.jsonl"))
+
+
+def test_demo_data_until_ends_the_logs_on_that_day(home: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo-data", "--users", "5", "--days", "3", "--until", "2026-07-04"]) == 0
+    assert _raw_days(home) == ["2026-07-02", "2026-07-03", "2026-07-04"]
+    out = capsys.readouterr().out.strip()
+    assert out.endswith(f"over 3 days (2026-07-02 to 2026-07-04) to "
+                        f"{home / 'lake' / 'churn' / 'raw' / 'events'}")
+
+
+def test_demo_data_until_today_ends_the_logs_on_the_utc_date(home: Path) -> None:
+    before = datetime.now(UTC).date()
+    assert main(["demo-data", "--users", "5", "--days", "2", "--until", "today"]) == 0
+    after = datetime.now(UTC).date()
+    days = _raw_days(home)
+    assert len(days) == 2
+    assert days[-1] in {before.isoformat(), after.isoformat()}  # a run across midnight
+    assert date.fromisoformat(days[-1]) - date.fromisoformat(days[0]) == timedelta(days=1)
+
+
+def test_demo_data_until_with_start_date_is_refused(home: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["demo-data", "--until", "today", "--start-date", "2026-01-01"])
+    assert refused.value.code == 2
+    assert ("error: argument --start-date: not allowed with argument --until"
+            in capsys.readouterr().err)
+    assert _raw_days(home) == []
+
+
+def test_demo_data_until_must_be_a_date_or_today(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo-data", "--until", "tomorrow"])
+    assert "argument --until: not a date (YYYY-MM-DD): 'tomorrow'" in capsys.readouterr().err
 
 
 def test_failing_step_exits_1_with_one_line(home: Path, capsys: pytest.CaptureFixture[str]

@@ -1,6 +1,6 @@
 """The `precast` command line: demo data, steps and chains, lookups, status.
 
-    precast demo-data --users 2000 --days 60 --seed 7
+    precast demo-data --users 2000 --days 60 --seed 7   # or --until today: logs end today
     precast run training --date 2026-03-01
     precast run validate --dataset features --date 2026-03-01
     precast lookup u000001 u000002
@@ -32,7 +32,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,11 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _until(text: str) -> date:
+    """An ISO date, or `today` (the UTC date now)."""
+    return datetime.now(UTC).date() if text == "today" else _date(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     from precast.pipeline import CHAINS, STEPS
 
@@ -76,7 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--users", type=int)
     demo_data.add_argument("--days", type=int)
     demo_data.add_argument("--seed", type=int)
-    demo_data.add_argument("--start-date", type=_date)
+    first_day = demo_data.add_mutually_exclusive_group()
+    first_day.add_argument("--start-date", type=_date,
+                           help="the first day (default demo.start_date)")
+    first_day.add_argument("--until", type=_until, metavar="DATE|today",
+                           help="the last day instead: the logs end on it (today: UTC), so "
+                                "the daily DAGs find data for today")
     demo_data.add_argument("--corrupt-fraction", type=float)
     demo_data.add_argument("--drift-day", type=int)
 
@@ -176,15 +186,18 @@ def cmd_demo_data(cfg: Config, args: argparse.Namespace) -> int:
     from precast.use_case import generator
 
     d = cfg.demo
+    days = args.days or d.days
+    start = (args.until - timedelta(days=days - 1) if args.until is not None
+             else args.start_date or d.start_date)
     result = generator(cfg)(
-        cfg.lake_root, users=args.users or d.users, days=args.days or d.days,
-        seed=d.seed if args.seed is None else args.seed,
-        start_date=args.start_date or d.start_date,
+        cfg.lake_root, users=args.users or d.users, days=days,
+        seed=d.seed if args.seed is None else args.seed, start_date=start,
         corrupt_fraction=d.corrupt_fraction if args.corrupt_fraction is None
         else args.corrupt_fraction,
         drift_day=d.drift_day if args.drift_day is None else args.drift_day)
+    last = start + timedelta(days=days - 1)
     print(f"wrote {sum(result.lines_per_day.values()):,} lines over "
-          f"{len(result.lines_per_day)} days to {cfg.lake.raw_events()}")
+          f"{len(result.lines_per_day)} days ({start} to {last}) to {cfg.lake.raw_events()}")
     return 0
 
 
