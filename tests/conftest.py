@@ -129,7 +129,8 @@ WORLD_FIXTURES = {"world", "own_world", "trained", "own_trained"}
 # Modules whose tests use the session's world: under xdist they run on one worker, so the
 # world is built once (checked at collection below).
 WORLD_MODULES = ("tests/integration/test_end_to_end.py", "tests/integration/test_monitor.py",
-                 "tests/integration/test_backfill.py", "tests/model/")
+                 "tests/integration/test_backfill.py", "tests/integration/test_ui.py",
+                 "tests/model/")
 # Modules whose tests are independent and long: each test is a unit of its own.
 ONE_UNIT_PER_TEST = ("tests/integration/test_drift_scenario.py",)
 

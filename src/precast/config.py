@@ -655,7 +655,7 @@ class DemoConfig(_Section):
 _AIRFLOW_DEFAULTS = {
     "schedules": {"training": "@daily", "predict": "0 6 * * *"},
     "connections": {"predictions": "precast_predictions", "mlflow": "precast_mlflow",
-                    "spark": "precast_spark"},
+                    "spark": "precast_spark", "reader": "precast_predictions_reader"},
 }
 
 

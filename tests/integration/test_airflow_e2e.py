@@ -156,6 +156,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                                   "stores": {"writer_role": roles.writer}})
         env = {**os.environ, "PRECAST_CONFIG": str(world.config_path),  # tasks: the writer
                "AIRFLOW_CONN_PRECAST_PREDICTIONS": roles.login(predictions_url, roles.job)
+               .replace("postgresql+psycopg://", "postgresql://"),
+               # the precast view reads as a login in the reader role
+               "AIRFLOW_CONN_PRECAST_PREDICTIONS_READER": roles.login(predictions_url, roles.app)
                .replace("postgresql+psycopg://", "postgresql://")}
         airflow = LocalAirflow(world.cfg, world.config_path)
         try:
@@ -386,3 +389,92 @@ def test_a_retrain_request_starts_training_for_its_date(deployment) -> None:
                            "/taskInstances/train/logs/1")
     lines = [e.get("event", "") for e in log["content"] if isinstance(e, dict)]
     assert f"precast step train for {day} (in-process)" in lines, lines
+
+
+def _published(deployment: Deployment) -> list[Any]:
+    """The use case's published snapshots (read as the superuser, for the test's checks)."""
+    from precast import store
+    from precast.config import with_search_path
+
+    with contextlib.suppress(Exception):  # no store yet
+        return [s for s in store.snapshots(with_search_path(deployment.predictions_url, "churn"))
+                if s.status == "published"]
+    return []
+
+
+def _train_and_publish(rest: Rest, day: str) -> None:
+    """A training run for `day` whose champion's predict run publishes a snapshot."""
+    started = rest.call("POST", "/dags/churn__training/dagRuns", {
+        "logical_date": None, "conf": {"snapshot_date": day, "tolerance": 1.0}})
+    run = rest.wait("churn__training", lambda r: r["dag_run_id"] == started["dag_run_id"])
+    assert run["state"] == "success", rest.task_states("churn__training", run["dag_run_id"])
+    predict = rest.wait("churn__predict", lambda r: r["run_type"] == "asset_triggered"
+                        and _when(r["run_after"]) > _when(run["start_date"]))
+    assert predict["state"] == "success", rest.task_states("churn__predict",
+                                                             predict["dag_run_id"])
+
+
+def test_the_precast_view_rolls_back_to_an_older_snapshot_with_a_reason(deployment,
+                                                                         browser) -> None:
+    """From Airflow's navigation to the precast view: the champion and the served snapshot,
+    the gate report, then "roll back" on the older champion's snapshot with a reason, the
+    __rollback run followed to its end, and the view showing what changed."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    world, rest = deployment.world, deployment.rest
+    day = world.run_date.isoformat()
+    assert rest.call("GET", "/plugins/importErrors")["import_errors"] == []
+    for _ in range(2):  # two champions, each with a snapshot (one if an earlier test trained)
+        if len({s.model_version for s in _published(deployment)}) >= 2:
+            break
+        _train_and_publish(rest, day)
+    snapshots = _published(deployment)
+    newest = max(snapshots, key=lambda s: s.snapshot_id)
+    older = max((s for s in snapshots if s.model_version != newest.model_version),
+                key=lambda s: s.snapshot_id)
+    assert newest.current
+
+    browser.get(f"{deployment.url}/")
+    [entry] = browser.find_elements(By.XPATH, "//nav//*[normalize-space(text())='precast']")
+    entry.click()
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+    _wait_for_text(browser, f"#{newest.snapshot_id} for {day}")
+    assert f"v{newest.model_version}" in browser.find_element(By.TAG_NAME, "body").text
+    browser.switch_to.default_content()
+    _screenshot(browser, "ui-1-overview.png")
+
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+    browser.find_element(By.CSS_SELECTOR, "td a[href$='/uc/churn']").click()
+    _wait_for_text(browser, "Champion history")
+    browser.find_element(By.CSS_SELECTOR, "a[href*='/report/gate/']").click()
+    _wait_for_text(browser, "promoted")
+    browser.switch_to.default_content()
+    _screenshot(browser, "ui-2-gate-report.png")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+    browser.back()
+
+    reason = "v2 over-predicts churn for tv users, back to the older champion"
+    row = browser.find_element(By.ID, f"snapshot-{older.snapshot_id}")
+    Select(row.find_element(By.NAME, "target")).select_by_value(f"model:{older.model_version}")
+    row.find_element(By.NAME, "reason").send_keys(reason)
+    browser.switch_to.default_content()
+    _screenshot(browser, "ui-3-use-case.png")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+    row = browser.find_element(By.ID, f"snapshot-{older.snapshot_id}")
+    row.find_element(By.TAG_NAME, "button").click()
+    _wait_for_text(browser, "churn__rollback")
+    _wait_for_text(browser, "(success)", timeout=300)  # the page follows the run
+    runs = rest.runs("churn__rollback")
+    assert runs[0]["conf"] == {"target": f"model:{older.model_version}", "reason": reason}
+    browser.find_element(By.LINK_TEXT, "back to churn").click()
+    _wait_for_text(browser, f"#{older.snapshot_id} for")
+    served = browser.find_element(By.XPATH, "//h2[.='Served now']/following-sibling::table[1]")
+    assert f"#{older.snapshot_id} for" in served.text
+    assert f"v{older.model_version}" in served.text
+    history = browser.find_element(By.XPATH, "//h2[.='Champion history']/following::table[1]")
+    assert reason in history.text and "rollback" in history.text
+    browser.switch_to.default_content()
+    _screenshot(browser, "ui-4-rolled-back.png")
+    [current] = [s for s in _published(deployment) if s.current]
+    assert current.snapshot_id == older.snapshot_id and current.activation_reason == reason

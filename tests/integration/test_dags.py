@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from precast.use_case import USE_CASES_ENV
-from tests.helpers import CHURN, DAGS, make_world, run_ok
+from tests.helpers import CHURN, DAGS, make_world, run_ok, write_world_config
 
 HEAVY = ("pyspark", "apache_beam", "xgboost", "mlflow", "great_expectations", "pandas",
          "precast.steps", "precast.pipeline")
@@ -158,3 +158,18 @@ def _promote_through_the_dag(dagbag, world, v1: str, v2: str) -> None:
     history = champions.history(world.cfg.predictions_url, world.cfg.model.name)
     assert [(p.model_version, p.decision) for p in history] == [
         (v2, "override"), (v1, "pin"), (v1, "rollback"), (v1, "gate")]
+
+
+def test_a_predict_run_before_any_champion_is_skipped_not_failed(
+        dags_of, airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduled predict run that `airflow up` starts before any training has nothing to
+    score: it is skipped with the reason (green), not failed at inference_features."""
+    world = write_world_config(tmp_path, {})
+    dagbag = dags_of(world.config_path)
+    monkeypatch.setenv("PRECAST_HOME", str(world.cfg.home))
+    run = dagbag.dags["churn__predict"].test(
+        run_conf={"snapshot_date": world.run_date.isoformat()})
+    assert run.state == "success"
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == dict.fromkeys(
+        ("inference_features", "validate_inference", "score", "validate_predictions",
+         "publish"), "skipped")

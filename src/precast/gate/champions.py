@@ -82,7 +82,8 @@ def _statement(name: str) -> sa.TextClause:
     return sa.text(statement(name))
 
 
-def _period(row: Any) -> ChampionPeriod:
+def period(row: Any) -> ChampionPeriod:
+    """A ChampionPeriod from a row of sql/champion_history_list.sql."""
     name, version, valid_from, valid_to, by, decision, reason, evidence = row
     return ChampionPeriod(name, version, store.as_utc(valid_from),  # type: ignore[arg-type]
                           store.as_utc(valid_to), by, decision, reason, evidence)
@@ -130,7 +131,7 @@ def history(url: str, model_name: str) -> list[ChampionPeriod]:
         if not sa.inspect(conn).has_table("champion_history"):
             return []
         rows = conn.execute(_statement("champion_history_list"), {"model_name": model_name})
-        return [_period(row) for row in rows]
+        return [period(row) for row in rows]
 
 
 def champion_at(url: str, model_name: str, at: datetime) -> ChampionPeriod | None:
@@ -140,7 +141,7 @@ def champion_at(url: str, model_name: str, at: datetime) -> ChampionPeriod | Non
             return None
         row = conn.execute(_statement("champion_at"), {
             "model_name": model_name, "at": at.astimezone(UTC).isoformat(sep=" ")}).first()
-        return None if row is None else _period(row)
+        return None if row is None else period(row)
 
 
 def current(url: str, model_name: str) -> ChampionPeriod | None:

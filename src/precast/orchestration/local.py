@@ -214,7 +214,9 @@ class LocalAirflow:
                                f"{_last_line(path)} (log: {path})")
 
     def _start(self, name: str, env: dict[str, str]) -> None:
-        args = [sys.executable, "-m", "airflow", name]
+        # -P: not the working directory on sys.path, where a source checkout's
+        # precast.egg-info would register precast's plugin a second time.
+        args = [sys.executable, "-P", "-m", "airflow", name]
         if name == "api-server":
             args += ["--host", self.settings.host, "--port", str(self.settings.port),
                      "--workers", "1"]

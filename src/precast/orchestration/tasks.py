@@ -54,6 +54,8 @@ def _execute(step: str, uc: UseCase, context: Context) -> dict[str, Any]:
             params, str(getattr(dag_run, "run_type", "") or ""), cfg.train.scheduled_runs)
         if skip:
             raise AirflowSkipException(f"{step} skipped: {skip}")
+        if step == PREDICT_FIRST_STEP and (why := _nothing_to_score(cfg, uc)):
+            raise AirflowSkipException(f"{step} skipped: {why}")
         if on_cluster(cfg, step):
             summary = run_submitted(cfg, step, day, overrides, jobs_dir(context), uc.config)
         else:
@@ -70,6 +72,20 @@ def _execute(step: str, uc: UseCase, context: Context) -> dict[str, Any]:
     for asset in context["task"].outlets or []:
         context["outlet_events"][asset].extra = {"snapshot_date": day.isoformat()}
     return {"run_date": day.isoformat(), "step": step, "result": summary}
+
+
+PREDICT_FIRST_STEP = "inference_features"
+
+
+def _nothing_to_score(cfg: Config, uc: UseCase) -> str | None:
+    """Why a predict run has nothing to do (no champion yet: the run that `airflow up` starts
+    before any training), or None."""
+    from precast.model import registry
+
+    if registry.by_alias(cfg, registry.CHAMPION) is not None:
+        return None
+    return (f"use case {uc.name} has no champion yet; {uc.dag_id('training')} promotes one, "
+            f"and the promotion starts {uc.dag_id('predict')}")
 
 
 def step_task(step: str, uc: UseCase, *, retries: int = 0, outlets: tuple[Asset, ...] = (),

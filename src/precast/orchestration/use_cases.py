@@ -21,7 +21,8 @@ DAG_DEFAULTS: dict[str, Any] = {
 # airflow.connections key -> the config field its connection overrides.
 CONNECTION_FIELDS = {"predictions": "stores.predictions_url",
                      "mlflow": "stores.mlflow_tracking_uri",
-                     "spark": "engines.spark.master"}
+                     "spark": "engines.spark.master",
+                     "reader": "serve.database_url"}  # the lookup API's and the view's login
 
 
 @dataclass(frozen=True)
