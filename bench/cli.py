@@ -5,6 +5,7 @@
     python -m bench publish --rows 200000
     python -m bench train                # training time by rows and device (make bench-train)
     python -m bench lookup-keys --quick  # the HTTP API with a key, limit and metering vs open
+    python -m bench ui                   # the precast view's pages on 500 snapshots, 10k alerts
     python -m bench pipeline --scales 1  # Spark extract/features vs a DuckDB twin, 1x world
     BENCH_ROWS=100000 make bench         # sizes from the environment (BENCH_BIG_ROWS too)
 
@@ -27,7 +28,7 @@ from bench.common import Row, Sizes, machine, prepare, table_text, write_results
 log = logging.getLogger("bench")
 
 FAMILIES = ("publish", "score", "lookup", "pipeline")  # `all`; `train` only when named
-OPTIONAL = ("train", "lookup-keys")
+OPTIONAL = ("train", "lookup-keys", "ui")
 QUICK = Sizes(rows=100_000, big_rows=1_000_000, repeats=1, lookup_seconds=3.0,
               pgbench_seconds=3, scales=(0.1,))
 
@@ -35,7 +36,7 @@ QUICK = Sizes(rows=100_000, big_rows=1_000_000, repeats=1, lookup_seconds=3.0,
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("families", nargs="*",
-                        metavar="{publish,score,lookup,pipeline,train,lookup-keys,all}",
+                        metavar="{publish,score,lookup,pipeline,train,lookup-keys,ui,all}",
                         help="which benchmarks (default all: publish, score, lookup, pipeline)")
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
     parser.add_argument("--rows", type=int,
@@ -104,6 +105,10 @@ def _family(name: str) -> Callable[[Sizes], tuple[list[Row], list[str]]]:
         from bench import pipeline
 
         return pipeline.run
+    if name == "ui":
+        from bench import ui
+
+        return ui.run
     if name == "lookup-keys":
         from bench import lookup as keyed
 

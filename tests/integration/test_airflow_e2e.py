@@ -32,7 +32,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FAST_START_SPARK, REPO, World, make_world, pg_database, store_roles
+from tests.helpers import (
+    FAST_START_SPARK,
+    REPO,
+    SMALL,
+    World,
+    make_world,
+    pg_database,
+    store_roles,
+)
 
 pytestmark = [pytest.mark.slow(minutes=13), pytest.mark.postgres,
               pytest.mark.timeout(1200)]  # the backfill test alone takes 3-7 min
@@ -41,6 +49,7 @@ PORT = 28081
 ARTIFACTS = REPO / ".precast" / "test-artifacts" / "airflow-e2e"
 PRECAST = str(Path(sys.executable).with_name("precast"))
 TERMINAL = ("success", "failed")
+LATER_DAYS = 2  # logs past the run date (see deployment)
 MEMORY_CEILING_MB = 8 * 1024  # components + 2 task slots with a Spark driver each (docs/airflow.md)
 
 
@@ -151,7 +160,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             pg_database("precast_predictions") as predictions_url, \
             store_roles(with_search_path(predictions_url, "churn")) as roles:
         spark = {**SparkConfig().conf, **FAST_START_SPARK}
+        # Logs go LATER_DAYS past the run date: the view's test trains a later champion.
         world = make_world(root, {"airflow": {"port": PORT, "metadata_url": metadata_url},
+                                  "demo": {**SMALL["demo"],
+                                           "days": SMALL["demo"]["days"] + LATER_DAYS},
                                   "engines": {"spark": {"master": "local[2]", "conf": spark}},
                                   "stores": {"writer_role": roles.writer}})
         env = {**os.environ, "PRECAST_CONFIG": str(world.config_path),  # tasks: the writer
@@ -225,6 +237,13 @@ def _wait_for_text(browser: Any, text: str, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
+def _wait_for_url(browser: Any, ending: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not browser.current_url.rstrip("/").endswith(ending):
+        assert time.monotonic() < deadline, f"at {browser.current_url}, not {ending}"
+        time.sleep(0.5)
+
+
 def test_training_triggered_in_the_browser_then_predict_publishes(deployment, browser) -> None:
     import pyarrow.dataset as ds
     from selenium.webdriver.common.by import By
@@ -281,7 +300,7 @@ def test_corrupt_day_fails_at_extract_with_a_one_line_reason(deployment) -> None
     world, rest = deployment.world, deployment.rest
     from precast.lake import Lake
 
-    bad_day = world.run_date + timedelta(days=1)
+    bad_day = world.run_date + timedelta(days=LATER_DAYS + 1)  # no logs there
     raw = Path(Lake(world.cfg.lake_root).raw_events(bad_day))
     raw.mkdir(parents=True)
     (raw / "part-0.jsonl").write_text("".join(f"not json {n}\n" for n in range(200)))
@@ -425,10 +444,10 @@ def test_the_precast_view_rolls_back_to_an_older_snapshot_with_a_reason(deployme
     world, rest = deployment.world, deployment.rest
     day = world.run_date.isoformat()
     assert rest.call("GET", "/plugins/importErrors")["import_errors"] == []
-    for _ in range(2):  # two champions, each with a snapshot (one if an earlier test trained)
-        if len({s.model_version for s in _published(deployment)}) >= 2:
-            break
+    if not _published(deployment):  # the first champion and its snapshot, for the run date
         _train_and_publish(rest, day)
+    # A later champion, trained on LATER_DAYS more days of logs, and its newer snapshot.
+    _train_and_publish(rest, (world.run_date + timedelta(days=LATER_DAYS)).isoformat())
     snapshots = _published(deployment)
     newest = max(snapshots, key=lambda s: s.snapshot_id)
     older = max((s for s in snapshots if s.model_version != newest.model_version),
@@ -436,10 +455,11 @@ def test_the_precast_view_rolls_back_to_an_older_snapshot_with_a_reason(deployme
     assert newest.current
 
     browser.get(f"{deployment.url}/")
-    [entry] = browser.find_elements(By.XPATH, "//nav//*[normalize-space(text())='precast']")
-    entry.click()
+    # The plugin's entry in the navigation bar (Airflow renders it as "precast").
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='precast']").click()
+    _wait_for_url(browser, "/plugin/precast")
     browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
-    _wait_for_text(browser, f"#{newest.snapshot_id} for {day}")
+    _wait_for_text(browser, f"#{newest.snapshot_id} for {newest.snapshot_date}")
     assert f"v{newest.model_version}" in browser.find_element(By.TAG_NAME, "body").text
     browser.switch_to.default_content()
     _screenshot(browser, "ui-1-overview.png")

@@ -134,7 +134,7 @@ def overview(base: str, rows: Sequence[UseCaseRow], now: datetime) -> str:
                         '<td class="muted">none published</td>')
             body.append(f'<td class="{"stale" if row.stale else "fresh"}">'
                         f"{esc(row.freshness)}</td>")
-        body.append(f"<td>{_runs_cell(base, row.runs, ROLES[:3])}</td>")
+        body.append(f"<td>{_runs_cell(base, row.runs, ROLES)}</td>")
         alerts = row.view.alerts_open if row.view else 0
         body.append(f'<td class="num {"critical" if alerts else ""}">'
                     f'<a href="{base}/uc/{quote(row.name)}#alerts">{alerts}</a></td></tr>')
@@ -147,7 +147,8 @@ def overview(base: str, rows: Sequence[UseCaseRow], now: datetime) -> str:
 def _champion_text(champ: Any) -> str:
     pin = " 📌 pinned" if champ.pinned else ""
     return (f"<b>v{esc(champ.model_version)}</b>{pin} since {_when(champ.valid_from)}<br>"
-            f'<span class="muted">{esc(champ.decision)} by {esc(champ.decided_by)}</span>')
+            f'<span class="muted">decision: {esc(champ.decision)}, by {esc(champ.decided_by)}'
+            "</span>")
 
 
 def _served_text(served: SnapshotInfo, now: datetime) -> str:
@@ -206,7 +207,7 @@ def use_case(base: str, page: UseCasePage, now: datetime, notice: str = "") -> s
         body.append(empty_state(name))
     body += _history(page)
     body += _snapshots(page, now)
-    body += _reports(f"{base}/uc/{quote(name)}", page.reports)
+    body += _reports(page)
     body += _validations(page.validations)
     body += _trends(v)
     body += _alerts(v)
@@ -235,6 +236,7 @@ def _history(page: UseCasePage) -> list[str]:
         return [*out, '<p class="muted">no champion yet</p>']
     out.append("<table><tr><th>version</th><th>from</th><th>until</th><th>decision</th>"
                "<th>by</th><th>reason</th><th>evidence</th><th></th></tr>")
+    reports = {r.name: _report_url(page, r) for r in page.reports}
     for p in page.view.history:
         current = p.valid_to is None
         promote = "" if current else _reason_form(
@@ -244,7 +246,7 @@ def _history(page: UseCasePage) -> list[str]:
         out.append(f"<tr{' class=served' if current else ''}><td>v{esc(p.model_version)}</td>"
                    f"<td>{_when(p.valid_from)}</td><td>{_when(p.valid_to) if p.valid_to else 'now'}"
                    f"</td><td>{esc(p.decision)}</td><td>{esc(p.decided_by)}</td>"
-                   f"<td>{esc(p.reason)}</td><td>{esc(p.evidence or '')}</td>"
+                   f"<td>{esc(p.reason)}</td><td>{_evidence(p.evidence, reports)}</td>"
                    f"<td>{promote}</td></tr>")
     out.append("</table>")
     return out
@@ -298,13 +300,28 @@ def _snapshots(page: UseCasePage, now: datetime) -> list[str]:
     return out
 
 
-def _reports(page_url: str, reports: Sequence[Report]) -> list[str]:
+def _report_url(page: UseCasePage, report: Report) -> str:
+    return (f"{page.root}/uc/{quote(page.name)}/report/{report.kind}/"
+            f"{quote(report.run_date)}/{quote(report.name)}")
+
+
+def _evidence(evidence: str | None, reports: dict[str, str]) -> str:
+    """A champion decision's evidence; a gate report the view holds becomes a link."""
+    if not evidence:
+        return ""
+    name = evidence.rsplit("/", 1)[-1]
+    if name in reports:
+        return f'<a href="{reports[name]}">{esc(name)}</a>'
+    return esc(evidence)
+
+
+def _reports(page: UseCasePage) -> list[str]:
     out = ["<h2>Gate and monitoring reports</h2>"]
-    if not reports:
+    if not page.reports:
         return [*out, '<p class="muted">none yet</p>']
     out.append("<table><tr><th>kind</th><th>run date</th><th>report</th></tr>")
-    for r in reports:
-        href = f"{page_url}/report/{r.kind}/{quote(r.run_date)}/{quote(r.name)}"
+    for r in page.reports:
+        href = _report_url(page, r)
         out.append(f"<tr><td>{r.kind}</td><td>{esc(r.run_date)}</td>"
                    f'<td><a href="{href}">{esc(r.name)}</a></td></tr>')
     out.append("</table>")
