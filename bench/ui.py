@@ -69,7 +69,7 @@ def _config(root: Path, store_url: str | None) -> Path:
 
 
 def _fill(cfg: Config, snapshots: int, alerts: int, champions_n: int, days: int) -> None:
-    """Write a store's history through precast's writers."""
+    """Write a store's history through precast's writers (checked: the view sees it all)."""
     from precast import store
     from precast.gate import champions
     from precast.monitoring import alerts as alerting
@@ -102,6 +102,11 @@ def _fill(cfg: Config, snapshots: int, alerts: int, champions_n: int, days: int)
         write_metrics(cfg, FIRST_DAY + timedelta(days=n), "1", "performance", [
             MetricRow("score", "roc_auc", 0.7 + (n % 10) / 100, rows_used=1000),
             MetricRow("score", "log_loss", 0.4 - (n % 10) / 100, rows_used=1000)])
+    from precast.ui import status
+
+    seen = status.read_store(cfg, cfg.predictions_url, detail=True)
+    assert (len(seen.snapshots), seen.alerts_total, len(seen.history)) == (
+        snapshots, alerts, champions_n), (len(seen.snapshots), seen.alerts_total)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ NOT_RETRYABLE = {
     "precast.steps.features.NotEnoughHistoryError",
     "precast.steps.features.MappingChangedError", "precast.steps.gate.ChallengerRejectedError",
     "precast.steps.promote.PromoteError", "precast.steps.retrain.RetrainInputsError",
-    "precast.steps.rollback.RollbackTargetError",
+    "precast.steps.rollback.RollbackTargetError", "precast.ui.status.ReaderMissingError",
 }
 # Failures that may pass on another try: I/O, a service that is down, data not there yet,
 # a machine without the device asked for (another worker may have it), a refused request.

@@ -421,6 +421,27 @@ def _published(deployment: Deployment) -> list[Any]:
     return []
 
 
+def _into_the_view(browser: Any, url: str) -> None:
+    """From Airflow's home page through the navigation into the precast view's frame."""
+    from selenium.webdriver.common.by import By
+
+    browser.switch_to.default_content()
+    browser.get(f"{url}/")
+    # The plugin's entry in the navigation bar (Airflow renders it as "precast").
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='precast']").click()
+    _wait_for_url(browser, "/plugin/precast")
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+
+
+def _framed_screenshot(browser: Any, name: str) -> None:
+    """A screenshot of the whole window (Airflow around the view), then back in the frame."""
+    from selenium.webdriver.common.by import By
+
+    browser.switch_to.default_content()
+    _screenshot(browser, name)
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+
+
 def _train_and_publish(rest: Rest, day: str) -> None:
     """A training run for `day` whose champion's predict run publishes a snapshot."""
     started = rest.call("POST", "/dags/churn__training/dagRuns", {
@@ -454,34 +475,25 @@ def test_the_precast_view_rolls_back_to_an_older_snapshot_with_a_reason(deployme
                 key=lambda s: s.snapshot_id)
     assert newest.current
 
-    browser.get(f"{deployment.url}/")
-    # The plugin's entry in the navigation bar (Airflow renders it as "precast").
-    browser.find_element(By.XPATH, "//*[normalize-space(text())='precast']").click()
-    _wait_for_url(browser, "/plugin/precast")
-    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
+    _into_the_view(browser, deployment.url)
     _wait_for_text(browser, f"#{newest.snapshot_id} for {newest.snapshot_date}")
     assert f"v{newest.model_version}" in browser.find_element(By.TAG_NAME, "body").text
-    browser.switch_to.default_content()
-    _screenshot(browser, "ui-1-overview.png")
+    _framed_screenshot(browser, "ui-1-overview.png")
 
-    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
     browser.find_element(By.CSS_SELECTOR, "td a[href$='/uc/churn']").click()
     _wait_for_text(browser, "Champion history")
     browser.find_element(By.CSS_SELECTOR, "a[href*='/report/gate/']").click()
-    _wait_for_text(browser, "promoted")
-    browser.switch_to.default_content()
-    _screenshot(browser, "ui-2-gate-report.png")
-    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
-    browser.back()
+    _wait_for_text(browser, "PROMOTED")  # the report's verdict
+    _framed_screenshot(browser, "ui-2-gate-report.png")
 
+    _into_the_view(browser, deployment.url)
+    browser.find_element(By.CSS_SELECTOR, "td a[href$='/uc/churn']").click()
     reason = "v2 over-predicts churn for tv users, back to the older champion"
     row = browser.find_element(By.ID, f"snapshot-{older.snapshot_id}")
     Select(row.find_element(By.NAME, "target")).select_by_value(f"model:{older.model_version}")
     row.find_element(By.NAME, "reason").send_keys(reason)
-    browser.switch_to.default_content()
-    _screenshot(browser, "ui-3-use-case.png")
-    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='precast']"))
-    row = browser.find_element(By.ID, f"snapshot-{older.snapshot_id}")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+    _framed_screenshot(browser, "ui-3-roll-back.png")
     row.find_element(By.TAG_NAME, "button").click()
     _wait_for_text(browser, "churn__rollback")
     _wait_for_text(browser, "(success)", timeout=300)  # the page follows the run
@@ -494,7 +506,6 @@ def test_the_precast_view_rolls_back_to_an_older_snapshot_with_a_reason(deployme
     assert f"v{older.model_version}" in served.text
     history = browser.find_element(By.XPATH, "//h2[.='Champion history']/following::table[1]")
     assert reason in history.text and "rollback" in history.text
-    browser.switch_to.default_content()
-    _screenshot(browser, "ui-4-rolled-back.png")
+    _framed_screenshot(browser, "ui-4-rolled-back.png")
     [current] = [s for s in _published(deployment) if s.current]
     assert current.snapshot_id == older.snapshot_id and current.activation_reason == reason

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from precast import store
 from precast.config import Config, redact_url
+from precast.errors import NotRetryable
 from precast.gate.champions import ChampionPeriod, period
 from precast.resources import statement
 
@@ -31,7 +32,7 @@ VALIDATE_STEPS = {"validate_events": "events", "validate_features": "features",
                   "validate_predictions": "predictions"}
 
 
-class ReaderMissingError(RuntimeError):
+class ReaderMissingError(NotRetryable, RuntimeError):
     """A PostgreSQL store has no reader login configured: the view does not read with the
     writer's credentials."""
 
@@ -99,13 +100,11 @@ def _read_only(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "").expanduser().resolve()
 
-        def connect() -> sqlite3.Connection:
-            if not path.is_file():  # mode=ro never creates the file
-                raise sqlite3.OperationalError(f"no store yet at {path}")
+        def connect() -> sqlite3.Connection:  # mode=ro: never creates the file
             return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True,
                                    check_same_thread=False, timeout=5)
 
-        return sa.create_engine("sqlite://", creator=connect)
+        return sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.QueuePool)
     engine = store.make_engine(url)
 
     @sa.event.listens_for(engine, "connect")
@@ -121,41 +120,45 @@ def _dicts(conn: sa.Connection, name: str, **params: Any) -> list[dict[str, Any]
     return [dict(r) for r in conn.execute(sa.text(statement(name)), params).mappings()]
 
 
+def _no_store_yet(url: str) -> bool:
+    """True for a SQLite store whose file does not exist (reading never creates it)."""
+    parsed = sa.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and not Path(
+        parsed.database or "").expanduser().is_file()
+
+
 def read_store(cfg: Config, url: str, *, detail: bool = False) -> StoreView:
     """The use case's store as the view shows it: the overview's part, or (`detail`) all.
     A store without tables yet reads as empty."""
-    try:
-        conn_cm = reader_engine(url).connect()
-        conn = conn_cm.__enter__()
-    except sa.exc.OperationalError as exc:
-        if "no store yet" in str(exc):
-            return StoreView()
-        raise
-    try:
-        tables = set(sa.inspect(conn).get_table_names())
-        model = {"model_name": cfg.model.name}
-        history = ([period(r) for r in conn.execute(sa.text(statement(
-            "champion_history_list")), model)] if "champion_history" in tables else [])
-        snapshots = list(reversed(store.snapshots(conn.engine))) \
-            if "prediction_snapshots" in tables else []
-        if "alerts" not in tables or "model_metrics" not in tables:
-            return StoreView(history, snapshots)
-        counts = _dicts(conn, "ui_alerts_counts", **model)[0]
-        view = StoreView(history, snapshots,
-                         _dicts(conn, "ui_alerts_open", **model, limit=ALERTS_SHOWN),
-                         int(counts["total"] or 0), int(counts["open"] or 0))
-        if not detail:
-            return view
-        series: dict[tuple[str, str], list[tuple[date, str, float | None]]] = defaultdict(list)
-        for row in _dicts(conn, "ui_metric_series", **model):
-            series[(row["kind"], row["metric"])].append(
-                (store.as_date(row["snapshot_date"]) or date.min, str(row["model_version"]),
-                 None if row["value"] is None else float(row["value"])))
-        return StoreView(history, snapshots, view.open_alerts, view.alerts_total,
-                         view.alerts_open, _dicts(conn, "ui_alerts_recent", limit=ALERTS_SHOWN),
-                         dict(series))
-    finally:
-        conn_cm.__exit__(None, None, None)
+    if _no_store_yet(url):
+        return StoreView()
+    with reader_engine(url).connect() as conn:
+        return _read(conn, cfg, detail)
+
+
+def _read(conn: sa.Connection, cfg: Config, detail: bool) -> StoreView:
+    tables = set(sa.inspect(conn).get_table_names())
+    model = {"model_name": cfg.model.name}
+    history = ([period(r) for r in conn.execute(sa.text(statement(
+        "champion_history_list")), model)] if "champion_history" in tables else [])
+    snapshots = list(reversed(store.snapshots(conn.engine))) \
+        if "prediction_snapshots" in tables else []
+    if "alerts" not in tables or "model_metrics" not in tables:
+        return StoreView(history, snapshots)
+    counts = _dicts(conn, "ui_alerts_counts", **model)[0]
+    view = StoreView(history, snapshots,
+                     _dicts(conn, "ui_alerts_open", **model, limit=ALERTS_SHOWN),
+                     int(counts["total"] or 0), int(counts["open"] or 0))
+    if not detail:
+        return view
+    series: dict[tuple[str, str], list[tuple[date, str, float | None]]] = defaultdict(list)
+    for row in _dicts(conn, "ui_metric_series", **model):
+        series[(row["kind"], row["metric"])].append(
+            (store.as_date(row["snapshot_date"]) or date.min, str(row["model_version"]),
+             None if row["value"] is None else float(row["value"])))
+    return StoreView(history, snapshots, view.open_alerts, view.alerts_total,
+                     view.alerts_open, _dicts(conn, "ui_alerts_recent", limit=ALERTS_SHOWN),
+                     dict(series))
 
 
 def reports(cfg: Config) -> list[Report]:
