@@ -184,6 +184,17 @@ def test_a_use_case_with_nothing_published_says_what_to_run(api: Api, serving: A
     assert "No use case is configured" in _text(api.get("/").text)
 
 
+def test_a_config_that_cannot_be_read_is_named_not_a_bare_500(api: Api, serving: Any,
+                                                              tmp_path: Path) -> None:
+    broken = tmp_path / "broken" / "precast.yaml"
+    broken.parent.mkdir()
+    broken.write_text("name: churn\ngate: {tolerance: -1}\n")
+    serving(broken)
+    page = api.get("/")
+    assert page.status_code == 500
+    assert "cannot be read" in _text(page.text) and "gate.tolerance" in _text(page.text)
+
+
 @pytest.mark.postgres
 def test_a_postgresql_store_is_read_as_the_reader_and_never_written(
         api: Api, serving: Any, tmp_path: Path) -> None:

@@ -27,12 +27,14 @@ READER_FIELD = "serve.database_url"  # what airflow.connections.reader overrides
 
 
 def _user(request: Request) -> Any:
-    """Airflow's own check of the caller's JWT (401 without one): Airflow's dependency,
-    resolved lazily so that importing this module needs no api-server."""
+    """The signed-in Airflow user of this request (set by _signed_in)."""
     return request.state.precast_user
 
 
 async def _signed_in(request: Request) -> None:
+    """Airflow's own check of the caller's JWT, from the Bearer header or the UI's cookie
+    (401 without one, 401/403 for a bad one); imported here, so that importing this module
+    needs no api-server."""
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.security import HTTPAuthorizationCredentials
 
@@ -77,12 +79,20 @@ def _reader_overrides(uc: UseCase) -> dict[str, str]:
     return {READER_FIELD: connection_value(READER_FIELD, conn)}
 
 
+def _configured() -> list[UseCase]:
+    """The deployment's use cases; a config that cannot be read is a 500 that names it."""
+    try:
+        return use_cases()
+    except Exception as exc:
+        raise HTTPException(500, f"the use cases' configs cannot be read: {exc}") from exc
+
+
 def _visible(user: Any) -> list[UseCase]:
-    return [uc for uc in use_cases() if runs.allowed(user, uc.dag_id("predict"))]
+    return [uc for uc in _configured() if runs.allowed(user, uc.dag_id("predict"))]
 
 
 def _find(user: Any, name: str) -> tuple[UseCase, Config]:
-    found = next((uc for uc in use_cases() if uc.name == name), None)
+    found = next((uc for uc in _configured() if uc.name == name), None)
     if found is None:
         raise HTTPException(404, f"no use case {name!r} in this deployment")
     if not runs.allowed(user, found.dag_id("predict")):
@@ -216,6 +226,8 @@ async def promote(request: Request, name: str) -> Response:
         if action not in ("force", "pin", "unpin"):
             raise HTTPException(400, f"unknown action {action!r}: force, pin or unpin")
         version = form.get("version") or None
+        if action == "force" and not version:
+            raise HTTPException(400, "promote needs the version (one of the champions listed)")
         if action == "force" and version not in {p.model_version for p in view.history}:
             raise HTTPException(400, f"v{version} was never a champion of {name}; promote a "
                                      "challenger with the DAG's form")
