@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import pg_database, store_roles, write_world_config
+from tests.helpers import SHOP, pg_database, store_roles, use_case_copy, write_world_config
 
 ACCOUNTS = {"admin": "admin", "viewer": "viewer"}  # simple auth manager: user -> role
 SIGN_IN_REQUIRED = {
@@ -167,6 +167,21 @@ def test_actions_need_the_right_to_start_runs_a_token_and_a_reason(api: Api, ser
     assert nothing.status_code == 400 and "cannot roll back to" in _text(nothing.text)
     pin = api.post("/uc/churn/promote", {"action": "delete", "reason": "why", "csrf": token[1]})
     assert pin.status_code == 400
+
+
+def test_several_use_cases_each_get_their_row_and_page(api: Api, serving: Any, world: Any,
+                                                       tmp_path: Path) -> None:
+    shop = use_case_copy(tmp_path / "shop", {"home": str(tmp_path / "shop-home")}, SHOP)
+    serving(world.config_path, shop)
+    html = api.get("/").text
+    rows = {name: _text(row) for row in re.findall(r"<tr><td>.*?</tr>", html, flags=re.S)
+            for name in re.findall(r'href="/precast/uc/(\w+)"', row)[:1]}
+    assert sorted(rows) == ["churn", "shop"]
+    assert "none published" not in rows["churn"] and "fresh" in rows["churn"]
+    assert rows["shop"].startswith("shop none yet none published")
+    assert "Nothing published yet" not in _text(html)  # one use case has published
+    page = _text(api.get("/uc/shop").text)
+    assert "Nothing published yet" in page and "examples/shop demo-data" in page
 
 
 def test_a_use_case_with_nothing_published_says_what_to_run(api: Api, serving: Any,
