@@ -178,6 +178,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                                 text=True, timeout=400, check=False)
             assert up.returncode == 0, up.stdout + up.stderr
             assert f"http://127.0.0.1:{PORT}" in up.stdout
+            assert f"http://127.0.0.1:{PORT}/plugin/precast" in up.stdout
             watch = MemoryWatch(airflow)
             watch.start()
             yield Deployment(world, airflow.url, Rest(airflow.url), predictions_url,

@@ -453,6 +453,7 @@ def airflow_action(airflow: LocalAirflow, action: str) -> int:
     running = all(s.running for s in status)
     if running:
         print(f"Airflow UI and REST API: {airflow.url}")
+        print(f"precast view (champions, snapshots, rollback): {airflow.url}/plugin/precast")
         print("sign-in: none needed (simple auth manager, every user is admin; "
               "airflow.all_admins)" if airflow.settings.all_admins else
               f"sign-in: users and passwords in {airflow.home}/"
