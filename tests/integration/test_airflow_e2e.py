@@ -238,10 +238,11 @@ def _wait_for_text(browser: Any, text: str, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
-def _wait_for_url(browser: Any, ending: str, timeout: float = 30) -> None:
+def _wait_for_url(browser: Any, part: str, timeout: float = 30) -> None:
+    """Until the address holds `part` (Airflow may append the framed page's path to it)."""
     deadline = time.monotonic() + timeout
-    while not browser.current_url.rstrip("/").endswith(ending):
-        assert time.monotonic() < deadline, f"at {browser.current_url}, not {ending}"
+    while part not in browser.current_url:
+        assert time.monotonic() < deadline, f"at {browser.current_url}, not at {part}"
         time.sleep(0.5)
 
 
