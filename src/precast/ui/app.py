@@ -18,12 +18,12 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from precast.config import Config
-from precast.orchestration.use_cases import UseCase, use_cases
+from precast.orchestration.use_cases import CONNECTION_FIELDS, UseCase, use_cases
 from precast.ui import pages, runs, status
 
 log = logging.getLogger(__name__)
 
-READER_FIELD = "serve.database_url"  # what airflow.connections.reader overrides
+READER_FIELD = CONNECTION_FIELDS["reader"]  # serve.database_url: the reader's login
 
 
 def _user(request: Request) -> Any:
