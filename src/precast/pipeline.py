@@ -117,9 +117,14 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def records_root(cfg: Config) -> Path:
+    """Where the run records live: one folder per run date."""
+    return cfg.space / "runs"
+
+
 def record_path(cfg: Config, day: date, step: str) -> Path:
     """Where the run record of `step` for `day` lives."""
-    return cfg.space / "runs" / day.isoformat() / f"{step}.json"
+    return records_root(cfg) / day.isoformat() / f"{step}.json"
 
 
 def record(cfg: Config, day: date, step: str, payload: dict[str, Any]) -> Path:
@@ -183,7 +188,7 @@ def _start_spark_for(cfg: Config, steps: tuple[str, ...]) -> None:
 
 def last_records(cfg: Config, limit: int = 1) -> list[tuple[str, list[dict[str, Any]]]]:
     """The most recent run dates' step records, newest first."""
-    runs = cfg.space / "runs"
+    runs = records_root(cfg)
     days = sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True) if runs.exists() else []
     return [(d.name, [json.loads(f.read_text()) for f in sorted(d.glob("*.json"),
                                                                   key=lambda f: f.stat().st_mtime)])

@@ -43,7 +43,7 @@ def test_a_snapshot_is_stale_once_a_whole_scheduled_run_passed_without_a_publish
 
 def test_stale_is_red_on_the_overview() -> None:
     view = StoreView([_champion("1")], [_snapshot(1, "1", current=True)])
-    row = pages.UseCaseRow("churn", view, None, {}, True, "stale: published 2 d ago", {})
+    row = pages.UseCaseRow("churn", view, None, {}, True, "stale: published 2 d ago")
     html = pages.overview("/precast", [row], NOW)
     assert '<td class="stale">stale: published 2 d ago</td>' in html
     assert ".stale { color: #c62828" in html
@@ -67,7 +67,7 @@ def test_what_the_store_holds_is_escaped() -> None:
                        "subject": evil, "message": evil}], 1, 1)
     page = pages.UseCasePage("churn", view, {}, [], [], False, "fresh", "t", True, ["churn"],
                              "/precast")
-    html = pages.use_case("/precast", page, NOW)
+    html = pages.use_case(page, NOW)
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 

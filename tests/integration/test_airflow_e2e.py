@@ -413,14 +413,13 @@ def test_a_retrain_request_starts_training_for_its_date(deployment) -> None:
 
 
 def _published(deployment: Deployment) -> list[Any]:
-    """The use case's published snapshots (read as the superuser, for the test's checks)."""
+    """The use case's published snapshots (read as the superuser, for the test's checks;
+    none before the first publish)."""
     from precast import store
     from precast.config import with_search_path
 
-    with contextlib.suppress(Exception):  # no store yet
-        return [s for s in store.snapshots(with_search_path(deployment.predictions_url, "churn"))
-                if s.status == "published"]
-    return []
+    return [s for s in store.snapshots(with_search_path(deployment.predictions_url, "churn"))
+            if s.status == "published"]
 
 
 def _into_the_view(browser: Any, url: str) -> None:

@@ -63,6 +63,16 @@ def test_dag_files_import_nothing_heavy() -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+def test_the_plugin_imports_nothing_heavy() -> None:
+    """Every Airflow process loads the plugins (each task runner, for listeners); the view's
+    app, the store and the page code are imported by the api-server's first request only."""
+    code = ("import sys, json\nimport precast.ui.plugin\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith("
+            f"{(*HEAVY, 'fastapi', 'precast.ui.app', 'precast.store')!r}))))\n")
+    out = run_ok([sys.executable, "-c", code])
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 def test_both_dags_run_end_to_end(dags_of, airflow_db, tmp_path: Path, spark,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from precast import store

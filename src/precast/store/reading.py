@@ -42,9 +42,11 @@ def _snapshot_info(row: Any, served: int | None) -> SnapshotInfo:
     return SnapshotInfo(**values, current=values["snapshot_id"] == served)
 
 
-def snapshots(engine_or_url: Engine | str | sa.URL) -> list[SnapshotInfo]:
-    """Every recorded snapshot (any status), oldest first."""
-    with _engine(engine_or_url) as engine, engine.connect() as conn:
+def snapshots(source: Connection | Engine | str | sa.URL) -> list[SnapshotInfo]:
+    """Every recorded snapshot (any status), oldest first; on an open connection, in it."""
+    if isinstance(source, Connection):
+        return _infos(source)
+    with _engine(source) as engine, engine.connect() as conn:
         return _infos(conn)
 
 

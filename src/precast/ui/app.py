@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from precast.config import Config
 from precast.orchestration.use_cases import CONNECTION_FIELDS, UseCase, use_cases
-from precast.ui import pages, runs, status
+from precast.ui import MOUNT, pages, runs, status
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ app = FastAPI(title="precast", docs_url=None, redoc_url=None, openapi_url=None,
 
 @app.exception_handler(HTTPException)
 async def _refused(request: Request, exc: HTTPException) -> Response:
-    root = str(request.scope.get("root_path", pages.MOUNT))
+    root = _root(request)
     text = str(exc.detail)
     if exc.status_code == 401:
         text += ": sign in to Airflow first"
@@ -59,7 +59,8 @@ async def _refused(request: Request, exc: HTTPException) -> Response:
 
 
 def _root(request: Request) -> str:
-    return str(request.scope.get("root_path", "")) or pages.MOUNT
+    """Where Airflow mounted the view (its links start there)."""
+    return str(request.scope.get("root_path", "")) or MOUNT
 
 
 def _reader_overrides(uc: UseCase) -> dict[str, str]:
@@ -87,12 +88,14 @@ def _configured() -> list[UseCase]:
         raise HTTPException(500, f"the use cases' configs cannot be read: {exc}") from exc
 
 
-def _visible(user: Any) -> list[UseCase]:
-    return [uc for uc in _configured() if runs.allowed(user, uc.dag_id("predict"))]
+def _visible(user: Any, configured: list[UseCase]) -> list[UseCase]:
+    """The use cases `user` may read (read on its predict DAG's runs)."""
+    return [uc for uc in configured if runs.allowed(user, uc.dag_id("predict"))]
 
 
-def _find(user: Any, name: str) -> tuple[UseCase, Config]:
-    found = next((uc for uc in _configured() if uc.name == name), None)
+def _find(user: Any, name: str, configured: list[UseCase]) -> tuple[UseCase, Config]:
+    """Use case `name` and its config (with the reader's login), if `user` may read it."""
+    found = next((uc for uc in configured if uc.name == name), None)
     if found is None:
         raise HTTPException(404, f"no use case {name!r} in this deployment")
     if not runs.allowed(user, found.dag_id("predict")):
@@ -122,19 +125,19 @@ def csrf_token(user: Any, name: str) -> str:
 def overview(request: Request) -> str:
     user, now = _user(request), datetime.now(UTC)
     rows = []
-    for uc in _visible(user):
+    for uc in _visible(user, _configured()):
         cfg = uc.load(_reader_overrides(uc))
         view, problem = _store(cfg, detail=False)
         stale, fresh = pages.freshness(view.served if view else None,
                                        uc.schedules["predict"], now)
-        rows.append(pages.UseCaseRow(uc.name, view, problem, runs.last_runs(uc), stale, fresh,
-                                     uc.schedules))
+        rows.append(pages.UseCaseRow(uc.name, view, problem, runs.last_runs(uc), stale, fresh))
     return pages.overview(_root(request), rows, now)
 
 
-def _page(request: Request, name: str, notice: str = "") -> str:
-    user, now = _user(request), datetime.now(UTC)
-    uc, cfg = _find(user, name)
+@app.get("/uc/{name}", response_class=HTMLResponse)
+def use_case(request: Request, name: str) -> str:
+    user, now, configured = _user(request), datetime.now(UTC), _configured()
+    uc, cfg = _find(user, name, configured)
     view, problem = _store(cfg, detail=True)
     if view is None:
         return pages.message(_root(request), name, problem or "?")
@@ -142,19 +145,14 @@ def _page(request: Request, name: str, notice: str = "") -> str:
     page = pages.UseCasePage(
         name, view, runs.last_runs(uc), status.reports(cfg), status.validations(cfg), stale,
         fresh, csrf_token(user, name),
-        runs.allowed(user, uc.dag_id("rollback"), act=True), [u.name for u in _visible(user)],
-        _root(request))
-    return pages.use_case(_root(request), page, now, notice)
-
-
-@app.get("/uc/{name}", response_class=HTMLResponse)
-def use_case(request: Request, name: str) -> str:
-    return _page(request, name)
+        runs.allowed(user, uc.dag_id("rollback"), act=True),
+        [u.name for u in _visible(user, configured)], _root(request))
+    return pages.use_case(page, now)
 
 
 @app.get("/uc/{name}/report/{kind}/{run_date}/{file}", response_class=HTMLResponse)
 def report(request: Request, name: str, kind: str, run_date: str, file: str) -> str:
-    _, cfg = _find(_user(request), name)
+    _, cfg = _find(_user(request), name, _configured())
     path = status.report_file(cfg, kind, run_date, file)
     if path is None:
         raise HTTPException(404, f"no {kind} report {run_date}/{file} for {name}")
@@ -163,14 +161,15 @@ def report(request: Request, name: str, kind: str, run_date: str, file: str) -> 
 
 @app.get("/uc/{name}/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, name: str, dag_id: str, run_id: str) -> str:
-    user = _user(request)
-    uc, _ = _find(user, name)
+    user, configured = _user(request), _configured()
+    uc, _ = _find(user, name, configured)
     if dag_id not in {uc.dag_id(role) for role in runs.ROLES}:
         raise HTTPException(404, f"{dag_id} is not a DAG of {name}")
     found = runs.run(dag_id, run_id)
     if found is None:
         raise HTTPException(404, f"no run {run_id} of {dag_id}")
-    return pages.run_page(_root(request), name, found, [u.name for u in _visible(user)])
+    return pages.run_page(_root(request), name, found,
+                          [u.name for u in _visible(user, configured)])
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -183,7 +182,7 @@ def _start(request: Request, name: str, role: str, form: dict[str, str],
     """Check the form (token, reason, what it names), then start the `role` DAG's run as
     the user and show it. What the form may name comes from the store, read now."""
     user = _user(request)
-    uc, cfg = _find(user, name)
+    uc, cfg = _find(user, name, _configured())
     dag_id = uc.dag_id(role)
     if not runs.allowed(user, dag_id, act=True):
         raise HTTPException(403, f"you may not start runs of {dag_id}")

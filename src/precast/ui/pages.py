@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
+from precast.gate.champions import ChampionPeriod
 from precast.html_report import STYLE, esc
 from precast.store import SnapshotInfo
+from precast.ui import MOUNT
 from precast.ui.runs import ROLES, RunInfo
 from precast.ui.status import Report, StoreView, Validation
 
-MOUNT = "/precast"  # where the plugin mounts the view in the api-server
 VIEW_STYLE = STYLE + """
 body { margin: 1em; max-width: none; } h1 { margin-top: 0; }
 .state { display: inline-block; padding: 0 .5em; border-radius: 3px; color: #fff;
@@ -38,10 +38,9 @@ class UseCaseRow:
     name: str
     view: StoreView | None
     problem: str | None  # why the store could not be read
-    runs: dict[str, list[RunInfo]]
+    runs: dict[str, RunInfo | None]
     stale: bool
     freshness: str
-    schedules: dict[str, str]
 
 
 def airflow_base(root: str) -> str:
@@ -79,11 +78,12 @@ def _airflow_run(base: str, run: RunInfo) -> str:
             f"{esc(run.state)}</span></a>")
 
 
-def _runs_cell(base: str, runs: dict[str, list[RunInfo]], roles: Sequence[str]) -> str:
+def _runs_cell(base: str, runs: dict[str, RunInfo | None]) -> str:
+    """The newest run of each of the use case's DAGs, with its state."""
     parts = []
-    for role in roles:
-        found = runs.get(role) or []
-        state = _airflow_run(base, found[0]) if found else '<span class="state none">none</span>'
+    for role in ROLES:
+        found = runs.get(role)
+        state = _airflow_run(base, found) if found else '<span class="state none">none</span>'
         parts.append(f"{esc(role)} {state}")
     return "<br>".join(parts)
 
@@ -134,7 +134,7 @@ def overview(base: str, rows: Sequence[UseCaseRow], now: datetime) -> str:
                         '<td class="muted">none published</td>')
             body.append(f'<td class="{"stale" if row.stale else "fresh"}">'
                         f"{esc(row.freshness)}</td>")
-        body.append(f"<td>{_runs_cell(base, row.runs, ROLES)}</td>")
+        body.append(f"<td>{_runs_cell(base, row.runs)}</td>")
         alerts = row.view.alerts_open if row.view else 0
         body.append(f'<td class="num {"critical" if alerts else ""}">'
                     f'<a href="{base}/uc/{quote(row.name)}#alerts">{alerts}</a></td></tr>')
@@ -144,7 +144,7 @@ def overview(base: str, rows: Sequence[UseCaseRow], now: datetime) -> str:
     return _page("precast", body)
 
 
-def _champion_text(champ: Any) -> str:
+def _champion_text(champ: ChampionPeriod) -> str:
     pin = " 📌 pinned" if champ.pinned else ""
     return (f"<b>v{esc(champ.model_version)}</b>{pin} since {_when(champ.valid_from)}<br>"
             f'<span class="muted">decision: {esc(champ.decision)}, by {esc(champ.decided_by)}'
@@ -179,7 +179,7 @@ class UseCasePage:
 
     name: str
     view: StoreView
-    runs: dict[str, list[RunInfo]]
+    runs: dict[str, RunInfo | None]
     reports: list[Report]
     validations: list[Validation]
     stale: bool
@@ -190,9 +190,9 @@ class UseCasePage:
     root: str  # the view's own path (where Airflow mounted it)
 
 
-def use_case(base: str, page: UseCasePage, now: datetime, notice: str = "") -> str:
-    v, name = page.view, page.name
-    body = [_nav(base, page.names), f"<h1>{esc(name)}</h1>", notice]
+def use_case(page: UseCasePage, now: datetime) -> str:
+    v, name, base = page.view, page.name, page.root
+    body = [_nav(base, page.names), f"<h1>{esc(name)}</h1>"]
     champ, served = v.champion, v.served
     body.append("<h2>Served now</h2><table>")
     body.append(f"<tr><th>champion</th><td>{_champion_text(champ) if champ else 'none yet'}"
@@ -201,7 +201,7 @@ def use_case(base: str, page: UseCasePage, now: datetime, notice: str = "") -> s
                 "</td></tr>")
     body.append(f'<tr><th>freshness</th><td class="{"stale" if page.stale else "fresh"}">'
                 f"{esc(page.freshness)}</td></tr>")
-    body.append(f"<tr><th>last runs</th><td>{_runs_cell(base, page.runs, ROLES)}</td></tr>")
+    body.append(f"<tr><th>last runs</th><td>{_runs_cell(base, page.runs)}</td></tr>")
     body.append("</table>")
     if served is None and champ is None:
         body.append(empty_state(name))
@@ -252,35 +252,46 @@ def _history(page: UseCasePage) -> list[str]:
     return out
 
 
-def rollback_targets(view: StoreView) -> dict[str, str]:
-    """target -> label of every rollback the page offers (retained snapshots not served;
-    for one of another model version, also 'that version, as champion')."""
+def targets_by_snapshot(view: StoreView) -> dict[int, dict[str, str]]:
+    """Snapshot id -> {target: label} of the rollbacks offered on its row: every retained
+    snapshot not served; on the newest retained snapshot of a model version other than the
+    champion's (the one `model:V` serves), also that version as champion."""
     champ = view.champion.model_version if view.champion else None
-    out: dict[str, str] = {}
-    for s in view.snapshots:
-        if s.status != "published" or s.current:
+    out: dict[int, dict[str, str]] = {}
+    versions: set[str] = set()
+    for s in view.snapshots:  # newest first
+        if s.status != "published":
             continue
-        out[f"snapshot:{s.snapshot_id}"] = f"serve snapshot #{s.snapshot_id}"
-        if s.model_version != champ:
-            out.setdefault(f"model:{s.model_version}",
-                           f"serve v{s.model_version} and make it the champion")
+        newest_of_version = s.model_version not in versions
+        versions.add(s.model_version)
+        if s.current:
+            continue
+        offered = out[s.snapshot_id] = {f"snapshot:{s.snapshot_id}":
+                                        f"serve snapshot #{s.snapshot_id}"}
+        if newest_of_version and s.model_version != champ:
+            offered[f"model:{s.model_version}"] = (
+                f"serve v{s.model_version} and make it the champion")
     return out
+
+
+def rollback_targets(view: StoreView) -> dict[str, str]:
+    """target -> label of every rollback the page offers (what a posted form may name)."""
+    return {t: label for offered in targets_by_snapshot(view).values()
+            for t, label in offered.items()}
 
 
 def _snapshots(page: UseCasePage, now: datetime) -> list[str]:
     out = ["<h2>Snapshots</h2>"]
     if not page.view.snapshots:
         return [*out, '<p class="muted">none published yet</p>']
-    champ = page.view.champion.model_version if page.view.champion else None
+    offered = targets_by_snapshot(page.view)
     out.append("<table><tr><th>#</th><th>date</th><th>status</th><th>rows</th><th>model</th>"
                "<th>published</th><th>lineage</th><th>activation / reason</th><th></th></tr>")
     for s in page.view.snapshots:
         action = ""
-        if s.status == "published" and not s.current:
-            options = f"<option value='snapshot:{s.snapshot_id}'>this snapshot</option>"
-            if s.model_version != champ:
-                options += (f"<option value='model:{esc(s.model_version)}'>v"
-                            f"{esc(s.model_version)} as champion</option>")
+        if s.snapshot_id in offered:
+            options = "".join(f"<option value='{esc(target)}'>{esc(label)}</option>"
+                              for target, label in offered[s.snapshot_id].items())
             action = _reason_form("rollback", page, f"<select name=target>{options}</select>",
                                   "roll back")
         status = "served" if s.current else s.status
@@ -396,9 +407,10 @@ def run_page(base: str, name: str, run: RunInfo, names: list[str]) -> str:
     return _page(f"{run.dag_id} {run.state}", body, None if run.finished else 2)
 
 
-def message(base: str, title: str, text: str, status_class: str = "critical") -> str:
+def message(base: str, title: str, text: str) -> str:
+    """A page that says why there is nothing else to show (a refusal, an unreadable store)."""
     return _page(title, [_nav(base, []), f"<h1>{esc(title)}</h1>"
-                         f'<p class="{status_class}">{esc(text)}</p>'])
+                         f'<p class="critical">{esc(text)}</p>'])
 
 
 def freshness(served: SnapshotInfo | None, cron: str, now: datetime) -> tuple[bool, str]:

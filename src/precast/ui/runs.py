@@ -22,12 +22,9 @@ class RunInfo:
     dag_id: str
     run_id: str
     state: str
-    run_type: str
-    run_after: datetime | None
     start_date: datetime | None
     end_date: datetime | None
     conf: dict[str, Any]
-    triggered_by_user: str | None
 
     @property
     def finished(self) -> bool:
@@ -35,23 +32,23 @@ class RunInfo:
 
 
 def _info(run: Any) -> RunInfo:
-    return RunInfo(run.dag_id, run.run_id, str(run.state or "queued"), str(run.run_type),
-                   run.run_after, run.start_date, run.end_date, dict(run.conf or {}),
-                   getattr(run, "triggering_user_name", None))
+    return RunInfo(run.dag_id, run.run_id, str(run.state or "queued"), run.start_date,
+                   run.end_date, dict(run.conf or {}))
 
 
-def last_runs(uc: UseCase, per_dag: int = 1) -> dict[str, list[RunInfo]]:
-    """The newest `per_dag` runs of each of the use case's DAGs, by role."""
+def last_runs(uc: UseCase) -> dict[str, RunInfo | None]:
+    """The newest run of each of the use case's DAGs (None: never run), by role."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    out: dict[str, list[RunInfo]] = {}
+    out: dict[str, RunInfo | None] = {}
     with create_session() as session:
         for role in ROLES:
-            query = (select(DagRun).where(DagRun.dag_id == uc.dag_id(role))
-                     .order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(per_dag))
-            out[role] = [_info(r) for r in session.scalars(query)]
+            newest = session.scalars(select(DagRun).where(DagRun.dag_id == uc.dag_id(role))
+                                     .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+                                     .limit(1)).first()
+            out[role] = None if newest is None else _info(newest)
     return out
 
 

@@ -22,6 +22,7 @@ from precast import store
 from precast.config import Config, redact_url
 from precast.errors import NotRetryable
 from precast.gate.champions import ChampionPeriod, period
+from precast.pipeline import record_path, records_root
 from precast.resources import statement
 
 ALERTS_SHOWN = 100  # newest alerts on a use case's page (the count says how many in all)
@@ -95,10 +96,17 @@ def reader_engine(url: str) -> Engine:
         return engine
 
 
-def _read_only(url: str) -> Engine:
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite store, None for any other."""
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = Path(parsed.database or "").expanduser().resolve()
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return Path(parsed.database or "").expanduser().resolve()
+
+
+def _read_only(url: str) -> Engine:
+    path = _sqlite_path(url)
+    if path is not None:
 
         def connect() -> sqlite3.Connection:  # mode=ro: never creates the file
             return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True,
@@ -120,17 +128,11 @@ def _dicts(conn: sa.Connection, name: str, **params: Any) -> list[dict[str, Any]
     return [dict(r) for r in conn.execute(sa.text(statement(name)), params).mappings()]
 
 
-def _no_store_yet(url: str) -> bool:
-    """True for a SQLite store whose file does not exist (reading never creates it)."""
-    parsed = sa.make_url(url)
-    return parsed.get_backend_name() == "sqlite" and not Path(
-        parsed.database or "").expanduser().is_file()
-
-
 def read_store(cfg: Config, url: str, *, detail: bool = False) -> StoreView:
     """The use case's store as the view shows it: the overview's part, or (`detail`) all.
-    A store without tables yet reads as empty."""
-    if _no_store_yet(url):
+    A store without tables yet, or a SQLite file not made yet, reads as empty."""
+    path = _sqlite_path(url)
+    if path is not None and not path.is_file():  # reading never creates it
         return StoreView()
     with reader_engine(url).connect() as conn:
         return _read(conn, cfg, detail)
@@ -141,8 +143,7 @@ def _read(conn: sa.Connection, cfg: Config, detail: bool) -> StoreView:
     model = {"model_name": cfg.model.name}
     history = ([period(r) for r in conn.execute(sa.text(statement(
         "champion_history_list")), model)] if "champion_history" in tables else [])
-    snapshots = list(reversed(store.snapshots(conn.engine))) \
-        if "prediction_snapshots" in tables else []
+    snapshots = list(reversed(store.snapshots(conn)))
     if "alerts" not in tables or "model_metrics" not in tables:
         return StoreView(history, snapshots)
     counts = _dicts(conn, "ui_alerts_counts", **model)[0]
@@ -195,13 +196,13 @@ class Validation:
 def validations(cfg: Config) -> list[Validation]:
     """Each dataset's latest validation, from the run records (what failed, on which
     values: GX's own summaries, kept in the record)."""
-    runs = cfg.space / "runs"
-    days = sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True) \
+    runs = records_root(cfg)
+    days = sorted((p.name for p in runs.iterdir() if p.is_dir()), reverse=True) \
         if runs.is_dir() else []
     found: dict[str, Validation] = {}
     for day in days[:RECORD_DAYS_SCANNED]:
         for step, dataset in VALIDATE_STEPS.items():
-            path = day / f"{step}.json"
+            path = record_path(cfg, date.fromisoformat(day), step)
             if dataset in found or not path.is_file():
                 continue
             rec = json.loads(path.read_text(encoding="utf-8"))
@@ -211,7 +212,7 @@ def validations(cfg: Config) -> list[Validation]:
             if error and not failed:
                 failed = [line.strip()[2:] for line in str(error).splitlines()
                           if line.strip().startswith("- ")]
-            found[dataset] = Validation(dataset, day.name, str(rec.get("status")),
+            found[dataset] = Validation(dataset, day, str(rec.get("status")),
                                         dict(result.get("statistics") or {}), failed, error)
         if len(found) == len(VALIDATE_STEPS):
             break
