@@ -5,9 +5,13 @@ Aliases: `challenger` is set by train, `champion` only by the gate (or a person)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SPEC_KEY = "feature_spec"
+OPEN_LOCK_KEY = 0x70726563  # "prec": the advisory lock a first open of MLflow's store holds
 
 
 @dataclass(frozen=True)
@@ -35,19 +40,78 @@ class ModelRef:
     tags: dict[str, str]
 
 
+_OPENED: set[str] = set()  # tracking URIs whose SQL store this process has opened
+
+
 def client(cfg: Config) -> MlflowClient:
     """An MlflowClient on the configured tracking/registry URI (experiment ensured)."""
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.tracking_uri)
     cfg.home.mkdir(parents=True, exist_ok=True)
-    mlflow_client = MlflowClient(cfg.tracking_uri, cfg.tracking_uri)
-    if mlflow_client.get_experiment_by_name(cfg.model.experiment) is None:
-        mlflow_client.create_experiment(cfg.model.experiment, artifact_location=cfg.artifact_root)
+    with _first_open(cfg.tracking_uri):
+        mlflow_client = MlflowClient(cfg.tracking_uri, cfg.tracking_uri)  # opens the store
+        if mlflow_client.get_experiment_by_name(cfg.model.experiment) is None:
+            try:
+                mlflow_client.create_experiment(cfg.model.experiment,
+                                                artifact_location=cfg.artifact_root)
+            except MlflowException as exc:  # another process created it meanwhile
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        mlflow_client.search_registered_models(max_results=1)  # opens the registry's store
     mlflow.set_experiment(cfg.model.experiment)
     return mlflow_client
+
+
+@contextlib.contextmanager
+def _first_open(uri: str) -> Iterator[None]:
+    """Hold a lock across processes while this process first opens the MLflow SQL store at
+    `uri`. MLflow creates and migrates an empty database on first open without a lock of
+    its own: two tasks opening a new registry at once (parallel tasks of a fresh deployment)
+    interleave its migrations and leave a database that no later open can repair. SQLite
+    locks a file beside the database (processes of one machine, as SQLite requires);
+    PostgreSQL takes an advisory lock (workers on any machine). Other stores (an MLflow
+    server, a folder) need none."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if uri in _OPENED or scheme not in ("sqlite", "postgresql"):
+        yield
+        return
+    if scheme == "sqlite":
+        import sqlalchemy as sa
+
+        database = sa.engine.make_url(uri).database
+        if not database or database == ":memory:":
+            yield
+            return
+        lock_path = Path(database).with_name(Path(database).name + ".open-lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        with _advisory_lock(uri):
+            yield
+    _OPENED.add(uri)
+
+
+@contextlib.contextmanager
+def _advisory_lock(uri: str) -> Iterator[None]:
+    """PostgreSQL's session advisory lock OPEN_LOCK_KEY on the database at `uri`."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": OPEN_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": OPEN_LOCK_KEY})
+    finally:
+        engine.dispose()
 
 
 class RegistryUnavailableError(RuntimeError):
@@ -144,16 +208,24 @@ def local_model(cfg: Config, ref: ModelRef) -> Path:
     target = cfg.home / "models" / ref.name / ref.version
     if (target / artifact.SPEC_FILE).exists():
         return target
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    src = Path(mlflow.artifacts.download_artifacts(
-        f"models:/{ref.name}/{ref.version}", dst_path=str(staging / "mlflow"),
-        tracking_uri=cfg.tracking_uri))
-    meta = Model.load(str(src / "MLmodel"))
-    booster_file = src / meta.flavors["xgboost"]["data"]
-    shutil.copyfile(booster_file, staging / artifact.BOOSTER_FILE)
-    spec = (meta.metadata or {})[SPEC_KEY]
-    (staging / artifact.SPEC_FILE).write_text(json.dumps(spec, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # This process's own staging folder: tasks that score with a new version at once each
+    # download it, and the first to finish puts its copy in place.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # as a folder made the usual way: executors may run as another user
+    try:
+        src = Path(mlflow.artifacts.download_artifacts(
+            f"models:/{ref.name}/{ref.version}", dst_path=str(staging / "mlflow"),
+            tracking_uri=cfg.tracking_uri))
+        meta = Model.load(str(src / "MLmodel"))
+        booster_file = src / meta.flavors["xgboost"]["data"]
+        shutil.copyfile(booster_file, staging / artifact.BOOSTER_FILE)
+        spec = (meta.metadata or {})[SPEC_KEY]
+        (staging / artifact.SPEC_FILE).write_text(json.dumps(spec, indent=2))
+        if target.exists() and not (target / artifact.SPEC_FILE).exists():
+            shutil.rmtree(target, ignore_errors=True)  # an older precast's incomplete copy
+        with contextlib.suppress(OSError):  # another task's copy went in first
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
