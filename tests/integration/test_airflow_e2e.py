@@ -233,9 +233,20 @@ def _when(timestamp: str) -> datetime:
 
 def _wait_for_text(browser: Any, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while text not in browser.find_element("tag name", "body").text:
+    while text not in _body_text(browser):
         assert time.monotonic() < deadline, f"{text!r} not shown at {browser.current_url}"
         time.sleep(0.5)
+
+
+def _body_text(browser: Any) -> str:
+    """The page's text; empty while a page that follows a run reloads (its body found, then
+    replaced before its text was read)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return str(browser.find_element("tag name", "body").text)
+    except StaleElementReferenceException:
+        return ""
 
 
 def _wait_for_url(browser: Any, part: str, timeout: float = 30) -> None:
@@ -478,7 +489,7 @@ def test_the_precast_view_rolls_back_to_an_older_snapshot_with_a_reason(deployme
 
     _into_the_view(browser, deployment.url)
     _wait_for_text(browser, f"#{newest.snapshot_id} for {newest.snapshot_date}")
-    assert f"v{newest.model_version}" in browser.find_element(By.TAG_NAME, "body").text
+    assert f"v{newest.model_version}" in _body_text(browser)
     _framed_screenshot(browser, "ui-1-overview.png")
 
     browser.find_element(By.CSS_SELECTOR, "td a[href$='/uc/churn']").click()
