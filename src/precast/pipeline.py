@@ -44,10 +44,10 @@ def _validate(dataset: str, kinds: tuple[str, ...] | None = None) -> Callable[..
     return step
 
 
-def _features(kinds: tuple[str, ...]) -> Callable[..., Any]:
+def _features(kinds: tuple[str, ...], reuse_written: bool = False) -> Callable[..., Any]:
     def step(cfg: Config, day: date, **_: Any) -> Any:
         from precast.steps import features
-        return features.run(cfg, day, kinds=kinds)
+        return features.run(cfg, day, kinds=kinds, reuse_written=reuse_written)
     return step
 
 
@@ -90,7 +90,8 @@ RUNNERS: dict[str, Callable[..., Any]] = {
     "validate_features": _validate("features"),
     "train": _train,
     "gate": _gate,
-    "inference_features": _features(("inference",)),
+    # The day's training run wrote the same inference dataset (same data version): kept.
+    "inference_features": _features(("inference",), reuse_written=True),
     "validate_inference": _validate("features", ("inference",)),
     "score": _score,
     "validate_predictions": _validate("predictions"),

@@ -111,6 +111,27 @@ def test_data_version_is_stable_and_tracks_inputs(spark, small_cfg: Config) -> N
         first.get("inference").data_version
 
 
+def test_a_predict_run_keeps_the_inference_dataset_its_training_run_wrote(
+        spark, small_cfg: Config) -> None:
+    """inference_features after the day's features step: the same data version, so the
+    dataset is kept as written (no Spark job); a changed input builds it again."""
+    from precast import pipeline
+
+    write_events(spark, small_cfg)
+    built = features.run(small_cfg, D, spark=spark).get("inference")
+    files = {p: p.stat().st_mtime_ns for p in Path(built.path).glob("*.parquet")}
+    rows = read(built.path)
+    kept = pipeline.run_step(small_cfg, "inference_features", D).get("inference")
+    assert kept == built
+    assert {p: p.stat().st_mtime_ns for p in Path(built.path).glob("*.parquet")} == files != {}
+    write_events(spark, small_cfg, fingerprint="changed")  # extract ran again: new content
+    rebuilt = pipeline.run_step(small_cfg, "inference_features", D).get("inference")
+    assert rebuilt.data_version != built.data_version
+    assert read_json(manifest_path(built.path))["data_version"] == rebuilt.data_version
+    assert {p: p.stat().st_mtime_ns for p in Path(built.path).glob("*.parquet")} != files
+    assert rebuilt.rows == built.rows and read(rebuilt.path) == rows  # the same events
+
+
 def test_missing_history_is_a_clear_error(spark, small_cfg: Config) -> None:
     write_events(spark, small_cfg, [e for e in EVENTS if e[1] != 20])
     with pytest.raises(features.NotEnoughHistoryError,
