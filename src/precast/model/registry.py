@@ -87,9 +87,14 @@ def _first_open(uri: str) -> Iterator[None]:
             yield
             return
         lock_path = Path(database).with_name(Path(database).name + ".open-lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as stack:
+            try:
+                lock_path.parent.mkdir(parents=True, exist_ok=True)
+                lock = stack.enter_context(lock_path.open("a"))
+            except OSError:  # a folder this process cannot write: it cannot migrate either
+                lock = None
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
             yield
     else:
         with _advisory_lock(uri):
