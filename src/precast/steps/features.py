@@ -262,10 +262,6 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
     same snapshots, clean days, SQL and config) is kept as it is, and no Spark session starts
     when every requested one is (a predict run's inference dataset, which the day's training
     run wrote)."""
-    from pyspark.sql import functions as F
-
-    from precast.engines.spark import spark_session
-
     queries = Queries.of(cfg)
     lake = cfg.lake
     features_config = cfg.features
@@ -278,7 +274,13 @@ def run(cfg: Config, run_date: date, kinds: tuple[str, ...] = KINDS,
         written = [_written(lake, manifests, kind, run_date, plan[kind], label_end[kind],
                             features_config, queries) for kind in kinds]
         if all(written):
+            log.info("features %s for %s: kept as written (same data version)",
+                     ", ".join(kinds), run_date)
             return FeaturesResult(run_date, tuple(info for info in written if info))
+    from pyspark.sql import functions as F  # after the check: a kept dataset imports no Spark
+
+    from precast.engines.spark import spark_session
+
     spark = spark or spark_session(cfg, input_bytes=size([lake.events()]))
     # Not cached: each snapshot's SQL reads the Parquet with the days and columns it needs
     # (partition and column pruning), which costs less than caching every column of every day
@@ -305,7 +307,7 @@ def _written(lake: Lake, manifests: Manifests, kind: str, run_date: date,
              snapshots: tuple[date, ...], label_end: date, features_config: FeaturesConfig,
              queries: Queries) -> DatasetInfo | None:
     """The dataset of `kind` for `run_date` as written under the data version it would have
-    now, or None (absent, another version, empty, or written by an older precast)."""
+    now, or None (absent, another version, or empty)."""
     path = lake.dataset(kind, run_date)
     manifest = read_json(manifest_path(path)) or {}
     version = _version(manifests, kind, snapshots, label_end, features_config, queries)
@@ -313,8 +315,6 @@ def _written(lake: Lake, manifests: Manifests, kind: str, run_date: date,
     if (manifest.get("data_version") != version or manifest.get("snapshots") != names
             or not manifest.get("row_count")):
         return None
-    log.info("features %s %s: kept as written (%d rows, data_version=%s)",
-             kind, run_date, manifest["row_count"], version)
     return DatasetInfo(kind, path, int(manifest["row_count"]), version, tuple(names),
                        manifest.get("label_rate"))
 
@@ -327,13 +327,12 @@ def _written_test_snapshot(spark: SparkSession, lake: Lake, manifests: Manifests
 
     def written(snapshot: date) -> DataFrame | None:
         run_date = snapshot_end("test", snapshot, features_config)
-        path = lake.dataset("test", run_date)
-        manifest = read_json(manifest_path(path))
-        if not manifest or manifest.get("data_version") != _version(
-                manifests, "test", (snapshot,), run_date, features_config, queries):
+        test = _written(lake, manifests, "test", run_date, (snapshot,), run_date,
+                        features_config, queries)
+        if test is None:
             return None
         log.info("features: snapshot %s read from the test dataset of %s", snapshot, run_date)
-        return spark.read.parquet(path)
+        return spark.read.parquet(test.path)
 
     return written
 
